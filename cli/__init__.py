@@ -1,0 +1,1 @@
+"""The ``pladacodec`` command line (installed as the package ``pladacodec_cli``)."""
