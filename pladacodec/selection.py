@@ -1,0 +1,514 @@
+"""Which reference images to send: selection strategies, Safety-Net, byte budget.
+
+numpy only (no torch).  The input is what :mod:`pladacodec.teacher` computes
+for every reference image: the energy ``E(x) = -T * logsumexp(f(x) / T)``,
+the teacher's argmax label and the softmax entropy.  The output is a
+:class:`Selection`: sorted indices and their labels, ready for
+:func:`pladacodec.encode`.
+
+Rules
+-----
+Ordering.  Each strategy ranks images by a key, smallest first:
+``lowest-energy`` by energy, ``highest-energy`` by minus energy (the paper's
+choice for far-out-of-domain targets), ``entropy`` by softmax entropy, and
+``random`` by a seeded random permutation.  Equal keys are ranked by index,
+so every result is deterministic.
+
+Non-finite scores.  An image whose energy is NaN (or, for ``entropy``, whose
+entropy is NaN) is never selected and does not count in N_c; its label is
+ignored.  ``-inf`` and ``+inf`` energies are ordinary extreme values: with
+``lowest-energy`` an image whose logits overflowed to ``+inf`` comes first.
+Asking for more images than there are eligible ones is an error.
+
+Size.  ``count=K`` asks for K images; ``keep=p`` for ``round_half_up(p * N)``
+with N the number of reference images (eligible or not).
+:func:`select_budget` finds the largest K whose packed file fits a byte budget.
+
+Safety-Net (``safety_net=s``, ``alpha=a``).  ``R = round_half_up(s * K)``
+slots are reserved for per-class quotas K_c; the other ``K - R`` go to the
+best-ranked images not already picked, whatever their class.  N_c counts the
+eligible images whose teacher argmax is c; C+ is the number of classes with
+N_c > 0.  A class with N_c = 0 gets no quota (for a < 0, N_c^a is undefined
+there; for a >= 0 it would be useless).  Quotas:
+
+* ``R >= C+``: every present class first gets one slot; the remaining
+  ``R - C+`` are shared in proportion to ``w_c = N_c ** a`` by the
+  largest-remainder (Hamilton) method, so the quotas sum to R exactly.
+* ``R < C+``: the R present classes with the largest ``w_c`` get one slot
+  each (the rarest classes for ``a < 0``, the commonest for ``a > 0``).
+* Remainder ties, and ties in ``w_c``, go to the smaller class index.
+* A quota above N_c is cut to N_c and the surplus is shared again, by the
+  same rule, among the classes still below their N_c, until none exceeds it.
+  (``K <= sum N_c`` always holds, so the quotas always sum to R.)
+
+Each class's quota is filled with its best-ranked images under the chosen
+strategy.  So with ``R >= C+`` every class that the teacher predicts at least
+once appears in the selection.
+
+>>> import numpy as np
+>>> energy = np.array([-3.0, -1.0, -2.0, -5.0, -4.0, np.nan], dtype=np.float32)
+>>> labels = np.array([0, 0, 1, 0, 0, 1])
+>>> select(energy, labels, count=2).indices.tolist()
+[3, 4]
+>>> sel = select(energy, labels, count=2, safety_net=1.0, alpha=0.5)
+>>> sel.indices.tolist(), sel.labels.tolist(), sel.quotas.tolist()
+([2, 3], [1, 0], [1, 1])
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import PladaError
+
+__all__ = [
+    "STRATEGIES",
+    "PladaSelectionError",
+    "Selection",
+    "select",
+    "select_budget",
+    "safety_net_quotas",
+    "parse_size",
+    "parse_keep",
+    "Scores",
+    "load_scores",
+    "SCORES_FORMAT",
+    "SCORES_VERSION",
+    "SCORES_META",
+    "shard_path",
+    "shard_done_path",
+]
+
+STRATEGIES: tuple[str, ...] = ("lowest-energy", "highest-energy", "entropy", "random")
+
+
+class PladaSelectionError(PladaError, ValueError):
+    """The selection request cannot be met (bad size, strategy, scores...)."""
+
+
+def _round_half_up(x: float) -> int:
+    return int(math.floor(x + 0.5))
+
+
+# --------------------------------------------------------------------------
+# Safety-Net quotas
+# --------------------------------------------------------------------------
+
+
+def _largest_remainder(total: int, weights: np.ndarray) -> np.ndarray:
+    """Split *total* integer slots in proportion to *weights* (Hamilton's method).
+
+    Remainder ties go to the smaller index.  Entries with weight 0 get 0.
+    """
+    out = np.zeros(len(weights), dtype=np.int64)
+    wsum = float(weights.sum())
+    if total <= 0 or wsum <= 0.0:
+        return out
+    exact = weights * (total / wsum)
+    base = np.floor(exact).astype(np.int64)
+    # Guard against floating point giving sum(base) > total.
+    while base.sum() > total:
+        base[np.argmax(base)] -= 1
+    left = total - int(base.sum())
+    if left > 0:
+        remainder = np.where(weights > 0, exact - base, -np.inf)
+        order = np.lexsort((np.arange(len(weights)), -remainder))
+        base[order[:left]] += 1
+    return base
+
+
+def safety_net_quotas(class_counts: Sequence[int] | np.ndarray, reserved: int, alpha: float) -> np.ndarray:
+    """Per-class quotas K_c for *reserved* slots (rules in the module docstring).
+
+    >>> safety_net_quotas([1000, 10, 0, 1], 6, alpha=0.5).tolist()
+    [4, 1, 0, 1]
+    >>> safety_net_quotas([1000, 10, 0, 1], 2, alpha=-0.2).tolist()
+    [0, 1, 0, 1]
+    >>> safety_net_quotas([1000, 1, 0, 1], 20, alpha=-1.0).tolist()
+    [18, 1, 0, 1]
+    """
+    n_c = np.asarray(class_counts, dtype=np.int64)
+    if n_c.ndim != 1 or (n_c < 0).any():
+        raise PladaSelectionError("class counts must be a 1-D array of non-negative integers")
+    if reserved < 0:
+        raise PladaSelectionError(f"reserved slots must be >= 0, found {reserved}")
+    if reserved > int(n_c.sum()):
+        raise PladaSelectionError(
+            f"cannot reserve {reserved:,} slots: only {int(n_c.sum()):,} images are eligible"
+        )
+    if not math.isfinite(alpha):
+        raise PladaSelectionError(f"alpha must be finite, found {alpha}")
+    present = n_c > 0
+    weights = np.zeros(len(n_c), dtype=np.float64)
+    weights[present] = n_c[present].astype(np.float64) ** alpha
+    quotas = np.zeros(len(n_c), dtype=np.int64)
+    n_present = int(present.sum())
+    if reserved == 0 or n_present == 0:
+        return quotas
+    if reserved < n_present:
+        idx = np.flatnonzero(present)
+        order = np.lexsort((idx, -weights[idx]))
+        quotas[idx[order[:reserved]]] = 1
+        return quotas
+    quotas[present] = 1
+    left = reserved - n_present
+    open_ = present & (quotas < n_c)
+    while left > 0:
+        share = _largest_remainder(left, np.where(open_, weights, 0.0))
+        quotas += share
+        over = quotas > n_c
+        left = int((quotas - n_c)[over].sum())
+        quotas[over] = n_c[over]
+        open_ = quotas < n_c
+    return quotas
+
+
+# --------------------------------------------------------------------------
+# Selection
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The images to send: *indices* sorted ascending (int64) and their *labels* (int64).
+
+    *quotas* holds the Safety-Net quota of each class (``None`` without one);
+    *class_counts* is N_c over the eligible images.
+    """
+
+    indices: np.ndarray
+    labels: np.ndarray
+    n_reference: int
+    n_classes: int
+    strategy: str
+    safety_net: float = 0.0
+    alpha: float | None = None
+    seed: int | None = None
+    quotas: np.ndarray | None = None
+    class_counts: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def count(self) -> int:
+        return len(self.indices)
+
+    def metadata(self) -> dict[str, Any]:
+        """A JSON-ready description of how the selection was made (for the file header)."""
+        meta: dict[str, Any] = {"strategy": self.strategy, "count": self.count}
+        if self.safety_net:
+            meta["safety_net"] = self.safety_net
+            meta["alpha"] = self.alpha
+        if self.strategy == "random":
+            meta["seed"] = self.seed
+        return meta
+
+
+def _ranking_key(
+    strategy: str, energy: np.ndarray, entropy: np.ndarray | None, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(key, eligible): smaller key = better; eligible is False where a score is NaN."""
+    eligible = ~np.isnan(energy)
+    if strategy == "lowest-energy":
+        key = energy
+    elif strategy == "highest-energy":
+        key = -energy
+    elif strategy == "entropy":
+        if entropy is None:
+            raise PladaSelectionError("strategy 'entropy' needs the entropy scores")
+        if entropy.shape != energy.shape:
+            raise PladaSelectionError(
+                f"expected {len(energy):,} entropies (one per energy), found {len(entropy):,}"
+            )
+        key = entropy
+        eligible &= ~np.isnan(entropy)
+    elif strategy == "random":
+        key = np.random.default_rng(seed).permutation(len(energy))
+    else:
+        raise PladaSelectionError(f"unknown strategy {strategy!r}; expected one of {', '.join(STRATEGIES)}")
+    return key, eligible
+
+
+def select(
+    energy: np.ndarray,
+    labels: np.ndarray,
+    *,
+    count: int | None = None,
+    keep: float | None = None,
+    strategy: str = "lowest-energy",
+    entropy: np.ndarray | None = None,
+    safety_net: float = 0.0,
+    alpha: float = 0.5,
+    n_classes: int | None = None,
+    seed: int = 0,
+) -> Selection:
+    """Pick *count* images (or the fraction *keep* of all) from per-image teacher scores.
+
+    *energy*, *labels* (and *entropy* for the ``entropy`` strategy) hold one
+    value per reference image.  Rules: module docstring.
+
+    >>> import numpy as np
+    >>> select(np.array([2.0, 1.0, 1.0, 0.5]), np.array([1, 0, 2, 0]), count=3).indices.tolist()
+    [1, 2, 3]
+    """
+    energy = np.asarray(energy)
+    labels = np.asarray(labels)
+    if energy.ndim != 1 or labels.shape != energy.shape:
+        raise PladaSelectionError(
+            f"expected 1-D energy and label arrays of one length, found shapes {energy.shape} and {labels.shape}"
+        )
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise PladaSelectionError(f"labels must be integers, found dtype {labels.dtype}")
+    energy = energy.astype(np.float64, copy=False)
+    entropy = None if entropy is None else np.asarray(entropy, dtype=np.float64)
+    n = len(energy)
+    if (count is None) == (keep is None):
+        raise PladaSelectionError("give exactly one of count= and keep=")
+    if keep is not None:
+        if not 0.0 <= keep <= 1.0:
+            raise PladaSelectionError(f"keep must be a fraction in [0, 1], found {keep}")
+        count = _round_half_up(keep * n)
+    assert count is not None
+    count = int(count)
+    if not 0.0 <= safety_net <= 1.0:
+        raise PladaSelectionError(f"safety_net must be a fraction in [0, 1], found {safety_net}")
+
+    key, eligible = _ranking_key(strategy, energy, entropy, seed)
+    n_eligible = int(eligible.sum())
+    if count < 0 or count > n_eligible:
+        raise PladaSelectionError(
+            f"asked for {count:,} images but {n_eligible:,} of the {n:,} reference images are eligible"
+            + (" (the others have NaN scores)" if n_eligible < n else "")
+        )
+    eligible_labels = labels[eligible]
+    if n_eligible and int(eligible_labels.min()) < 0:
+        raise PladaSelectionError(f"labels must be >= 0, found {int(eligible_labels.min())}")
+    max_label = int(eligible_labels.max()) if n_eligible else -1
+    if n_classes is None:
+        n_classes = max_label + 1
+    elif max_label >= n_classes:
+        raise PladaSelectionError(f"label {max_label} is out of range for {n_classes} classes")
+
+    candidates = np.flatnonzero(eligible)
+    order = candidates[np.argsort(key[candidates], kind="stable")]  # ties keep index order
+
+    quotas = class_counts = None
+    picked = np.zeros(n, dtype=bool)
+    reserved = _round_half_up(safety_net * count) if safety_net else 0
+    if safety_net:
+        class_counts = np.bincount(eligible_labels, minlength=n_classes).astype(np.int64)
+        quotas = safety_net_quotas(class_counts, reserved, alpha)
+        # Group the ranked images by class, keeping rank order inside each class.
+        order_labels = labels[order]
+        by_class = np.argsort(order_labels, kind="stable")
+        starts = np.concatenate(([0], np.cumsum(class_counts)[:-1]))
+        rank_in_class = np.empty(n_eligible, dtype=np.int64)
+        rank_in_class[by_class] = np.arange(n_eligible) - np.repeat(starts, class_counts)
+        picked[order[rank_in_class < quotas[order_labels]]] = True
+    rest = order[~picked[order]][: count - reserved]
+    picked[rest] = True
+
+    indices = np.flatnonzero(picked).astype(np.int64)
+    return Selection(
+        indices=indices,
+        labels=labels[indices].astype(np.int64),
+        n_reference=n,
+        n_classes=int(n_classes),
+        strategy=strategy,
+        safety_net=float(safety_net),
+        alpha=float(alpha) if safety_net else None,
+        seed=seed if strategy == "random" else None,
+        quotas=quotas,
+        class_counts=class_counts,
+    )
+
+
+def select_budget(
+    energy: np.ndarray,
+    labels: np.ndarray,
+    budget: int,
+    *,
+    size_of: Callable[[Selection], int],
+    **select_kwargs: Any,
+) -> Selection:
+    """The largest selection whose packed size, ``size_of(selection)``, fits *budget* bytes.
+
+    Binary search over the count (the packed size grows with the count; where
+    entropy coding makes it dip locally the search may stop below the true
+    maximum, but the result always fits).  *select_kwargs* go to
+    :func:`select` (``count``/``keep`` excepted).  Raises
+    :class:`PladaSelectionError` when even an empty selection does not fit.
+
+    >>> import numpy as np
+    >>> e = np.arange(100.0); l = np.zeros(100, dtype=np.int64)
+    >>> select_budget(e, l, 40, size_of=lambda s: 10 + s.count).count
+    30
+    """
+    if "count" in select_kwargs or "keep" in select_kwargs:
+        raise PladaSelectionError("select_budget chooses the count itself; do not pass count= or keep=")
+
+    def attempt(k: int) -> tuple[Selection, int]:
+        sel = select(energy, labels, count=k, **select_kwargs)
+        return sel, int(size_of(sel))
+
+    best, size = attempt(0)
+    if size > budget:
+        raise PladaSelectionError(f"a budget of {budget:,} bytes is too small: an empty task takes {size:,}")
+    entropy = select_kwargs.get("entropy")
+    _, eligible = _ranking_key(
+        select_kwargs.get("strategy", "lowest-energy"),
+        np.asarray(energy, dtype=np.float64),
+        None if entropy is None else np.asarray(entropy, dtype=np.float64),
+        select_kwargs.get("seed", 0),
+    )
+    upper = int(eligible.sum())
+    lo, hi = 0, upper  # invariant: size(lo) fits; every count above hi is untested or fails
+    sel_hi, size_hi = attempt(hi)
+    if size_hi <= budget:
+        return sel_hi
+    hi -= 1
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        sel, size = attempt(mid)
+        if size <= budget:
+            lo, best = mid, sel
+        else:
+            hi = mid - 1
+    return best
+
+
+_SIZE_UNITS = {
+    "": 1, "b": 1,
+    "kb": 10**3, "mb": 10**6, "gb": 10**9,
+    "kib": 2**10, "mib": 2**20, "gib": 2**30,
+    "k": 10**3, "m": 10**6, "g": 10**9,
+}
+
+
+def parse_size(text: str) -> int:
+    """Bytes in a size such as ``"100KB"`` (10^3), ``"64KiB"`` (2^10), ``"1.5MB"``, ``"900"``.
+
+    >>> parse_size("100KB"), parse_size("2 KiB"), parse_size("512")
+    (100000, 2048, 512)
+    """
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([A-Za-z]*)\s*", text)
+    if not m or m.group(2).lower() not in _SIZE_UNITS:
+        raise PladaSelectionError(f"expected a size like 100KB, 64KiB or 5000, found {text!r}")
+    return int(float(m.group(1)) * _SIZE_UNITS[m.group(2).lower()])
+
+
+def parse_keep(text: str) -> float:
+    """A fraction from ``"1%"`` (0.01) or ``"0.01"``.
+
+    >>> parse_keep("2.5%"), parse_keep("0.1")
+    (0.025, 0.1)
+    """
+    t = text.strip()
+    try:
+        value = float(t[:-1]) / 100.0 if t.endswith("%") else float(t)
+    except ValueError:
+        raise PladaSelectionError(f"expected a fraction like 1% or 0.01, found {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise PladaSelectionError(f"keep must lie between 0% and 100%, found {text!r}")
+    return value
+
+
+# --------------------------------------------------------------------------
+# Scores directory (written by pladacodec.teacher, read here without torch)
+# --------------------------------------------------------------------------
+#
+# SCORES_DIR/meta.json            {"format": "pladacodec-scores", "version": 1, "n": N,
+#                                  "shard_size": S, "n_shards": ceil(N / S),
+#                                  "reference_fingerprint": hex, "teacher": spec,
+#                                  "temperature": T, "n_classes": C, "class_names": [...] | null, ...}
+# SCORES_DIR/energy-00000.npy     float32, images [0, S) ; shard i covers [i*S, min((i+1)*S, N))
+# SCORES_DIR/label-00000.npy      int32 teacher argmax
+# SCORES_DIR/entropy-00000.npy    float32 softmax entropy (nats)
+# SCORES_DIR/shard-00000.done     empty; written after the three arrays are flushed
+
+SCORES_FORMAT = "pladacodec-scores"
+SCORES_VERSION = 1
+SCORES_META = "meta.json"
+SCORE_ARRAYS: dict[str, str] = {"energy": "<f4", "label": "<i4", "entropy": "<f4"}
+
+
+def shard_path(scores_dir: str | Path, kind: str, shard: int) -> Path:
+    """Path of one shard array: ``kind`` is ``energy``, ``label`` or ``entropy``."""
+    return Path(scores_dir) / f"{kind}-{shard:05d}.npy"
+
+
+def shard_done_path(scores_dir: str | Path, shard: int) -> Path:
+    """Path of the marker that says a shard is complete."""
+    return Path(scores_dir) / f"shard-{shard:05d}.done"
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Per-image teacher scores of a whole reference set, as read by :func:`load_scores`."""
+
+    energy: np.ndarray
+    label: np.ndarray
+    entropy: np.ndarray
+    n_classes: int
+    class_names: tuple[str, ...] | None
+    reference_fingerprint: bytes | None
+    meta: dict[str, Any]
+
+    @property
+    def n(self) -> int:
+        return len(self.energy)
+
+
+def load_scores(scores_dir: str | Path) -> Scores:
+    """Read a complete scores directory written by ``pladacodec score``."""
+    scores_dir = Path(scores_dir)
+    meta_path = scores_dir / SCORES_META
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise PladaSelectionError(f"{str(scores_dir)!r} is not a scores directory: no {SCORES_META}") from None
+    except (OSError, ValueError) as exc:
+        raise PladaSelectionError(f"cannot read {str(meta_path)!r}: {exc}") from None
+    if meta.get("format") != SCORES_FORMAT:
+        raise PladaSelectionError(f"{str(meta_path)!r}: expected format {SCORES_FORMAT!r}, found {meta.get('format')!r}")
+    if meta.get("version") != SCORES_VERSION:
+        raise PladaSelectionError(
+            f"{str(meta_path)!r}: scores version {meta.get('version')} is not {SCORES_VERSION}, the one this reader knows"
+        )
+    n, shard_size, n_shards = int(meta["n"]), int(meta["shard_size"]), int(meta["n_shards"])
+    missing = [s for s in range(n_shards) if not shard_done_path(scores_dir, s).exists()]
+    if missing:
+        raise PladaSelectionError(
+            f"{str(scores_dir)!r}: {n_shards - len(missing)} of {n_shards} shards are complete "
+            f"(first missing: {missing[0]}); rerun `pladacodec score` to finish"
+        )
+    arrays: dict[str, np.ndarray] = {}
+    for kind, dtype in SCORE_ARRAYS.items():
+        parts = []
+        for s in range(n_shards):
+            part = np.load(shard_path(scores_dir, kind, s), mmap_mode="r")
+            expected = min(shard_size, n - s * shard_size)
+            if part.shape != (expected,) or part.dtype != np.dtype(dtype):
+                raise PladaSelectionError(
+                    f"{str(shard_path(scores_dir, kind, s))!r}: expected {expected:,} values of {np.dtype(dtype)}, "
+                    f"found shape {part.shape} of {part.dtype}"
+                )
+            parts.append(part)
+        arrays[kind] = np.concatenate(parts) if parts else np.empty(0, dtype=dtype)
+    fp = meta.get("reference_fingerprint")
+    names = meta.get("class_names")
+    return Scores(
+        energy=arrays["energy"],
+        label=arrays["label"].astype(np.int64),
+        entropy=arrays["entropy"],
+        n_classes=int(meta["n_classes"]),
+        class_names=tuple(names) if names is not None else None,
+        reference_fingerprint=bytes.fromhex(fp) if fp else None,
+        meta=meta,
+    )
