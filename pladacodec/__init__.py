@@ -1,0 +1,48 @@
+"""pladacodec: a whole image-classification task in a few kilobytes (PLADA).
+
+The codec core (this package's top level) needs only numpy, numba,
+constriction and crc32c; torch-based adapters load lazily on first use.
+
+>>> import pladacodec
+>>> blob = pladacodec.encode([5, 1, 9], [2, 0, 2], n_reference=10, n_classes=3)
+>>> pladacodec.decode(blob).indices.tolist()
+[1, 5, 9]
+"""
+
+from __future__ import annotations
+
+from ._api import Payload as Payload
+from ._api import TaskInfo as TaskInfo
+from ._api import decode as decode
+from ._api import encode as encode
+from ._api import inspect as inspect
+from ._api import read as read
+from ._api import read_header as read_header
+from ._api import write as write
+from ._spec import VERSION_MAJOR, VERSION_MINOR
+from .errors import PladaChecksumError as PladaChecksumError
+from .errors import PladaDecodeError as PladaDecodeError
+from .errors import PladaEncodeError as PladaEncodeError
+from .errors import PladaError as PladaError
+from .errors import PladaFormatError as PladaFormatError
+from .errors import PladaReferenceError as PladaReferenceError
+from .errors import PladaTruncatedError as PladaTruncatedError
+from .errors import PladaVersionError as PladaVersionError
+
+__version__ = "0.1.0"
+FORMAT_VERSION = (VERSION_MAJOR, VERSION_MINOR)
+
+# Names served lazily from modules that import torch (so `import pladacodec` never does).
+_LAZY = {}
+
+
+def __getattr__(name: str):
+    target = _LAZY.get(name)
+    if target is None:
+        raise AttributeError(f"module 'pladacodec' has no attribute {name!r}")
+    import importlib
+
+    module_name, attr = target.split(":")
+    value = getattr(importlib.import_module(module_name, __name__), attr)
+    globals()[name] = value
+    return value

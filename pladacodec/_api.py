@@ -1,0 +1,406 @@
+"""The public codec API: encode/decode bytes, read/write files, inspect.
+
+>>> import pladacodec
+>>> data = pladacodec.encode([7, 3, 12], [1, 0, 1], n_reference=100)
+>>> task = pladacodec.decode(data)
+>>> task.indices.tolist(), task.labels.tolist(), task.n_classes
+([3, 7, 12], [0, 1, 1], 2)
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO, Iterable, Mapping, Sequence, Union
+
+import numpy as np
+
+from . import _container
+from . import _spec as S
+from ._container import Header, Layout
+from .errors import PladaDecodeError, PladaEncodeError, PladaError, PladaFormatError
+
+__all__ = ["Payload", "TaskInfo", "encode", "decode", "write", "read", "inspect", "read_header"]
+
+PathLike = Union[str, os.PathLike]
+
+
+@dataclass(frozen=True, eq=False)
+class Payload:
+    """A decoded PLADA task: which reference images, and the label of each."""
+
+    indices: np.ndarray  # sorted, unique, uint64
+    labels: np.ndarray  # int64 in [0, n_classes)
+    n_reference: int
+    n_classes: int
+    class_names: tuple[str, ...] | None = None
+    reference_fingerprint: bytes | None = None
+    metadata: dict | None = None
+    version: tuple[int, int] = (S.VERSION_MAJOR, S.VERSION_MINOR)
+
+    @property
+    def k(self) -> int:
+        return len(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Payload):
+            return NotImplemented
+        return (
+            np.array_equal(self.indices, other.indices)
+            and np.array_equal(self.labels, other.labels)
+            and (self.n_reference, self.n_classes, self.class_names, self.reference_fingerprint, self.metadata)
+            == (other.n_reference, other.n_classes, other.class_names, other.reference_fingerprint, other.metadata)
+        )
+
+    def class_histogram(self) -> np.ndarray:
+        return np.bincount(self.labels, minlength=self.n_classes)
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """What :func:`inspect` reports about a file (it decodes and verifies all of it)."""
+
+    payload: Payload
+    layout: Layout
+    header: Header
+
+    @property
+    def file_size(self) -> int:
+        return self.layout.file_size
+
+    def section_bytes(self) -> dict[str, int]:
+        index = sum(b.index.size for b in self.layout.blocks)
+        label = sum(b.label.size for b in self.layout.blocks)
+        block_headers = sum(b.header_size for b in self.layout.blocks)
+        return {
+            "header": self.layout.preamble_and_header,
+            "block_headers": block_headers,
+            "indices": index,
+            "labels": label,
+            "trailer": self.layout.trailer,
+        }
+
+    def methods(self) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {"indices": {}, "labels": {}}
+        for block in self.layout.blocks:
+            for key, section in (("indices", block.index), ("labels", block.label)):
+                out[key][section.method_name] = out[key].get(section.method_name, 0) + 1
+        return out
+
+    def as_dict(self) -> dict[str, Any]:
+        p = self.payload
+        k = p.k
+        return {
+            "version": f"{p.version[0]}.{p.version[1]}",
+            "n_reference": p.n_reference,
+            "k": k,
+            "n_classes": p.n_classes,
+            "file_bytes": self.file_size,
+            "bits_per_selected": (8 * self.file_size / k) if k else None,
+            "section_bytes": self.section_bytes(),
+            "methods": self.methods(),
+            "blocks": len(self.layout.blocks),
+            "class_names": list(p.class_names) if p.class_names is not None else None,
+            "class_histogram": p.class_histogram().tolist(),
+            "reference_fingerprint": p.reference_fingerprint.hex() if p.reference_fingerprint else None,
+            "metadata": p.metadata,
+        }
+
+
+# --- input validation ------------------------------------------------------------------
+
+
+def _as_integer_array(values, what: str) -> np.ndarray:
+    """Coerce to a 1-D int64/uint64 array, refusing fractions, NaN, bools and non-numbers."""
+    if isinstance(values, (bytes, bytearray, memoryview)):
+        values = np.frombuffer(values, dtype=np.uint8)
+    try:
+        arr = np.asarray(values)
+    except (TypeError, ValueError) as exc:
+        raise PladaEncodeError(f"{what}: cannot be read as an array ({exc})") from None
+    if arr.ndim == 0:
+        raise PladaEncodeError(f"{what}: expected a 1-D sequence, got a scalar")
+    if arr.ndim != 1:
+        if arr.size == 0:
+            arr = arr.reshape(0)
+        else:
+            raise PladaEncodeError(f"{what}: expected a 1-D sequence, got shape {arr.shape}")
+    if arr.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    kind = arr.dtype.kind
+    if kind == "b":
+        raise PladaEncodeError(f"{what}: booleans are not indices or labels (convert a mask with np.flatnonzero)")
+    if kind in "iu":
+        return arr if arr.dtype == np.uint64 else arr.astype(np.int64)
+    if kind == "f":
+        finite = np.isfinite(arr)
+        if not finite.all():
+            pos = int(np.argmin(finite))
+            raise PladaEncodeError(f"{what}[{pos}] is {arr[pos]!r}, not an integer")
+        frac = arr != np.floor(arr)
+        if frac.any():
+            pos = int(np.argmax(frac))
+            raise PladaEncodeError(f"{what}[{pos}] = {arr[pos]!r} has a fractional part")
+        if np.abs(arr).max() >= 2.0**53:
+            raise PladaEncodeError(f"{what}: float values beyond 2**53 cannot be exact integers")
+        return arr.astype(np.int64)
+    if kind == "O":
+        for i, v in enumerate(arr):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+                raise PladaEncodeError(f"{what}[{i}] = {v!r} is not an integer")
+        ints = [int(v) for v in arr]
+        lo, hi = min(ints), max(ints)
+        if lo < -(2**63) or hi >= 2**64:
+            raise PladaEncodeError(f"{what}: values beyond 64 bits")
+        return np.array(ints, dtype=np.int64 if hi < 2**63 else np.uint64) if lo >= 0 or hi < 2**63 else np.array(ints, dtype=np.int64)
+    raise PladaEncodeError(f"{what}: dtype {arr.dtype} is not an integer type")
+
+
+def _check_range(arr: np.ndarray, lo: int, hi: int, what: str, limit_name: str) -> None:
+    if arr.size == 0:
+        return
+    if arr.dtype != np.uint64:
+        bad = arr < lo
+        if bad.any():
+            pos = int(np.argmax(bad))
+            raise PladaEncodeError(f"{what}[{pos}] = {int(arr[pos])} is negative")
+    bad = arr >= np.uint64(hi) if arr.dtype == np.uint64 else arr >= hi
+    if bad.any():
+        pos = int(np.argmax(bad))
+        raise PladaEncodeError(f"{what}[{pos}] = {int(arr[pos]):,} is not below {limit_name} = {hi:,}")
+
+
+def _as_count(value, what: str, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        else:
+            raise PladaEncodeError(f"{what} must be an integer, got {value!r}")
+    value = int(value)
+    if not lo <= value <= hi:
+        raise PladaEncodeError(f"{what} = {value:,} is outside [{lo:,}, {hi:,}]")
+    return value
+
+
+def _prepare(indices, labels, n_reference, n_classes, class_names, reference_fingerprint, metadata, block_entries):
+    n_reference = _as_count(n_reference, "n_reference", 1, S.MAX_N_REFERENCE)
+    idx = _as_integer_array(indices, "indices")
+    lab = _as_integer_array(labels, "labels")
+    if len(idx) != len(lab):
+        raise PladaEncodeError(f"{len(idx):,} indices but {len(lab):,} labels")
+    _check_range(idx, 0, n_reference, "indices", "n_reference")
+    if class_names is not None:
+        if isinstance(class_names, (str, bytes)):
+            raise PladaEncodeError("class_names must be a sequence of strings, not one string")
+        class_names = tuple(class_names)
+        for i, name in enumerate(class_names):
+            if not isinstance(name, str):
+                raise PladaEncodeError(f"class_names[{i}] = {name!r} is not a string")
+            if len(name.encode("utf-8", "surrogatepass")) > S.MAX_CLASS_NAME_BYTES:
+                raise PladaEncodeError(f"class_names[{i}] is longer than {S.MAX_CLASS_NAME_BYTES} UTF-8 bytes")
+            try:
+                name.encode("utf-8")
+            except UnicodeEncodeError:
+                raise PladaEncodeError(f"class_names[{i}] cannot be encoded as UTF-8") from None
+    if n_classes is None:
+        if class_names is not None:
+            n_classes = len(class_names)
+        else:
+            n_classes = int(lab.max()) + 1 if len(lab) and int(lab.max()) >= 0 else 1
+    n_classes = _as_count(n_classes, "n_classes", 1, S.MAX_CLASSES)
+    if class_names is not None and len(class_names) != n_classes:
+        raise PladaEncodeError(f"{len(class_names):,} class names for n_classes = {n_classes:,}")
+    _check_range(lab, 0, n_classes, "labels", "n_classes")
+    if reference_fingerprint is not None:
+        if isinstance(reference_fingerprint, str):
+            try:
+                reference_fingerprint = bytes.fromhex(reference_fingerprint)
+            except ValueError:
+                raise PladaEncodeError("reference_fingerprint: not a hex string") from None
+        reference_fingerprint = bytes(reference_fingerprint)
+        if len(reference_fingerprint) != S.FINGERPRINT_SIZE:
+            raise PladaEncodeError(
+                f"reference_fingerprint has {len(reference_fingerprint)} bytes; expected {S.FINGERPRINT_SIZE} (SHA-256)"
+            )
+    if metadata is not None:
+        if not isinstance(metadata, Mapping):
+            raise PladaEncodeError(f"metadata must be a mapping (a JSON object), got {type(metadata).__name__}")
+        try:
+            raw = _container.canonical_json(dict(metadata))
+        except (TypeError, ValueError) as exc:
+            raise PladaEncodeError(f"metadata is not JSON-serialisable: {exc}") from None
+        if len(raw) > S.MAX_METADATA_BYTES:
+            raise PladaEncodeError(f"metadata serialises to {len(raw):,} bytes; the limit is {S.MAX_METADATA_BYTES:,}")
+        import json
+
+        metadata = json.loads(raw)
+    block_entries = _as_count(block_entries, "block_entries", 1, S.MAX_BLOCK_ENTRIES)
+
+    idx = idx.astype(np.uint64)
+    lab = lab.astype(np.int64)
+    if len(idx) > 1 and not bool(np.all(idx[1:] > idx[:-1])):
+        order = np.argsort(idx, kind="stable")
+        sorted_idx = idx[order]
+        dup = sorted_idx[1:] == sorted_idx[:-1]
+        if dup.any():
+            at = int(np.argmax(dup))
+            first, second = sorted(int(order[at]), int(order[at + 1]))
+            raise PladaEncodeError(f"duplicate index {int(sorted_idx[at]):,} at positions {first:,} and {second:,}")
+        idx, lab = sorted_idx, lab[order]
+    header = Header(n_reference, len(idx), n_classes, block_entries, class_names, reference_fingerprint, metadata)
+    return header, np.ascontiguousarray(idx), np.ascontiguousarray(lab)
+
+
+# --- public API --------------------------------------------------------------------------
+
+
+def encode(
+    indices,
+    labels,
+    n_reference: int,
+    *,
+    n_classes: int | None = None,
+    class_names: Sequence[str] | None = None,
+    reference_fingerprint: bytes | str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    block_entries: int = S.DEFAULT_BLOCK_ENTRIES,
+    index_methods: Sequence[int] | None = None,
+    label_methods: Sequence[int] | None = None,
+) -> bytes:
+    """Encode a selection (indices into a reference of ``n_reference`` images + one label each).
+
+    Indices may come in any order; they are sorted together with their labels.
+    ``n_classes`` defaults to ``len(class_names)`` or ``max(labels) + 1``.
+    ``index_methods`` / ``label_methods`` restrict the coding methods tried
+    (ids from FORMAT.md); by default every method is tried and the smallest kept.
+    """
+    header, idx, lab = _prepare(
+        indices, labels, n_reference, n_classes, class_names, reference_fingerprint, metadata, block_entries
+    )
+    _check_methods(index_methods, _container._INDEX_CODERS, "index_methods")
+    _check_methods(label_methods, _container._LABEL_CODERS, "label_methods")
+    return b"".join(_container.iter_encoded(header, idx, lab, index_methods, label_methods))
+
+
+def _check_methods(methods, known, what) -> None:
+    if methods is None:
+        return
+    if not methods:
+        raise PladaEncodeError(f"{what} must name at least one method")
+    for m in methods:
+        if m not in known:
+            raise PladaEncodeError(f"{what}: unknown method id {m!r}; known: {sorted(known)}")
+
+
+def _as_buffer(data) -> memoryview:
+    if isinstance(data, np.ndarray):
+        if data.dtype != np.uint8:
+            raise PladaDecodeError(f"expected bytes or a uint8 array, got an array of {data.dtype}")
+        data = np.ascontiguousarray(data)
+    elif isinstance(data, (str, os.PathLike)):
+        raise PladaDecodeError("decode() takes bytes; use pladacodec.read(path) for files")
+    try:
+        view = memoryview(data)
+    except TypeError:
+        raise PladaDecodeError(f"expected a bytes-like object, got {type(data).__name__}") from None
+    if not view.c_contiguous:
+        view = memoryview(view.tobytes())
+    return view.cast("B")
+
+
+def _decode_full(data, max_entries: int) -> TaskInfo:
+    view = _as_buffer(data)
+    if len(view) > S.MAX_FILE_SIZE:
+        raise PladaFormatError(f"{len(view):,} bytes exceeds the largest .plada file ({S.MAX_FILE_SIZE:,} bytes)")
+    header, indices, labels, layout = _container.decode_container(view, max_entries)
+    payload = Payload(
+        indices, labels, header.n_reference, header.n_classes, header.class_names,
+        header.reference_fingerprint, header.metadata, header.version,
+    )
+    return TaskInfo(payload, layout, header)
+
+
+def decode(data, *, max_entries: int = S.DEFAULT_MAX_ENTRIES) -> Payload:
+    """Decode ``.plada`` bytes (bytes, bytearray, memoryview or uint8 array) into a :class:`Payload`.
+
+    Raises only :class:`~pladacodec.PladaError` subclasses on bad input.
+    ``max_entries`` bounds the output a small file may expand to.
+    """
+    return _decode_full(data, max_entries).payload
+
+
+def read_header(data) -> Header:
+    """Parse only the preamble and header (cheap; does not check the blocks)."""
+    header, _ = _container.decode_header(_as_buffer(data))
+    return header
+
+
+def inspect(source, *, max_entries: int = S.DEFAULT_MAX_ENTRIES) -> TaskInfo:
+    """Decode and verify a file (path, file object or bytes) and report its layout."""
+    if isinstance(source, (str, os.PathLike)) or hasattr(source, "read"):
+        source = _read_bytes(source)
+    return _decode_full(source, max_entries)
+
+
+def _read_bytes(source) -> bytes:
+    if hasattr(source, "read"):
+        data = source.read(S.MAX_FILE_SIZE + 1)
+    else:
+        try:
+            with open(source, "rb") as fh:
+                data = fh.read(S.MAX_FILE_SIZE + 1)
+        except OSError as exc:
+            raise PladaError(f"cannot read {os.fspath(source)!r}: {exc.strerror or exc}") from exc
+    if not isinstance(data, (bytes, bytearray)):
+        raise PladaDecodeError(f"file object returned {type(data).__name__}, not bytes (open it in binary mode)")
+    return data
+
+
+def read(source, *, max_entries: int = S.DEFAULT_MAX_ENTRIES) -> Payload:
+    """Read and decode a ``.plada`` file from a path or a binary file object."""
+    return decode(_read_bytes(source), max_entries=max_entries)
+
+
+def write(path_or_file, indices, labels, n_reference: int, **kwargs) -> int:
+    """Encode and write a ``.plada`` file; returns the number of bytes written.
+
+    A path is written atomically: to a temporary file in the same folder, flushed
+    and fsynced, then renamed over the target, so a crash never leaves half a file.
+    """
+    data = encode(indices, labels, n_reference, **kwargs)
+    if hasattr(path_or_file, "write"):
+        path_or_file.write(data)
+        return len(data)
+    atomic_write_bytes(path_or_file, data)
+    return len(data)
+
+
+def atomic_write_bytes(path: PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file + fsync + rename."""
+    path = Path(path)
+    directory = path.parent if str(path.parent) else Path(".")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    except OSError as exc:
+        raise PladaError(f"cannot write {str(path)!r}: {exc.strerror or exc}") from exc
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(exc, OSError):
+            raise PladaError(f"cannot write {str(path)!r}: {exc.strerror or exc}") from exc
+        raise

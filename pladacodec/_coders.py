@@ -1,0 +1,295 @@
+"""Section coders built on constriction's ANS (FORMAT.md §5.1, §5.2, §6.1).
+
+Every probability table handed to constriction is derived from integers that
+are stored in (or derived bit-exactly from) the file, converted to float64
+exactly, and used with ``perfect=False``; so every platform builds the same
+quantised model and decodes the same bytes.
+
+ANS decodes arbitrary words without complaint, so integrity comes from our own
+checks: every stream must be consumed exactly (``is_empty``), every decoded
+histogram must match the stored one, every index must stay in range.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import struct
+
+import constriction
+import numpy as np
+
+from . import _kernels
+from ._bytes import Reader, encode_varint
+from ._spec import (
+    GOLOMB_MAX_SYMBOLS,
+    GOLOMB_MAX_WIDTH,
+    GOLOMB_MIN_WEIGHT,
+    GOLOMB_PARAMS_FORMAT,
+    GOLOMB_TAIL_CAP,
+    GOLOMB_W0,
+    MAX_BITMAP_SPAN,
+    MAX_N_REFERENCE,
+)
+from .errors import PladaFormatError
+
+__all__ = [
+    "golomb_encode",
+    "golomb_decode",
+    "histogram_encode",
+    "histogram_decode",
+    "labels_iid_encode",
+    "labels_iid_decode",
+    "bitmap_encode",
+    "bitmap_decode",
+    "indices_golomb_encode",
+    "indices_golomb_decode",
+]
+
+_U32 = np.dtype("<u4")
+
+
+# --- constriction plumbing ----------------------------------------------------
+
+
+def _categorical(weights: np.ndarray):
+    """A constriction model from integer weights (exact in float64, perfect=False)."""
+    return constriction.stream.model.Categorical(weights.astype(np.float64), perfect=False)
+
+
+def _ans_encode(symbols: np.ndarray, model) -> bytes:
+    """ANS-encode ``symbols`` (int32) and return varint(word count) + words (LE u32)."""
+    coder = constriction.stream.stack.AnsCoder()
+    coder.encode_reverse(np.ascontiguousarray(symbols, dtype=np.int32), model)
+    words = coder.get_compressed()
+    return encode_varint(len(words)) + words.astype(_U32, copy=False).tobytes()
+
+
+def _ans_decode(reader: Reader, model, count: int, what: str) -> np.ndarray:
+    """Inverse of :func:`_ans_encode`: exactly ``count`` symbols, every word used."""
+    n_words = reader.varint(f"{what} word count", maximum=reader.remaining // 4)
+    words = np.frombuffer(reader.take(4 * n_words, f"{what} words"), dtype=_U32).astype(np.uint32)
+    try:
+        coder = constriction.stream.stack.AnsCoder(words)
+        symbols = coder.decode(model, count) if count else np.zeros(0, dtype=np.int32)
+        empty = coder.is_empty()
+    except BaseException as exc:  # constriction raises ValueError, or pyo3's PanicException
+        if isinstance(exc, (KeyboardInterrupt, SystemExit, MemoryError)):
+            raise
+        raise PladaFormatError(f"{what}: invalid ANS stream ({exc})") from None
+    if not empty:
+        raise PladaFormatError(f"{what}: ANS stream has unused words after {count:,} symbols")
+    return np.asarray(symbols, dtype=np.int64)
+
+
+# --- Golomb-ANS: parametric geometric coder for non-negative integers (§5.1) ------
+
+
+@functools.lru_cache(maxsize=64)
+def golomb_weights(a: int) -> np.ndarray:
+    """Integer weights of the quotient alphabet for continuation probability a / 2**32.
+
+    weight[j] = floor(weight[j-1] * a / 2**32) from 2**31, until a weight drops
+    below 2**7 or 4096 symbols exist; the last symbol is the escape, weighted by
+    the geometric tail (capped).  Every weight gets +1 so none is zero.
+    """
+    weights = []
+    w = GOLOMB_W0
+    while w >= GOLOMB_MIN_WEIGHT and len(weights) < GOLOMB_MAX_SYMBOLS:
+        weights.append(w)
+        w = (w * a) >> 32
+    tail = min((w << 32) // ((1 << 32) - a), GOLOMB_TAIL_CAP)
+    weights.append(tail)
+    out = np.array(weights, dtype=np.int64) + 1
+    out.setflags(write=False)
+    return out
+
+
+@functools.lru_cache(maxsize=64)
+def _golomb_model(a: int):
+    return _categorical(golomb_weights(a))
+
+
+def _golomb_cost_bits(x: np.ndarray, b: int) -> tuple[float, int]:
+    """Estimated size in bits of coding ``x`` with remainder width ``b`` (encoder's choice only)."""
+    q = x >> np.uint64(b)
+    mean_q = float(q.mean())
+    c = mean_q / (1.0 + mean_q)
+    a = min(int(round(c * 2**32)), 2**32 - 1)
+    weights = golomb_weights(a)
+    escape = len(weights) - 1
+    logp = np.log2(weights.astype(np.float64) / float(weights.sum()))
+    qs = np.minimum(q, escape).astype(np.int64)
+    hist = np.bincount(qs, minlength=len(weights))
+    bits = -float(hist @ logp) + len(x) * b
+    bits += 40.0 * float(hist[escape])  # escaped quotients cost a varint each (rough)
+    return bits, a
+
+
+def golomb_encode(x: np.ndarray) -> tuple[bytes, bytes]:
+    """Code non-negative integers ``x`` (uint64); returns (params, body).
+
+    x = q * 2**b + r: q is ANS-coded with a geometric table of parameter a,
+    r is stored in b raw bits, quotients beyond the table as varints.
+    """
+    x = np.ascontiguousarray(x, dtype=np.uint64)
+    if len(x) == 0:
+        return struct.pack(GOLOMB_PARAMS_FORMAT, 0, 0), encode_varint(0)
+    mean = float(x.mean())
+    b0 = int(math.floor(math.log2(mean / 8.0))) if mean >= 16.0 else 0
+    candidates = range(max(0, b0 - 2), min(GOLOMB_MAX_WIDTH, b0 + 3) + 1)
+    best = None
+    for bb in candidates:
+        bits, aa = _golomb_cost_bits(x, bb)
+        if best is None or bits < best[0]:
+            best = (bits, bb, aa)
+    _, b, a = best
+    weights = golomb_weights(a)
+    escape = len(weights) - 1
+    q = x >> np.uint64(b)
+    symbols = np.minimum(q, escape).astype(np.int32)
+    body = bytearray(_ans_encode(symbols, _golomb_model(a)))
+    if b:
+        raw = np.zeros((len(x) * b + 7) // 8, dtype=np.uint8)
+        _kernels.pack_bits(x & np.uint64((1 << b) - 1), b, raw)
+        body += raw.tobytes()
+    for value in q[q >= escape]:
+        body += encode_varint(int(value) - escape)
+    return struct.pack(GOLOMB_PARAMS_FORMAT, b, a), bytes(body)
+
+
+def golomb_decode(params: Reader, body: Reader, count: int, what: str) -> np.ndarray:
+    """Inverse of :func:`golomb_encode`; values are bounded by MAX_N_REFERENCE."""
+    b, a = params.unpack(GOLOMB_PARAMS_FORMAT, f"{what} parameters")
+    if b > GOLOMB_MAX_WIDTH:
+        raise PladaFormatError(f"{what}: remainder width {b} exceeds {GOLOMB_MAX_WIDTH}")
+    weights = golomb_weights(a)
+    escape = len(weights) - 1
+    q = _ans_decode(body, _golomb_model(a), count, what).astype(np.uint64)
+    if b:
+        raw = np.frombuffer(body.take((count * b + 7) // 8, f"{what} remainder bits"), dtype=np.uint8)
+        r = np.empty(count, dtype=np.uint64)
+        _kernels.unpack_bits(raw.copy(), b, r)
+    else:
+        r = np.zeros(count, dtype=np.uint64)
+    q_limit = MAX_N_REFERENCE >> b
+    escaped = np.flatnonzero(q == escape)
+    for position in escaped:
+        q[position] = escape + body.varint(f"{what} escaped quotient", maximum=q_limit)
+    if len(escaped) and int(q[escaped].max()) > q_limit:
+        raise PladaFormatError(f"{what}: quotient exceeds {q_limit:,}")
+    return (q << np.uint64(b)) | r
+
+
+# --- Histograms (stars and bars, §5.4) -----------------------------------------------
+
+
+def histogram_encode(counts: np.ndarray) -> bytes:
+    """Code a histogram whose total the decoder knows: the first C-1 counts, Golomb-ANS.
+
+    A geometric code's length depends only on the count and sum of its values,
+    so this costs about log2 C(k + C - 1, C - 1) bits whatever the histogram.
+    """
+    params, body = golomb_encode(np.asarray(counts[:-1], dtype=np.uint64))
+    return params + body
+
+
+def histogram_decode(reader: Reader, n_bins: int, total: int, what: str) -> np.ndarray:
+    head = golomb_decode(reader, reader, n_bins - 1, what)
+    if len(head) and int(head.max()) > total:
+        raise PladaFormatError(f"{what}: a bin of {int(head.max()):,} exceeds the total {total:,}")
+    head_sum = int(head.sum())
+    if head_sum > total:
+        raise PladaFormatError(f"{what}: bins add up to {head_sum:,}, more than the total {total:,}")
+    counts = np.empty(n_bins, dtype=np.int64)
+    counts[:-1] = head.astype(np.int64)
+    counts[-1] = total - head_sum
+    return counts
+
+
+def _symbols_encode(symbols: np.ndarray, n_symbols: int) -> bytes:
+    """Histogram + i.i.d. ANS stream of ``symbols`` in [0, n_symbols)."""
+    counts = np.bincount(symbols, minlength=n_symbols).astype(np.int64)
+    out = bytearray(histogram_encode(counts))
+    if np.count_nonzero(counts) <= 1:
+        out += encode_varint(0)
+    else:
+        out += _ans_encode(symbols, _categorical(counts))
+    return bytes(out)
+
+
+def _symbols_decode(reader: Reader, n_symbols: int, count: int, what: str) -> np.ndarray:
+    counts = histogram_decode(reader, n_symbols, count, f"{what} histogram")
+    used = np.flatnonzero(counts)
+    if len(used) <= 1:
+        if reader.varint(f"{what} word count") != 0:
+            raise PladaFormatError(f"{what}: a constant stream must have no ANS words")
+        return np.full(count, used[0] if len(used) else 0, dtype=np.int64)
+    symbols = _ans_decode(reader, _categorical(counts), count, what)
+    if len(symbols) and (symbols.min() < 0 or symbols.max() >= n_symbols):
+        raise PladaFormatError(f"{what}: decoded symbol out of range")
+    if not np.array_equal(np.bincount(symbols, minlength=n_symbols), counts):
+        raise PladaFormatError(f"{what}: decoded symbols disagree with the stored histogram")
+    return symbols
+
+
+# --- Labels, i.i.d. (§6.1) ------------------------------------------------------------
+
+
+def labels_iid_encode(labels: np.ndarray, n_classes: int) -> tuple[bytes, bytes]:
+    return b"", _symbols_encode(np.asarray(labels, dtype=np.int64), n_classes)
+
+
+def labels_iid_decode(params: Reader, body: Reader, count: int, n_classes: int) -> np.ndarray:
+    return _symbols_decode(body, n_classes, count, "label stream")
+
+
+# --- Indices ---------------------------------------------------------------------------
+
+
+def skips_from_indices(indices: np.ndarray, base: int) -> np.ndarray:
+    skips = np.empty(len(indices), dtype=np.uint64)
+    _kernels.gaps_from_indices(indices, np.uint64(base), skips)
+    return skips
+
+
+def indices_from_skips(skips: np.ndarray, base: int, n_reference: int, what: str) -> np.ndarray:
+    out = np.empty(len(skips), dtype=np.uint64)
+    status = _kernels.indices_from_gaps(np.ascontiguousarray(skips, dtype=np.uint64), np.uint64(base), np.uint64(n_reference), out)
+    if status:
+        raise PladaFormatError(f"{what}: entry {-status - 1:,} points beyond the reference size {n_reference:,}")
+    return out
+
+
+def indices_golomb_encode(indices: np.ndarray, base: int) -> tuple[bytes, bytes]:
+    return golomb_encode(skips_from_indices(indices, base))
+
+
+def indices_golomb_decode(params: Reader, body: Reader, count: int, base: int, n_reference: int) -> np.ndarray:
+    skips = golomb_decode(params, body, count, "index stream")
+    return indices_from_skips(skips, base, n_reference, "index stream")
+
+
+def bitmap_encode(indices: np.ndarray, base: int) -> tuple[bytes, bytes] | None:
+    """Bitmap of [base, last] as bytes, ANS-coded with their histogram (§5.2); None if too wide."""
+    if len(indices) == 0:
+        return None
+    span = int(indices[-1]) - base + 1
+    if span > MAX_BITMAP_SPAN:
+        return None
+    bitmap = np.zeros((span + 7) // 8, dtype=np.uint8)
+    _kernels.bitmap_from_indices(indices, np.uint64(base), bitmap)
+    return encode_varint(span), _symbols_encode(bitmap.astype(np.int64), 256)
+
+
+def bitmap_decode(params: Reader, body: Reader, count: int, base: int, n_reference: int) -> np.ndarray:
+    span = params.varint("bitmap span", maximum=MAX_BITMAP_SPAN)
+    if span < count or span > n_reference - base:
+        raise PladaFormatError(f"bitmap span {span:,} impossible for {count:,} entries from {base:,} in {n_reference:,}")
+    n_bytes = (span + 7) // 8
+    bitmap = _symbols_decode(body, 256, n_bytes, "bitmap stream").astype(np.uint8)
+    out = np.empty(count, dtype=np.uint64)
+    status = _kernels.indices_from_bitmap(bitmap, np.uint64(span), np.uint64(base), out)
+    if status < 0:
+        raise PladaFormatError("bitmap stream: set bits disagree with the block's entry count")
+    return out

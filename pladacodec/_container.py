@@ -1,0 +1,419 @@
+"""The container: preamble, header fields, blocks of sections, trailer (FORMAT.md §2-§4, §7).
+
+This layer knows the layout and the checks; the coding methods live in
+:mod:`pladacodec._coders` (constriction) and :mod:`pladacodec._context`
+(context models).  Inputs reaching :func:`encode_container` are already
+validated by :mod:`pladacodec._api`.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass, field
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+
+from . import _coders
+from . import _spec as S
+from ._bytes import Reader, crc32c, encode_varint
+from .errors import (
+    PladaChecksumError,
+    PladaFormatError,
+    PladaTruncatedError,
+    PladaVersionError,
+)
+
+# method id -> (encode(indices, base) -> (params, body) | None, decode(params, body, count, base, N))
+_INDEX_CODERS: dict[int, tuple[Callable, Callable]] = {
+    S.INDEX_GOLOMB_ANS: (_coders.indices_golomb_encode, _coders.indices_golomb_decode),
+    S.INDEX_BITMAP_ANS: (_coders.bitmap_encode, _coders.bitmap_decode),
+}
+# method id -> (encode(labels, C, indices, base) -> (params, body), decode(params, body, count, C, indices, base))
+_LABEL_CODERS: dict[int, tuple[Callable, Callable]] = {
+    S.LABEL_IID_ANS: (
+        lambda labels, c, indices, base: _coders.labels_iid_encode(labels, c),
+        lambda params, body, count, c, indices, base: _coders.labels_iid_decode(params, body, count, c),
+    ),
+}
+METHOD_NAMES = {
+    ("index", S.INDEX_GOLOMB_ANS): "golomb-ans",
+    ("index", S.INDEX_BITMAP_ANS): "bitmap-ans",
+    ("index", S.INDEX_CONTEXT): "context-ans",
+    ("label", S.LABEL_IID_ANS): "iid-ans",
+    ("label", S.LABEL_CONTEXT): "context-ans",
+}
+
+
+@dataclass(frozen=True)
+class Header:
+    n_reference: int
+    n_selected: int
+    n_classes: int
+    block_entries: int
+    class_names: tuple[str, ...] | None = None
+    reference_fingerprint: bytes | None = None
+    metadata: dict | None = None
+    version: tuple[int, int] = (S.VERSION_MAJOR, S.VERSION_MINOR)
+    unknown_optional_tags: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class SectionInfo:
+    kind: str  # "index" or "label"
+    method: int
+    offset: int  # where the section starts in the file
+    size: int  # bytes including method, lengths and CRC
+
+    @property
+    def method_name(self) -> str:
+        return METHOD_NAMES.get((self.kind, self.method), f"method-{self.method}")
+
+
+@dataclass(frozen=True)
+class BlockInfo:
+    entries: int
+    base: int
+    offset: int
+    header_size: int
+    index: SectionInfo
+    label: SectionInfo
+
+
+@dataclass
+class Layout:
+    file_size: int = 0
+    preamble_and_header: int = 0
+    trailer: int = S.TRAILER_SIZE
+    blocks: list[BlockInfo] = field(default_factory=list)
+
+
+# --- encoding -------------------------------------------------------------------
+
+
+def _field(tag: int, value: bytes) -> bytes:
+    return encode_varint(tag) + encode_varint(len(value)) + value
+
+
+def encode_header(header: Header) -> bytes:
+    fields = [
+        _field(S.TAG_N_REFERENCE, encode_varint(header.n_reference)),
+        _field(S.TAG_N_SELECTED, encode_varint(header.n_selected)),
+        _field(S.TAG_N_CLASSES, encode_varint(header.n_classes)),
+        _field(S.TAG_BLOCK_ENTRIES, encode_varint(header.block_entries)),
+    ]
+    if header.class_names is not None:
+        names = bytearray(encode_varint(len(header.class_names)))
+        for name in header.class_names:
+            raw = name.encode("utf-8")
+            names += encode_varint(len(raw)) + raw
+        fields.append(_field(S.TAG_CLASS_NAMES, bytes(names)))
+    if header.reference_fingerprint is not None:
+        fields.append(_field(S.TAG_FINGERPRINT, header.reference_fingerprint))
+    if header.metadata is not None:
+        fields.append(_field(S.TAG_METADATA, canonical_json(header.metadata)))
+    body = b"".join(fields)
+    preamble = struct.pack(S.PREAMBLE_FORMAT, S.MAGIC, S.VERSION_MAJOR, S.VERSION_MINOR, 0, len(body))
+    head = preamble + body
+    return head + struct.pack(S.HEADER_CRC_FORMAT, crc32c(head))
+
+
+def canonical_json(obj) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+
+
+def _section(method: int, params: bytes, body: bytes) -> bytes:
+    head = bytes([method]) + encode_varint(len(params)) + params + encode_varint(len(body))
+    crc = crc32c(body, crc32c(head))
+    return head + body + struct.pack(S.SECTION_CRC_FORMAT, crc)
+
+
+def _best(candidates) -> tuple[int, bytes, bytes]:
+    """The smallest (method, params, body); ties go to the lowest method id."""
+    best = None
+    for method, coded in candidates:
+        if coded is None:
+            continue
+        size = len(coded[0]) + len(coded[1])
+        if best is None or size < best[0]:
+            best = (size, method, coded)
+    _, method, (params, body) = best
+    return method, params, body
+
+
+def encode_block(
+    indices: np.ndarray,
+    labels: np.ndarray,
+    base: int,
+    n_classes: int,
+    index_methods: Sequence[int],
+    label_methods: Sequence[int],
+) -> bytes:
+    index_method, index_params, index_body = _best(
+        (m, _INDEX_CODERS[m][0](indices, base)) for m in index_methods
+    )
+    label_method, label_params, label_body = _best(
+        (m, _LABEL_CODERS[m][0](labels, n_classes, indices, base)) for m in label_methods
+    )
+    return (
+        encode_varint(len(indices))
+        + encode_varint(base)
+        + _section(index_method, index_params, index_body)
+        + _section(label_method, label_params, label_body)
+    )
+
+
+def iter_encoded(
+    header: Header,
+    indices: np.ndarray,
+    labels: np.ndarray,
+    index_methods: Sequence[int] | None = None,
+    label_methods: Sequence[int] | None = None,
+) -> Iterator[bytes]:
+    """Yield the file piece by piece (header, blocks, trailer) for streaming writes."""
+    index_methods = tuple(_INDEX_CODERS) if index_methods is None else index_methods
+    label_methods = tuple(_LABEL_CODERS) if label_methods is None else label_methods
+    head = encode_header(header)
+    running = crc32c(head)
+    yield head
+    step = header.block_entries
+    for start in range(0, header.n_selected, step):
+        stop = min(start + step, header.n_selected)
+        base = int(indices[start - 1]) + 1 if start else 0
+        block = encode_block(indices[start:stop], labels[start:stop], base, header.n_classes, index_methods, label_methods)
+        running = crc32c(block, running)
+        yield block
+    yield struct.pack(S.TRAILER_FORMAT, running, S.END_MAGIC)
+
+
+# --- decoding -------------------------------------------------------------------
+
+
+def _check_preamble(reader: Reader) -> int:
+    size = reader.remaining
+    if size < len(S.MAGIC) or bytes(reader._view[: len(S.MAGIC)]) != S.MAGIC:
+        prefix = bytes(reader._view[: min(size, len(S.MAGIC))])
+        if prefix and S.MAGIC.startswith(prefix):
+            raise PladaTruncatedError(f"file of {size} bytes ends inside the magic number")
+        raise PladaFormatError(f"not a .plada file: magic {prefix!r} instead of {S.MAGIC!r}")
+    magic, major, minor, flags, header_len = reader.unpack(S.PREAMBLE_FORMAT, "preamble")
+    if major != S.VERSION_MAJOR:
+        raise PladaVersionError(
+            f"file format version {major}.{minor} is not supported: this reader implements "
+            f"version {S.VERSION_MAJOR}.x (up to {S.VERSION_MAJOR}.{S.VERSION_MINOR})"
+        )
+    unknown = flags & S.FLAGS_CRITICAL_MASK & ~S.FLAGS_KNOWN
+    if unknown:
+        raise PladaFormatError(f"file sets critical flags 0x{unknown:02x} unknown to this reader (version {major}.{minor})")
+    if header_len > S.MAX_HEADER_SIZE:
+        raise PladaFormatError(f"header length {header_len:,} exceeds the limit {S.MAX_HEADER_SIZE:,}")
+    return header_len
+
+
+def _decode_fields(reader: Reader, version: tuple[int, int]) -> Header:
+    seen: dict[int, Reader] = {}
+    unknown_optional = []
+    while reader.remaining:
+        tag = reader.varint("header field tag")
+        length = reader.varint(f"header field {tag} length", maximum=reader.remaining)
+        start = reader.pos
+        reader.take(length, f"header field {tag}")
+        if tag in seen:
+            raise PladaFormatError(f"header field {tag} appears twice")
+        if tag not in (S.REQUIRED_TAGS + (S.TAG_CLASS_NAMES, S.TAG_FINGERPRINT, S.TAG_METADATA)):
+            if tag % 2 == 0:
+                raise PladaFormatError(
+                    f"header has critical field {tag} unknown to this reader "
+                    f"(file version {version[0]}.{version[1]}, reader {S.VERSION_MAJOR}.{S.VERSION_MINOR})"
+                )
+            unknown_optional.append(tag)
+            seen[tag] = None
+            continue
+        seen[tag] = Reader(reader._view, start, start + length)
+    for tag in S.REQUIRED_TAGS:
+        if tag not in seen:
+            raise PladaFormatError(f"header lacks required field {tag}")
+
+    def number(tag: int, what: str, lo: int, hi: int) -> int:
+        sub = seen[tag]
+        value = sub.varint(what)
+        sub.expect_end(what)
+        if not lo <= value <= hi:
+            raise PladaFormatError(f"{what} {value:,} is outside [{lo:,}, {hi:,}]")
+        return value
+
+    n_reference = number(S.TAG_N_REFERENCE, "reference size N", 1, S.MAX_N_REFERENCE)
+    n_selected = number(S.TAG_N_SELECTED, "selected count k", 0, n_reference)
+    n_classes = number(S.TAG_N_CLASSES, "class count C", 1, S.MAX_CLASSES)
+    block_entries = number(S.TAG_BLOCK_ENTRIES, "block size", 1, S.MAX_BLOCK_ENTRIES)
+
+    class_names = None
+    if seen.get(S.TAG_CLASS_NAMES) is not None:
+        sub = seen[S.TAG_CLASS_NAMES]
+        count = sub.varint("class name count")
+        if count != n_classes:
+            raise PladaFormatError(f"header has {count:,} class names for {n_classes:,} classes")
+        names = []
+        for i in range(count):
+            size = sub.varint(f"class name {i} length", maximum=S.MAX_CLASS_NAME_BYTES)
+            raw = bytes(sub.take(size, f"class name {i}"))
+            try:
+                names.append(raw.decode("utf-8"))
+            except UnicodeDecodeError:
+                raise PladaFormatError(f"class name {i} is not valid UTF-8") from None
+        sub.expect_end("class names")
+        class_names = tuple(names)
+
+    fingerprint = None
+    if seen.get(S.TAG_FINGERPRINT) is not None:
+        sub = seen[S.TAG_FINGERPRINT]
+        if sub.remaining != S.FINGERPRINT_SIZE:
+            raise PladaFormatError(f"reference fingerprint has {sub.remaining} bytes instead of {S.FINGERPRINT_SIZE}")
+        fingerprint = bytes(sub.take(S.FINGERPRINT_SIZE, "fingerprint"))
+
+    metadata = None
+    if seen.get(S.TAG_METADATA) is not None:
+        sub = seen[S.TAG_METADATA]
+        if sub.remaining > S.MAX_METADATA_BYTES:
+            raise PladaFormatError(f"metadata of {sub.remaining:,} bytes exceeds {S.MAX_METADATA_BYTES:,}")
+        raw = bytes(sub.take(sub.remaining, "metadata"))
+        try:
+            metadata = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+            raise PladaFormatError(f"metadata is not valid UTF-8 JSON ({type(exc).__name__})") from None
+        if not isinstance(metadata, dict):
+            raise PladaFormatError(f"metadata must be a JSON object, not {type(metadata).__name__}")
+    return Header(
+        n_reference, n_selected, n_classes, block_entries, class_names, fingerprint, metadata,
+        version, tuple(unknown_optional),
+    )
+
+
+def decode_header(data) -> tuple[Header, int]:
+    """Parse and check preamble and header; returns the header and where blocks start."""
+    reader = Reader(data)
+    header_len = _check_preamble(reader)
+    version = tuple(bytes(reader._view[8:10]))
+    fields = Reader(reader._view, reader.pos, reader.pos + header_len)
+    reader.take(header_len, "header")
+    (stored,) = reader.unpack(S.HEADER_CRC_FORMAT, "header checksum")
+    actual = crc32c(reader._view[: S.PREAMBLE_SIZE + header_len])
+    if stored != actual:
+        raise PladaChecksumError(f"header checksum mismatch: stored 0x{stored:08x}, computed 0x{actual:08x}")
+    return _decode_fields(fields, version), reader.pos
+
+
+def _read_section(reader: Reader, kind: str, methods: dict) -> tuple[int, Reader, Reader, SectionInfo]:
+    start = reader.pos
+    (method,) = reader.unpack("<B", f"{kind} section method")
+    if method not in methods:
+        raise PladaFormatError(f"{kind} section at offset {start:,} uses unknown coding method {method}")
+    params_len = reader.varint(f"{kind} section parameter length", maximum=min(S.MAX_PARAMS_SIZE, reader.remaining))
+    params_start = reader.pos
+    reader.take(params_len, f"{kind} section parameters")
+    body_len = reader.varint(f"{kind} section length", maximum=reader.remaining)
+    body_start = reader.pos
+    reader.take(body_len, f"{kind} section")
+    end = reader.pos
+    (stored,) = reader.unpack(S.SECTION_CRC_FORMAT, f"{kind} section checksum")
+    actual = crc32c(reader._view[start:end])
+    if stored != actual:
+        raise PladaChecksumError(
+            f"{kind} section at offset {start:,} checksum mismatch: stored 0x{stored:08x}, computed 0x{actual:08x}"
+        )
+    info = SectionInfo(kind, method, start, reader.pos - start)
+    return (
+        method,
+        Reader(reader._view, params_start, params_start + params_len),
+        Reader(reader._view, body_start, body_start + body_len),
+        info,
+    )
+
+
+def decode_block(reader: Reader, header: Header, expected_entries: int, expected_base: int):
+    """Decode one block; returns (indices, labels, BlockInfo)."""
+    start = reader.pos
+    entries = reader.varint("block entry count")
+    if entries != expected_entries:
+        raise PladaFormatError(f"block at offset {start:,} holds {entries:,} entries; expected {expected_entries:,}")
+    base = reader.varint("block base")
+    if base != expected_base:
+        raise PladaFormatError(f"block at offset {start:,} starts at index {base:,}; expected {expected_base:,}")
+    header_size = reader.pos - start
+    method, params, body, index_info = _read_section(reader, "index", _INDEX_CODERS)
+    indices = _INDEX_CODERS[method][1](params, body, entries, base, header.n_reference)
+    params.expect_end("index section parameters")
+    body.expect_end("index section")
+    method, params, body, label_info = _read_section(reader, "label", _LABEL_CODERS)
+    labels = _LABEL_CODERS[method][1](params, body, entries, header.n_classes, indices, base)
+    params.expect_end("label section parameters")
+    body.expect_end("label section")
+    if len(indices) != entries or len(labels) != entries:
+        raise PladaFormatError(f"block at offset {start:,} decoded to the wrong number of entries")
+    return indices, labels, BlockInfo(entries, base, start, header_size, index_info, label_info)
+
+
+def check_trailer(data, end: int) -> None:
+    """Verify the whole-file CRC-32C and the end magic that close the file at ``end``."""
+    view = memoryview(data).cast("B")
+    if len(view) - end < S.TRAILER_SIZE:
+        raise PladaTruncatedError(
+            f"file ends {len(view) - end} bytes after its last block; the {S.TRAILER_SIZE}-byte trailer is missing"
+        )
+    stored, magic = struct.unpack_from(S.TRAILER_FORMAT, view, end)
+    if magic != S.END_MAGIC:
+        raise PladaFormatError(f"trailer magic {magic!r} instead of {S.END_MAGIC!r}")
+    if len(view) != end + S.TRAILER_SIZE:
+        raise PladaFormatError(f"{len(view) - end - S.TRAILER_SIZE:,} unexpected bytes after the trailer")
+    actual = crc32c(view[:end])
+    if stored != actual:
+        raise PladaChecksumError(f"file checksum mismatch: stored 0x{stored:08x}, computed 0x{actual:08x}")
+
+
+def quick_check(data) -> None:
+    """Whole-file checks done before parsing: end magic and file CRC (FORMAT.md §7)."""
+    view = memoryview(data).cast("B")
+    size = len(view)
+    if size < S.PREAMBLE_SIZE + S.HEADER_CRC_SIZE + S.TRAILER_SIZE:
+        Reader(view)  # fall through to precise messages below
+        _check_preamble(Reader(view))
+        raise PladaTruncatedError(f"file of {size} bytes is shorter than the smallest .plada file")
+    if bytes(view[-4:]) != S.END_MAGIC:
+        _check_preamble(Reader(view))
+        raise PladaTruncatedError(f"file of {size:,} bytes does not end with the trailer magic {S.END_MAGIC!r}: truncated?")
+    (stored,) = struct.unpack_from("<I", view, size - S.TRAILER_SIZE)
+    actual = crc32c(view[: size - S.TRAILER_SIZE])
+    if stored != actual:
+        _check_preamble(Reader(view))
+        raise PladaChecksumError(f"file checksum mismatch: stored 0x{stored:08x}, computed 0x{actual:08x}")
+
+
+def decode_container(data, max_entries: int) -> tuple[Header, np.ndarray, np.ndarray, Layout]:
+    quick_check(data)
+    header, pos = decode_header(data)
+    if header.n_selected > max_entries:
+        raise PladaFormatError(
+            f"file holds {header.n_selected:,} entries, more than max_entries={max_entries:,}; "
+            "pass a larger max_entries to decode it"
+        )
+    view = memoryview(data).cast("B")
+    body_end = len(view) - S.TRAILER_SIZE
+    reader = Reader(view, pos, body_end)
+    layout = Layout(file_size=len(view), preamble_and_header=pos)
+    index_parts, label_parts = [], []
+    remaining = header.n_selected
+    base = 0
+    while remaining:
+        entries = min(remaining, header.block_entries)
+        indices, labels, info = decode_block(reader, header, entries, base)
+        index_parts.append(indices)
+        label_parts.append(labels)
+        layout.blocks.append(info)
+        remaining -= entries
+        base = int(indices[-1]) + 1
+    reader.expect_end("blocks")
+    check_trailer(view, reader.pos)
+    indices = np.concatenate(index_parts) if index_parts else np.zeros(0, dtype=np.uint64)
+    labels = np.concatenate(label_parts) if label_parts else np.zeros(0, dtype=np.int64)
+    return header, indices, labels.astype(np.int64, copy=False), layout

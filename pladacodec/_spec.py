@@ -1,0 +1,78 @@
+"""The ``.plada`` byte format: every constant of FORMAT.md, and nothing else.
+
+This module is the single source of truth for the bytes on disk.  Each group
+cites the section of FORMAT.md it implements; change both together, and add a
+golden file under ``tests/golden/`` for every new coding method.
+All multi-byte integers are little-endian.
+"""
+
+from __future__ import annotations
+
+import struct
+
+# --- FORMAT.md §2 Preamble ---------------------------------------------------
+MAGIC = b"\x89PLADA\r\n"
+VERSION_MAJOR = 1  # the only major version this reader implements
+VERSION_MINOR = 0  # the highest minor version whose fields this reader knows
+PREAMBLE_FORMAT = "<8sBBHI"  # magic, major, minor, flags, header length
+PREAMBLE_SIZE = struct.calcsize(PREAMBLE_FORMAT)  # 16
+FLAGS_CRITICAL_MASK = 0x00FF  # unknown bits here: refuse the file
+FLAGS_KNOWN = 0x0000  # v1.0 defines no flag
+
+# --- FORMAT.md §3 Header -------------------------------------------------------
+HEADER_CRC_FORMAT = "<I"
+HEADER_CRC_SIZE = struct.calcsize(HEADER_CRC_FORMAT)
+# Tags: even = critical (a reader that does not know it refuses the file),
+#       odd = optional (a reader that does not know it skips it).
+TAG_CLASS_NAMES = 1
+TAG_FINGERPRINT = 3
+TAG_METADATA = 5
+TAG_N_REFERENCE = 2
+TAG_N_SELECTED = 4
+TAG_N_CLASSES = 6
+TAG_BLOCK_ENTRIES = 8
+REQUIRED_TAGS = (TAG_N_REFERENCE, TAG_N_SELECTED, TAG_N_CLASSES, TAG_BLOCK_ENTRIES)
+FINGERPRINT_SIZE = 32
+
+# --- FORMAT.md §4 Blocks and sections ----------------------------------------
+SECTION_CRC_FORMAT = "<I"
+SECTION_CRC_SIZE = struct.calcsize(SECTION_CRC_FORMAT)
+
+# Index-section coding methods (FORMAT.md §5).  Ids are stable forever.
+INDEX_GOLOMB_ANS = 1  # gaps -> (quotient: ANS with a parametric geometric table, remainder: raw bits)
+INDEX_BITMAP_ANS = 2  # bitmap bytes -> ANS with a stored byte histogram
+INDEX_CONTEXT = 3  # adaptive context-mixing binary ANS over gap tokens (FORMAT.md §5.3)
+INDEX_METHODS = (INDEX_GOLOMB_ANS, INDEX_BITMAP_ANS, INDEX_CONTEXT)
+
+# Label-section coding methods (FORMAT.md §6).
+LABEL_IID_ANS = 1  # ANS with the block's label histogram stored exactly
+LABEL_CONTEXT = 2  # adaptive context-mixing binary ANS (FORMAT.md §6.2)
+LABEL_METHODS = (LABEL_IID_ANS, LABEL_CONTEXT)
+
+# --- FORMAT.md §7 Trailer ----------------------------------------------------
+TRAILER_FORMAT = "<I4s"  # CRC-32C of every byte before the trailer, end magic
+TRAILER_SIZE = struct.calcsize(TRAILER_FORMAT)
+END_MAGIC = b"PEND"
+
+# --- FORMAT.md §5.1 Golomb-ANS parameters --------------------------------------
+GOLOMB_PARAMS_FORMAT = "<BI"  # remainder width b, continuation probability a / 2**32
+GOLOMB_PARAMS_SIZE = struct.calcsize(GOLOMB_PARAMS_FORMAT)
+GOLOMB_W0 = 1 << 31  # weight of quotient 0
+GOLOMB_MIN_WEIGHT = 1 << 7  # the table ends at the first weight below this ...
+GOLOMB_MAX_SYMBOLS = 4096  # ... or at this many quotient symbols
+GOLOMB_TAIL_CAP = 1 << 40  # the escape weight is capped here (exact in float64)
+GOLOMB_MAX_WIDTH = 56  # remainder width limit (pack_bits handles <= 56)
+
+# --- FORMAT.md §8 Limits every reader enforces ----------------------------------
+MAX_N_REFERENCE = 1 << 40
+MAX_CLASSES = 65_535
+MAX_BLOCK_ENTRIES = 1 << 20
+DEFAULT_BLOCK_ENTRIES = 1 << 20
+MAX_HEADER_SIZE = 16 << 20
+MAX_CLASS_NAME_BYTES = 4096
+MAX_METADATA_BYTES = 1 << 20
+MAX_PARAMS_SIZE = 1 << 16
+MAX_BITMAP_SPAN = 1 << 27  # bits covered by one bitmap-coded block
+MAX_VARINT_BYTES = 10  # a varint encodes at most 64 bits
+DEFAULT_MAX_ENTRIES = 1 << 28  # decode() refuses more unless the caller raises it
+MAX_FILE_SIZE = 1 << 32
