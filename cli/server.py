@@ -1,0 +1,264 @@
+"""Server-side commands: ``manifest``, ``score`` and ``select``.
+
+``manifest`` and ``select`` need numpy only; ``score`` imports the torch
+adapter (:mod:`pladacodec.teacher`) when it runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import numpy as np
+
+from pladacodec.errors import PladaError
+from pladacodec.reference import Reference
+from pladacodec.selection import (
+    STRATEGIES,
+    load_scores,
+    parse_keep,
+    parse_size,
+    select as select_images,
+    select_budget,
+)
+
+
+def _fail(exc: Exception) -> None:
+    raise click.ClickException(str(exc))
+
+
+def _read_class_names(path: str | None) -> tuple[str, ...] | None:
+    if path is None:
+        return None
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    names = tuple(line.strip() for line in lines if line.strip())
+    if not names:
+        raise click.BadParameter(f"{path!r} lists no class names", param_hint="--class-names")
+    return names
+
+
+def _load_reference(directory: str, manifest_path: str | None) -> Reference:
+    if manifest_path is not None:
+        return Reference.from_manifest(manifest_path, root=directory)
+    return Reference.from_dir(directory)
+
+
+def _floats(text: str | None, count: int, option: str) -> tuple[float, ...] | None:
+    if text is None:
+        return None
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise click.BadParameter(f"expected {count} comma-separated numbers, found {text!r}", param_hint=option) from None
+    if len(values) == 1:
+        values = values * count
+    if len(values) != count:
+        raise click.BadParameter(f"expected {count} comma-separated numbers, found {text!r}", param_hint=option)
+    return values
+
+
+# --------------------------------------------------------------------------
+# manifest
+# --------------------------------------------------------------------------
+
+
+@click.command()
+@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+@click.option(
+    "-o", "--out", "out", type=click.Path(dir_okay=False), default=None,
+    help="Manifest file to write [default: DIRECTORY's name + .manifest, beside it]. "
+    "The fingerprint goes to the same name + .sha256.",
+)
+def manifest(directory: str, out: str | None) -> None:
+    """List the images of a reference DIRECTORY in canonical order, and fingerprint them.
+
+    Canonical order: recursive, hidden entries skipped, symlinks followed
+    (cycles skipped), non-image files ignored, sorted by path components
+    (torchvision ImageFolder order for class folders).
+    """
+    try:
+        ref = Reference.from_dir(directory)
+    except PladaError as exc:
+        _fail(exc)
+    root = Path(directory).resolve()
+    out_path = Path(out) if out is not None else root.parent / f"{root.name}.manifest"
+    ref.write_manifest(out_path)
+    fp_path = out_path.with_name(out_path.name + ".sha256")
+    fp_path.write_text(f"{ref.fingerprint.hex()}  {ref.n}\n", encoding="utf-8")
+    click.echo(f"{ref.n:,} images")
+    click.echo(f"fingerprint {ref.fingerprint.hex()}")
+    click.echo(f"manifest    {out_path}")
+    click.echo(f"fingerprint {fp_path}")
+
+
+# --------------------------------------------------------------------------
+# score
+# --------------------------------------------------------------------------
+
+
+@click.command()
+@click.option("--teacher", "teacher_spec", required=True,
+              help="timm:NAME[:CHECKPOINT], a TorchScript file, or MODULE:FACTORY / FILE.py:FACTORY.")
+@click.option("--reference", "reference_dir", required=True, type=click.Path(exists=True, file_okay=False),
+              help="Folder of reference images.")
+@click.option("--manifest", "manifest_path", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Use this manifest's order (paths relative to --reference) instead of the canonical order.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Scores directory (created; a rerun resumes it).")
+@click.option("--num-classes", type=int, default=None, help="Number of teacher outputs (timm / factory models).")
+@click.option("--class-names", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="File with one class name per line (overrides names from the teacher).")
+@click.option("--temperature", type=float, default=1.0, show_default=True, help="T in E = -T logsumexp(f/T).")
+@click.option("--batch-size", type=int, default=64, show_default=True)
+@click.option("--workers", type=int, default=2, show_default=True, help="DataLoader worker processes.")
+@click.option("--threads", type=int, default=None, help="torch intra-op threads of the scoring process.")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N (under torchrun: cuda:LOCAL_RANK).")
+@click.option("--shard-size", type=int, default=4096, show_default=True, help="Images per shard (unit of resume).")
+@click.option("--img-size", type=int, default=None, help="Override the input resolution (square).")
+@click.option("--mean", default=None, help="Override normalisation mean, e.g. 0.5,0.5,0.5.")
+@click.option("--std", default=None, help="Override normalisation std.")
+@click.option("--interpolation", default=None, help="Override resize interpolation (bilinear, bicubic...).")
+@click.option("--crop-pct", type=float, default=None, help="Override centre-crop fraction (1.0 = no crop).")
+@click.option("--overwrite", is_flag=True, help="Discard finished shards of an earlier run in --out.")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+def score(
+    teacher_spec: str, reference_dir: str, manifest_path: str | None, out_dir: str, num_classes: int | None,
+    class_names: str | None, temperature: float, batch_size: int, workers: int, threads: int | None,
+    device: str, shard_size: int, img_size: int | None, mean: str | None, std: str | None,
+    interpolation: str | None, crop_pct: float | None, overwrite: bool, progress: bool,
+) -> None:
+    """Score every reference image with a teacher: energy, argmax label, entropy.
+
+    Works unchanged under `torchrun --nproc-per-node K`: shards are split
+    among the ranks and the result equals a one-process run.
+    """
+    from pladacodec import teacher as teacher_mod
+
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    try:
+        rank, world = teacher_mod.init_distributed(device)
+        ref = _load_reference(reference_dir, manifest_path)
+        overrides = {
+            "img_size": img_size,
+            "mean": _floats(mean, 3, "--mean"),
+            "std": _floats(std, 3, "--std"),
+            "interpolation": interpolation,
+            "crop_pct": crop_pct,
+        }
+        t = teacher_mod.load_teacher(
+            teacher_spec, num_classes=num_classes, class_names=_read_class_names(class_names),
+            transform_overrides=overrides,
+        )
+        dataset = teacher_mod.ImageListDataset(ref, t.transform)
+        if rank == 0:
+            click.echo(f"reference {ref.n:,} images, fingerprint {ref.fingerprint.hex()}", err=True)
+            click.echo(f"teacher {teacher_spec}, input {t.data_config.get('input_size')}, "
+                       f"{world} process(es), {workers} loader worker(s) each", err=True)
+        result = teacher_mod.score(
+            t.model, dataset, out_dir=out_dir, batch_size=batch_size, num_workers=workers,
+            temperature=temperature, device=device, shard_size=shard_size,
+            reference_fingerprint=ref.fingerprint, class_names=t.class_names, teacher_spec=teacher_spec,
+            extra_meta={"data_config": {k: list(v) if isinstance(v, tuple) else v for k, v in t.data_config.items()}},
+            overwrite=overwrite, progress=progress,
+        )
+    except PladaError as exc:
+        _fail(exc)
+    st = result.stats
+    if rank == 0:
+        if st.skipped_shards:
+            click.echo(f"resumed: {st.skipped_shards} finished shard(s) skipped on rank 0", err=True)
+        if st.images:
+            click.echo(
+                f"scored {st.images:,} images on rank 0 in {st.seconds:.1f} s: "
+                f"{st.images_per_second:,.1f} img/s end-to-end, "
+                f"{st.forward_images_per_second:,.1f} img/s in the forward pass"
+                + (f" (x{world} processes)" if world > 1 else "")
+            )
+        counts = ", ".join(str(int(c)) for c in np.bincount(result.label, minlength=result.n_classes))
+        click.echo(f"scores of {len(result.energy):,} images in {out_dir} (argmax counts per class: {counts})")
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.destroy_process_group()
+
+
+# --------------------------------------------------------------------------
+# select
+# --------------------------------------------------------------------------
+
+
+@click.command()
+@click.argument("scores_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--keep", default=None, help="Fraction of the reference set, e.g. 1% or 0.01.")
+@click.option("--count", type=int, default=None, help="Number of images.")
+@click.option("--budget", default=None, help="Largest selection whose .plada fits, e.g. 100KB (10^3) or 64KiB.")
+@click.option("--strategy", type=click.Choice(STRATEGIES), default="lowest-energy", show_default=True)
+@click.option("--safety-net", type=float, default=0.0, show_default=True,
+              help="Fraction of the selection reserved for per-class quotas K_c ~ N_c^alpha.")
+@click.option("--alpha", type=float, default=0.5, show_default=True, help="Safety-Net exponent.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random strategy.")
+@click.option("--reference", "reference_dir", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Check that this folder is the reference set the scores were computed on.")
+@click.option("--manifest", "manifest_path", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="With --reference: the manifest order that was scored.")
+@click.option("--class-names", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="File with one class name per line (overrides the names stored with the scores).")
+@click.option("-o", "--out", "out", required=True, type=click.Path(dir_okay=False), help="The .plada file to write.")
+def select(
+    scores_dir: str, keep: str | None, count: int | None, budget: str | None, strategy: str,
+    safety_net: float, alpha: float, seed: int, reference_dir: str | None, manifest_path: str | None,
+    class_names: str | None, out: str,
+) -> None:
+    """Choose the images to send from SCORES_DIR and write the task as a .plada file."""
+    import pladacodec
+
+    if sum(x is not None for x in (keep, count, budget)) != 1:
+        raise click.UsageError("give exactly one of --keep, --count and --budget")
+    try:
+        scores = load_scores(scores_dir)
+        fingerprint = scores.reference_fingerprint
+        if reference_dir is not None:
+            ref = _load_reference(reference_dir, manifest_path)
+            ref.check(scores.n, fingerprint)
+            fingerprint = ref.fingerprint
+        names = _read_class_names(class_names) or scores.class_names
+        if names is not None and len(names) != scores.n_classes:
+            raise click.BadParameter(
+                f"{len(names)} class names for a teacher with {scores.n_classes} classes", param_hint="--class-names"
+            )
+        kwargs = dict(strategy=strategy, entropy=scores.entropy, safety_net=safety_net, alpha=alpha,
+                      n_classes=scores.n_classes, seed=seed)
+
+        def metadata(sel) -> dict:
+            meta = sel.metadata()
+            meta["teacher"] = scores.meta.get("teacher")
+            meta["temperature"] = scores.meta.get("temperature")
+            return meta
+
+        def packed_size(sel) -> int:
+            return len(pladacodec.encode(
+                sel.indices, sel.labels, scores.n, n_classes=scores.n_classes, class_names=names,
+                reference_fingerprint=fingerprint, metadata=metadata(sel),
+            ))
+
+        if budget is not None:
+            sel = select_budget(scores.energy, scores.label, parse_size(budget), size_of=packed_size, **kwargs)
+        else:
+            sel = select_images(scores.energy, scores.label, count=count,
+                                keep=parse_keep(keep) if keep is not None else None, **kwargs)
+        size = pladacodec.write(
+            out, sel.indices, sel.labels, scores.n, n_classes=scores.n_classes, class_names=names,
+            reference_fingerprint=fingerprint, metadata=metadata(sel),
+        )
+    except PladaError as exc:
+        _fail(exc)
+    per_class = np.bincount(sel.labels, minlength=scores.n_classes)
+    click.echo(f"selected {sel.count:,} of {scores.n:,} images ({100.0 * sel.count / scores.n:.3g} %), "
+               f"strategy {strategy}" + (f", safety net {safety_net:g} (alpha {alpha:g})" if safety_net else ""))
+    click.echo(f"per class: {', '.join(str(int(c)) for c in per_class)}")
+    if sel.quotas is not None:
+        click.echo(f"quotas:    {', '.join(str(int(q)) for q in sel.quotas)}")
+    click.echo(f"wrote {out}: {size:,} bytes, reference fingerprint {fingerprint.hex() if fingerprint else 'none'}")
