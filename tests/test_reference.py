@@ -1,0 +1,207 @@
+"""Reference identity: canonical folder order, manifest, fingerprint."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from pladacodec.errors import PladaReferenceError
+from pladacodec.reference import (
+    IMAGE_EXTENSIONS,
+    Reference,
+    dataset_fingerprint,
+    fingerprint,
+    list_reference,
+    manifest_bytes,
+)
+
+
+def _touch(root, *paths):
+    for p in paths:
+        f = root / p
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_bytes(b"")
+
+
+def test_fingerprint_is_pinned():
+    # Changing this value breaks every .plada file made so far: bump the domain tag instead.
+    assert fingerprint([]).hex() == hashlib.sha256(b"pladacodec-reference-v1\0" + bytes(8)).hexdigest()
+    paths = ["cat/1.png", "dog/2.png"]
+    expected = hashlib.sha256(
+        b"pladacodec-reference-v1\0" + struct.pack("<Q", 2) + b"cat/1.png\ndog/2.png\n"
+    ).hexdigest()
+    assert fingerprint(paths).hex() == expected
+    assert expected.startswith("9c99f432073bab1c")
+
+
+def test_fingerprint_depends_on_order_count_and_names():
+    base = fingerprint(["a.png", "b.png"])
+    assert fingerprint(["b.png", "a.png"]) != base
+    assert fingerprint(["a.png"]) != base
+    assert fingerprint(["a.png", "b.PNG"]) != base
+    assert len(base) == 32
+
+
+def test_canonical_order_rules(tmp_path):
+    _touch(
+        tmp_path,
+        "b/2.png", "b/10.png", "a/x.JPEG", "a/y.webp", "a/notes.txt", "a/data.npy",
+        "B/1.png",  # upper case sorts before lower case (code point order)
+        "top.png",  # images at the root are included
+        ".git/z.png", "a/.DS_Store", "a/.x.png",  # hidden entries are skipped
+        "a/sub/deeper/q.bmp", "ä/1.png",
+    )
+    assert list_reference(tmp_path) == [
+        "B/1.png", "a/sub/deeper/q.bmp", "a/x.JPEG", "a/y.webp", "b/10.png", "b/2.png", "top.png", "ä/1.png",
+    ]
+
+
+def test_symlinks_followed_with_cycle_protection(tmp_path):
+    _touch(tmp_path, "real/a.png", "other/b.png")
+    (tmp_path / "real" / "loop").symlink_to(tmp_path / "real", target_is_directory=True)  # cycle
+    (tmp_path / "linked").symlink_to(tmp_path / "other", target_is_directory=True)  # folder link
+    (tmp_path / "real" / "c.png").symlink_to(tmp_path / "other" / "b.png")  # file link
+    (tmp_path / "real" / "broken.png").symlink_to(tmp_path / "missing.png")  # broken link
+    assert list_reference(tmp_path) == ["linked/b.png", "other/b.png", "real/a.png", "real/c.png"]
+
+
+def test_equals_torchvision_imagefolder(tmp_path):
+    datasets = pytest.importorskip("torchvision.datasets")
+    from PIL import Image
+
+    for p in ["zebra/1.png", "ant/b.png", "ant/a10.png", "ant/a9.png", "Bee/x.jpg", "ant/readme.txt"]:
+        (tmp_path / p).parent.mkdir(parents=True, exist_ok=True)
+        if p.endswith(".txt"):
+            (tmp_path / p).write_text("x")
+        else:
+            Image.new("RGB", (2, 2)).save(tmp_path / p)
+    folder = datasets.ImageFolder(str(tmp_path))
+    expected = [os.path.relpath(p, tmp_path).replace(os.sep, "/") for p, _ in folder.samples]
+    assert list_reference(tmp_path) == expected
+    assert dataset_fingerprint(folder) == Reference.from_dir(tmp_path).fingerprint
+
+
+def test_manifest_round_trip(tmp_path):
+    _touch(tmp_path / "imgs", "a/1.png", "b/2.png", "b/3.png")
+    ref = Reference.from_dir(tmp_path / "imgs")
+    assert ref.n == len(ref) == 3
+    ref.write_manifest(tmp_path / "m.txt")
+    assert (tmp_path / "m.txt").read_bytes() == b"a/1.png\nb/2.png\nb/3.png\n" == manifest_bytes(ref.paths)
+    again = Reference.from_manifest(tmp_path / "m.txt", root=tmp_path / "imgs")
+    assert again == ref
+    assert again.path(2) == tmp_path / "imgs" / "b" / "3.png"
+    # A manifest keeps its own order.
+    (tmp_path / "m2.txt").write_text("b/3.png\na/1.png")
+    custom = Reference.from_manifest(tmp_path / "m2.txt")
+    assert custom.paths == ("b/3.png", "a/1.png") and custom.fingerprint != ref.fingerprint
+    with pytest.raises(PladaReferenceError, match="no root"):
+        custom.path(0)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [("a.png\n\nb.png\n", "empty path"), ("/abs.png\n", "relative"), ("a/../b.png\n", "relative"),
+     ("a.png\na.png\n", "twice")],
+)
+def test_bad_manifests_rejected(tmp_path, text, message):
+    (tmp_path / "m.txt").write_text(text)
+    with pytest.raises(PladaReferenceError, match=message):
+        Reference.from_manifest(tmp_path / "m.txt")
+
+
+def test_reference_check(tmp_path):
+    ref = Reference.from_paths(["a.png", "b.png"])
+    ref.check(2, ref.fingerprint)
+    ref.check(2, None)
+    with pytest.raises(PladaReferenceError, match="expects 3 reference images"):
+        ref.check(3, ref.fingerprint)
+    with pytest.raises(PladaReferenceError, match="fingerprint"):
+        ref.check(2, bytes(32))
+    with pytest.raises(ValueError):  # PladaReferenceError is also a ValueError
+        ref.check(2, bytes(32))
+
+
+def test_errors_for_bad_folders(tmp_path):
+    with pytest.raises(PladaReferenceError, match="cannot be read"):
+        list_reference(tmp_path / "missing")
+    (tmp_path / "f.png").write_bytes(b"")
+    with pytest.raises(PladaReferenceError, match="not a folder"):
+        list_reference(tmp_path / "f.png")
+    with pytest.raises(PladaReferenceError, match="line break"):
+        fingerprint(["a\nb.png"])
+
+
+def test_dataset_fingerprint_rules():
+    class Arrays:
+        def __init__(self, data):
+            self.data = data
+
+        def __len__(self):
+            return len(self.data)
+
+    a = np.arange(24, dtype=np.uint8).reshape(2, 3, 4)
+    fa = dataset_fingerprint(Arrays(a))
+    assert fa == dataset_fingerprint(Arrays(a.copy()))
+    b = a.copy()
+    b[1, 2, 3] += 1
+    assert dataset_fingerprint(Arrays(b)) != fa  # pixel contents are hashed
+    assert dataset_fingerprint(Arrays(a.astype(np.int16))) != fa
+
+    class Plain:
+        def __len__(self):
+            return 5
+
+    assert len(dataset_fingerprint(Plain())) == 32
+    assert dataset_fingerprint(Plain()) != dataset_fingerprint(Arrays(np.zeros(5)))
+
+    class WithPaths:
+        paths = ["x/1.png", "y/2.png"]
+
+        def __len__(self):
+            return 2
+
+    assert dataset_fingerprint(WithPaths()) == fingerprint(WithPaths.paths)
+
+    class WithReference:
+        reference = Reference.from_paths(["q.png"])
+
+        def __len__(self):
+            return 1
+
+    assert dataset_fingerprint(WithReference()) == WithReference.reference.fingerprint
+
+
+def test_image_extensions():
+    assert {".png", ".jpg", ".jpeg", ".webp", ".tiff"} <= IMAGE_EXTENSIONS
+    assert all(e == e.lower() and e.startswith(".") for e in IMAGE_EXTENSIONS)
+
+
+def test_server_modules_do_not_import_torch():
+    code = (
+        "import sys, pladacodec, pladacodec.reference, pladacodec.selection, pladacodec_cli.server\n"
+        "assert 'torch' not in sys.modules and 'timm' not in sys.modules, 'torch imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_manifest_command(tmp_path):
+    from pladacodec_cli.server import manifest
+
+    _touch(tmp_path / "ref", "a/1.png", "b/2.png")
+    out = tmp_path / "ref.manifest"
+    result = CliRunner().invoke(manifest, [str(tmp_path / "ref"), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    ref = Reference.from_dir(tmp_path / "ref")
+    assert ref.fingerprint.hex() in result.output
+    assert out.read_text() == "a/1.png\nb/2.png\n"
+    assert (tmp_path / "ref.manifest.sha256").read_text() == f"{ref.fingerprint.hex()}  2\n"
+    # default output name: beside the folder
+    result = CliRunner().invoke(manifest, [str(tmp_path / "ref")])
+    assert result.exit_code == 0 and out.exists()
