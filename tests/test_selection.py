@@ -150,7 +150,8 @@ def test_safety_net_invariants(scores, data):
         assert (per_class[present] >= 1).all()
         # quotas as documented: 1 + Hamilton share of the rest, capped at N_c
         if (q < n_c)[present].all():
-            w = np.where(present, n_c.astype(float) ** alpha, 0.0)
+            w = np.zeros(n_classes)
+            w[present] = n_c[present].astype(float) ** alpha
             exact = 1 + (reserved - present.sum()) * w / w.sum()
             assert (np.abs(q - exact)[present] < 1 + 1e-9).all()
     else:
