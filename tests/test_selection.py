@@ -149,7 +149,7 @@ def test_safety_net_invariants(scores, data):
     if reserved >= present.sum():  # every predicted class appears when the budget allows
         assert (per_class[present] >= 1).all()
         # quotas as documented: 1 + Hamilton share of the rest, capped at N_c
-        if (q < n_c)[present].all():
+        if present.any() and (q < n_c)[present].all():
             w = np.zeros(n_classes)
             w[present] = n_c[present].astype(float) ** alpha
             exact = 1 + (reserved - present.sum()) * w / w.sum()
