@@ -1,0 +1,430 @@
+"""Streaming: write and read ``.plada`` files block by block, never holding the whole task.
+
+A selection of 1 % of a web-sized pool (20 M entries, 320 MB as two int64
+arrays) need not fit in memory: :class:`StreamWriter` takes chunks of any size,
+encodes every full block (``block_entries`` entries) as it fills and appends it
+to a temporary file, which :meth:`StreamWriter.close` renames over the target;
+:class:`StreamReader` decodes one block at a time from disk.  The bytes are the
+ones :func:`pladacodec.encode` produces for the same task and ``block_entries``
+(block boundaries do not depend on how the input was chunked).
+
+>>> import os, tempfile, numpy as np
+>>> from pladacodec._stream import write_stream, iter_read
+>>> path = os.path.join(tempfile.mkdtemp(), "task.plada")
+>>> chunks = [(np.array([3, 7]), np.array([0, 1])), (np.array([12]), np.array([1]))]
+>>> write_stream(path, chunks, n_reference=100, n_selected=3, n_classes=2, block_entries=2) > 0
+True
+>>> [(i.tolist(), l.tolist()) for i, l in iter_read(path)]
+[([3, 7], [0, 1]), ([12], [1])]
+
+Integrity when reading: every block's two sections carry their own CRC-32C,
+checked before a block is yielded; the whole-file CRC-32C (which also covers
+block headers and proves the file is complete) can only be known at the end.
+By default (``verify_first=True``) :class:`StreamReader` therefore makes a
+first streaming pass that checks the whole-file CRC and the trailer before it
+yields anything, so no block of a damaged file is ever handed out; the decoding
+pass checks the CRC again, so a file changed between the passes still fails.
+With ``verify_first=False`` the file is read once and the whole-file check
+happens after the last block: the consumer must run the iteration to its end
+(a damaged or truncated file then raises there) before trusting what it got.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import struct
+import tempfile
+from pathlib import Path
+from typing import BinaryIO, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from . import _api, _container
+from . import _spec as S
+from ._bytes import Reader, crc32c
+from .errors import PladaChecksumError, PladaEncodeError, PladaError, PladaFormatError, PladaTruncatedError
+
+__all__ = ["StreamWriter", "StreamReader", "write_stream", "iter_read"]
+
+_READ_CHUNK = 1 << 20
+
+
+# --- writing --------------------------------------------------------------------------------
+
+
+class StreamWriter:
+    """Write a ``.plada`` file from chunks of (sorted indices, labels), one block at a time.
+
+    The header comes first in the file, so the total count ``n_selected`` and
+    ``n_classes`` must be known up front; :meth:`close` checks that exactly
+    ``n_selected`` entries arrived.  Indices must be strictly increasing across
+    all chunks (streaming cannot sort).  A path is written atomically (temporary
+    file in the same folder, fsync, rename); on error or :meth:`abort` the
+    temporary file is removed and the target is left untouched.
+
+    Memory: one block of input (``block_entries`` x 16 bytes) plus what the
+    coders need for one block.
+    """
+
+    def __init__(
+        self,
+        target,
+        *,
+        n_reference: int,
+        n_selected: int,
+        n_classes: int | None = None,
+        class_names: Sequence[str] | None = None,
+        reference_fingerprint: bytes | str | None = None,
+        metadata=None,
+        block_entries: int = S.DEFAULT_BLOCK_ENTRIES,
+        index_methods: Sequence[int] | None = None,
+        label_methods: Sequence[int] | None = None,
+    ) -> None:
+        if n_classes is None and class_names is None:
+            raise PladaEncodeError("streaming needs n_classes (or class_names) up front: labels arrive later")
+        # Validate every header parameter with the same code as encode() (on an empty selection).
+        header, _, _ = _api._prepare(
+            [], [], n_reference, n_classes, class_names, reference_fingerprint, metadata, block_entries
+        )
+        n_selected = _api._as_count(n_selected, "n_selected", 0, header.n_reference)
+        _api._check_methods(index_methods, _container._INDEX_CODERS, "index_methods")
+        _api._check_methods(label_methods, _container._LABEL_CODERS, "label_methods")
+        self.header = dataclasses.replace(header, n_selected=n_selected)
+        self._index_methods = tuple(_container._INDEX_CODERS) if index_methods is None else tuple(index_methods)
+        self._label_methods = tuple(_container._LABEL_CODERS) if label_methods is None else tuple(label_methods)
+        self._pending_idx = np.empty(header.block_entries, dtype=np.uint64)
+        self._pending_lab = np.empty(header.block_entries, dtype=np.int64)
+        self._pending = 0
+        self._written_entries = 0  # entries already in encoded blocks
+        self._next_min = 0  # the next index must be >= this
+        self._base = 0  # base of the block being filled
+        self._closed = False
+        self.bytes_written = 0
+
+        self._path = None
+        self._tmp = None
+        if hasattr(target, "write"):
+            self._fh: BinaryIO = target
+        else:
+            self._path = Path(target)
+            directory = self._path.parent if str(self._path.parent) else Path(".")
+            try:
+                fd, self._tmp = tempfile.mkstemp(prefix=f".{self._path.name}.", suffix=".tmp", dir=directory)
+            except OSError as exc:
+                raise PladaError(f"cannot write {str(self._path)!r}: {exc.strerror or exc}") from exc
+            self._fh = os.fdopen(fd, "wb")
+        head = _container.encode_header(self.header)
+        self._crc = 0
+        self._emit(head)
+
+    @property
+    def entries_received(self) -> int:
+        return self._written_entries + self._pending
+
+    def _emit(self, data: bytes) -> None:
+        try:
+            self._fh.write(data)
+        except OSError as exc:
+            self.abort()
+            raise PladaError(f"cannot write {str(self._path or 'file')!r}: {exc.strerror or exc}") from exc
+        self._crc = crc32c(data, self._crc)
+        self.bytes_written += len(data)
+
+    def write(self, indices, labels) -> None:
+        """Append a chunk: indices strictly increasing (also across chunks), one label each."""
+        if self._closed:
+            raise PladaEncodeError("write() after close()")
+        try:
+            idx = _api._as_integer_array(indices, "indices")
+            lab = _api._as_integer_array(labels, "labels")
+            at = self.entries_received
+            if len(idx) != len(lab):
+                raise PladaEncodeError(f"chunk at entry {at:,}: {len(idx):,} indices but {len(lab):,} labels")
+            if at + len(idx) > self.header.n_selected:
+                raise PladaEncodeError(
+                    f"chunk at entry {at:,} brings the count to {at + len(idx):,}, "
+                    f"more than n_selected = {self.header.n_selected:,}"
+                )
+            if not len(idx):
+                return
+            _api._check_range(idx, 0, self.header.n_reference, "indices", "n_reference")
+            _api._check_range(lab, 0, self.header.n_classes, "labels", "n_classes")
+            idx = idx.astype(np.uint64, copy=False)
+            if int(idx[0]) < self._next_min:
+                raise PladaEncodeError(
+                    f"entry {at:,}: index {int(idx[0]):,} is not above the previous index {self._next_min - 1:,} "
+                    "(streamed indices must be strictly increasing)"
+                )
+            if len(idx) > 1:
+                bad = idx[1:] <= idx[:-1]
+                if bad.any():
+                    pos = int(np.argmax(bad))
+                    raise PladaEncodeError(
+                        f"entry {at + pos + 1:,}: index {int(idx[pos + 1]):,} is not above {int(idx[pos]):,} "
+                        "(streamed indices must be strictly increasing)"
+                    )
+        except PladaError:
+            self.abort()
+            raise
+        self._next_min = int(idx[-1]) + 1
+        start = 0
+        step = self.header.block_entries
+        while start < len(idx):
+            take = min(step - self._pending, len(idx) - start)
+            self._pending_idx[self._pending : self._pending + take] = idx[start : start + take]
+            self._pending_lab[self._pending : self._pending + take] = lab[start : start + take]
+            self._pending += take
+            start += take
+            if self._pending == step:
+                self._flush_block()
+
+    def _flush_block(self) -> None:
+        n = self._pending
+        indices = self._pending_idx[:n]
+        block = _container.encode_block(
+            indices, self._pending_lab[:n], self._base, self.header.n_classes, self._index_methods, self._label_methods
+        )
+        self._emit(block)
+        self._base = int(indices[-1]) + 1
+        self._written_entries += n
+        self._pending = 0
+
+    def close(self) -> int:
+        """Flush the last block, write the trailer and (for a path) rename into place; returns the size."""
+        if self._closed:
+            return self.bytes_written
+        if self.entries_received != self.header.n_selected:
+            got = self.entries_received
+            self.abort()
+            raise PladaEncodeError(f"the header promises {self.header.n_selected:,} entries but {got:,} were written")
+        if self._pending:
+            self._flush_block()
+        self._emit(struct.pack(S.TRAILER_FORMAT, self._crc, S.END_MAGIC))
+        self._closed = True
+        if self._tmp is not None:
+            try:
+                self._fh.flush()
+                os.fsync(self._fh.fileno())
+                self._fh.close()
+                os.replace(self._tmp, self._path)
+            except OSError as exc:
+                self._remove_tmp()
+                raise PladaError(f"cannot write {str(self._path)!r}: {exc.strerror or exc}") from exc
+            self._tmp = None
+        return self.bytes_written
+
+    def abort(self) -> None:
+        """Give up: remove the temporary file (a path target is left as it was)."""
+        self._closed = True
+        if self._tmp is not None:
+            try:
+                self._fh.close()
+            except OSError:
+                pass
+            self._remove_tmp()
+
+    def _remove_tmp(self) -> None:
+        if self._tmp is not None:
+            try:
+                os.unlink(self._tmp)
+            except OSError:
+                pass
+            self._tmp = None
+
+    def __enter__(self) -> "StreamWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def write_stream(target, chunks: Iterable[tuple], *, n_reference: int, n_selected: int, **kwargs) -> int:
+    """Write ``chunks`` (an iterable of ``(indices, labels)`` pairs) as one file; returns its size.
+
+    Two separate iterables can be passed as ``zip(index_chunks, label_chunks)``.
+    Keyword arguments are those of :class:`StreamWriter`.
+    """
+    writer = StreamWriter(target, n_reference=n_reference, n_selected=n_selected, **kwargs)
+    try:
+        for indices, labels in chunks:
+            writer.write(indices, labels)
+    except BaseException:
+        writer.abort()
+        raise
+    return writer.close()
+
+
+# --- reading --------------------------------------------------------------------------------
+
+
+class _Cursor:
+    """Sequential reads from a file of known size, each checked against the bytes that remain."""
+
+    def __init__(self, fh: BinaryIO, size: int, end: int) -> None:
+        self.fh = fh
+        self.size = size
+        self.end = end  # reads must stay below this (the trailer starts here)
+        self.pos = 0
+
+    def read(self, n: int, what: str) -> bytes:
+        if n < 0 or n > self.end - self.pos:
+            raise PladaTruncatedError(
+                f"{what}: needs {n:,} bytes at offset {self.pos:,} but only {max(self.end - self.pos, 0):,} remain"
+            )
+        data = self.fh.read(n)
+        if len(data) != n:  # the file shrank under us
+            raise PladaTruncatedError(f"{what}: file ended at offset {self.pos + len(data):,} while reading")
+        self.pos += n
+        return data
+
+    def varint(self, what: str) -> bytes:
+        """The raw bytes of one varint (validated later by :class:`Reader`)."""
+        out = bytearray()
+        for _ in range(S.MAX_VARINT_BYTES):
+            byte = self.read(1, what)
+            out += byte
+            if not byte[0] & 0x80:
+                break
+        return bytes(out)
+
+
+class StreamReader:
+    """Read a ``.plada`` file one block at a time; see the module docstring for integrity.
+
+    >>> # with StreamReader(path) as reader:
+    >>> #     header = reader.header
+    >>> #     for indices, labels in reader: ...
+    """
+
+    def __init__(self, source, *, verify_first: bool = True) -> None:
+        self._own = not hasattr(source, "read")
+        if self._own:
+            try:
+                self._fh = open(source, "rb")
+            except OSError as exc:
+                raise PladaError(f"cannot read {os.fspath(source)!r}: {exc.strerror or exc}") from exc
+        else:
+            self._fh = source
+        try:
+            self._open(verify_first)
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self, verify_first: bool) -> None:
+        fh = self._fh
+        fh.seek(0, os.SEEK_END)
+        size = fh.tell()
+        fh.seek(0)
+        if size > S.MAX_FILE_SIZE:
+            raise PladaFormatError(f"{size:,} bytes exceeds the largest .plada file ({S.MAX_FILE_SIZE:,} bytes)")
+        self.file_size = size
+        preamble = fh.read(S.PREAMBLE_SIZE)
+        header_len = _container._check_preamble(Reader(preamble))  # magic, version, flags, header limit
+        if size < S.PREAMBLE_SIZE + header_len + S.HEADER_CRC_SIZE + S.TRAILER_SIZE:
+            raise PladaTruncatedError(
+                f"file of {size:,} bytes cannot hold its {header_len:,}-byte header, header checksum and trailer"
+            )
+        if verify_first:
+            self._check_whole_file(size)
+        fh.seek(0)
+        head = fh.read(S.PREAMBLE_SIZE + header_len + S.HEADER_CRC_SIZE)
+        self.header, pos = _container.decode_header(head)
+        self._crc = crc32c(head)
+        self._cursor = _Cursor(fh, size, size - S.TRAILER_SIZE)
+        self._cursor.pos = pos
+        self._done = False
+
+    def _check_whole_file(self, size: int) -> None:
+        """First pass: whole-file CRC-32C and end magic (the same checks as ``quick_check``)."""
+        fh = self._fh
+        fh.seek(0)
+        crc, left = 0, size - S.TRAILER_SIZE
+        while left:
+            data = fh.read(min(_READ_CHUNK, left))
+            if not data:
+                raise PladaTruncatedError(f"file ended while computing its checksum ({left:,} bytes short)")
+            crc = crc32c(data, crc)
+            left -= len(data)
+        stored, magic = struct.unpack(S.TRAILER_FORMAT, fh.read(S.TRAILER_SIZE))
+        if magic != S.END_MAGIC:
+            raise PladaTruncatedError(
+                f"file of {size:,} bytes does not end with the trailer magic {S.END_MAGIC!r}: truncated?"
+            )
+        if stored != crc:
+            raise PladaChecksumError(f"file checksum mismatch: stored 0x{stored:08x}, computed 0x{crc:08x}")
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        return self.blocks()
+
+    def blocks(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield ``(indices, labels)`` (uint64, int64) per block; checks the trailer after the last."""
+        if self._done:
+            raise PladaError("this StreamReader has already been iterated")
+        self._done = True
+        header, cur = self.header, self._cursor
+        remaining, base, number = header.n_selected, 0, 0
+        while remaining:
+            entries = min(remaining, header.block_entries)
+            start = cur.pos
+            try:
+                raw = self._read_block_bytes()
+                indices, labels, _ = _container.decode_block(Reader(raw), header, entries, base)
+            except PladaError as exc:
+                where = f"block {number:,} at file offset {start:,} (offsets that follow are within the block)"
+                raise type(exc)(f"{where}: {exc}") from None
+            self._crc = crc32c(raw, self._crc)
+            yield indices, labels.astype(np.int64, copy=False)
+            remaining -= entries
+            base = int(indices[-1]) + 1
+            number += 1
+        self._check_trailer()
+
+    def _read_block_bytes(self) -> bytes:
+        """The bytes of the next block: its header varints and two sections, lengths checked."""
+        cur = self._cursor
+        parts = [cur.varint("block entry count"), cur.varint("block base")]
+        for kind in ("index", "label"):
+            parts.append(cur.read(1, f"{kind} section method"))
+            raw_len = cur.varint(f"{kind} section parameter length")
+            params_len = Reader(raw_len).varint(f"{kind} section parameter length", maximum=S.MAX_PARAMS_SIZE)
+            parts += [raw_len, cur.read(params_len, f"{kind} section parameters")]
+            raw_len = cur.varint(f"{kind} section length")
+            body_len = Reader(raw_len).varint(f"{kind} section length", maximum=cur.end - cur.pos)
+            parts += [raw_len, cur.read(body_len + S.SECTION_CRC_SIZE, f"{kind} section")]
+        return b"".join(parts)
+
+    def _check_trailer(self) -> None:
+        cur = self._cursor
+        if cur.pos != cur.end:
+            raise PladaFormatError(f"blocks: {cur.end - cur.pos:,} unused bytes at offset {cur.pos:,}")
+        stored, magic = struct.unpack(S.TRAILER_FORMAT, self._fh.read(S.TRAILER_SIZE))
+        if magic != S.END_MAGIC:
+            raise PladaFormatError(f"trailer magic {magic!r} instead of {S.END_MAGIC!r}")
+        if stored != self._crc:
+            raise PladaChecksumError(f"file checksum mismatch: stored 0x{stored:08x}, computed 0x{self._crc:08x}")
+
+    def close(self) -> None:
+        if self._own and self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+    def __enter__(self) -> "StreamReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def iter_read(source, *, verify_first: bool = True) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Yield ``(indices, labels)`` block by block from a file path or binary file object.
+
+    With the default ``verify_first=True`` the whole file is checksummed before
+    the first block is yielded; see the module docstring.
+    """
+    with StreamReader(source, verify_first=verify_first) as reader:
+        yield from reader.blocks()
