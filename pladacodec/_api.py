@@ -251,7 +251,7 @@ def _prepare(indices, labels, n_reference, n_classes, class_names, reference_fin
         dup = sorted_idx[1:] == sorted_idx[:-1]
         if dup.any():
             at = int(np.argmax(dup))
-            first, second = sorted(int(order[at]), int(order[at + 1]))
+            first, second = sorted((int(order[at]), int(order[at + 1])))
             raise PladaEncodeError(f"duplicate index {int(sorted_idx[at]):,} at positions {first:,} and {second:,}")
         idx, lab = sorted_idx, lab[order]
     header = Header(n_reference, len(idx), n_classes, block_entries, class_names, reference_fingerprint, metadata)
