@@ -235,6 +235,94 @@ def _ranking_key(
     return key, eligible
 
 
+@dataclass(frozen=True)
+class _Ranking:
+    """Everything about a selection that does not depend on its size (computed once)."""
+
+    labels: np.ndarray  # all labels, as given
+    order: np.ndarray  # eligible indices, best first, ties by index
+    order_labels: np.ndarray  # labels[order]
+    rank_in_class: np.ndarray  # rank of order[i] among the eligible images of its class
+    class_counts: np.ndarray  # N_c over the eligible images
+    n_classes: int
+    strategy: str
+    seed: int
+
+    @property
+    def n_eligible(self) -> int:
+        return len(self.order)
+
+
+def _rank(
+    energy: np.ndarray,
+    labels: np.ndarray,
+    strategy: str,
+    entropy: np.ndarray | None,
+    n_classes: int | None,
+    seed: int,
+) -> _Ranking:
+    energy = np.asarray(energy)
+    labels = np.asarray(labels)
+    if energy.ndim != 1 or labels.shape != energy.shape:
+        raise PladaSelectionError(
+            f"expected 1-D energy and label arrays of one length, found shapes {energy.shape} and {labels.shape}"
+        )
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise PladaSelectionError(f"labels must be integers, found dtype {labels.dtype}")
+    energy = energy.astype(np.float64, copy=False)
+    entropy = None if entropy is None else np.asarray(entropy, dtype=np.float64)
+    key, eligible = _ranking_key(strategy, energy, entropy, seed)
+    candidates = np.flatnonzero(eligible)
+    order = candidates[np.argsort(key[candidates], kind="stable")]  # ties keep index order
+    order_labels = labels[order].astype(np.int64)
+    if len(order) and int(order_labels.min()) < 0:
+        raise PladaSelectionError(f"labels must be >= 0, found {int(order_labels.min())}")
+    max_label = int(order_labels.max()) if len(order) else -1
+    if n_classes is None:
+        n_classes = max_label + 1
+    elif max_label >= n_classes:
+        raise PladaSelectionError(f"label {max_label} is out of range for {n_classes} classes")
+    class_counts = np.bincount(order_labels, minlength=n_classes).astype(np.int64)
+    # Group the ranked images by class, keeping rank order inside each class.
+    by_class = np.argsort(order_labels, kind="stable")
+    starts = np.concatenate(([0], np.cumsum(class_counts)[:-1]))
+    rank_in_class = np.empty(len(order), dtype=np.int64)
+    rank_in_class[by_class] = np.arange(len(order)) - np.repeat(starts, class_counts)
+    return _Ranking(labels, order, order_labels, rank_in_class, class_counts, int(n_classes), strategy, seed)
+
+
+def _pick(r: _Ranking, count: int, safety_net: float, alpha: float) -> Selection:
+    n = len(r.labels)
+    if count < 0 or count > r.n_eligible:
+        raise PladaSelectionError(
+            f"asked for {count:,} images but {r.n_eligible:,} of the {n:,} reference images are eligible"
+            + (" (the others have NaN scores)" if r.n_eligible < n else "")
+        )
+    if not 0.0 <= safety_net <= 1.0:
+        raise PladaSelectionError(f"safety_net must be a fraction in [0, 1], found {safety_net}")
+    picked = np.zeros(n, dtype=bool)
+    quotas = None
+    reserved = _round_half_up(safety_net * count) if safety_net else 0
+    if safety_net:
+        quotas = safety_net_quotas(r.class_counts, reserved, alpha)
+        picked[r.order[r.rank_in_class < quotas[r.order_labels]]] = True
+    rest = r.order[~picked[r.order]][: count - reserved]
+    picked[rest] = True
+    indices = np.flatnonzero(picked).astype(np.int64)
+    return Selection(
+        indices=indices,
+        labels=r.labels[indices].astype(np.int64),
+        n_reference=n,
+        n_classes=r.n_classes,
+        strategy=r.strategy,
+        safety_net=float(safety_net),
+        alpha=float(alpha) if safety_net else None,
+        seed=r.seed if r.strategy == "random" else None,
+        quotas=quotas,
+        class_counts=r.class_counts if safety_net else None,
+    )
+
+
 def select(
     energy: np.ndarray,
     labels: np.ndarray,
@@ -257,76 +345,14 @@ def select(
     >>> select(np.array([2.0, 1.0, 1.0, 0.5]), np.array([1, 0, 2, 0]), count=3).indices.tolist()
     [1, 2, 3]
     """
-    energy = np.asarray(energy)
-    labels = np.asarray(labels)
-    if energy.ndim != 1 or labels.shape != energy.shape:
-        raise PladaSelectionError(
-            f"expected 1-D energy and label arrays of one length, found shapes {energy.shape} and {labels.shape}"
-        )
-    if not np.issubdtype(labels.dtype, np.integer):
-        raise PladaSelectionError(f"labels must be integers, found dtype {labels.dtype}")
-    energy = energy.astype(np.float64, copy=False)
-    entropy = None if entropy is None else np.asarray(entropy, dtype=np.float64)
-    n = len(energy)
     if (count is None) == (keep is None):
         raise PladaSelectionError("give exactly one of count= and keep=")
+    ranking = _rank(energy, labels, strategy, entropy, n_classes, seed)
     if keep is not None:
         if not 0.0 <= keep <= 1.0:
             raise PladaSelectionError(f"keep must be a fraction in [0, 1], found {keep}")
-        count = _round_half_up(keep * n)
-    assert count is not None
-    count = int(count)
-    if not 0.0 <= safety_net <= 1.0:
-        raise PladaSelectionError(f"safety_net must be a fraction in [0, 1], found {safety_net}")
-
-    key, eligible = _ranking_key(strategy, energy, entropy, seed)
-    n_eligible = int(eligible.sum())
-    if count < 0 or count > n_eligible:
-        raise PladaSelectionError(
-            f"asked for {count:,} images but {n_eligible:,} of the {n:,} reference images are eligible"
-            + (" (the others have NaN scores)" if n_eligible < n else "")
-        )
-    eligible_labels = labels[eligible]
-    if n_eligible and int(eligible_labels.min()) < 0:
-        raise PladaSelectionError(f"labels must be >= 0, found {int(eligible_labels.min())}")
-    max_label = int(eligible_labels.max()) if n_eligible else -1
-    if n_classes is None:
-        n_classes = max_label + 1
-    elif max_label >= n_classes:
-        raise PladaSelectionError(f"label {max_label} is out of range for {n_classes} classes")
-
-    candidates = np.flatnonzero(eligible)
-    order = candidates[np.argsort(key[candidates], kind="stable")]  # ties keep index order
-
-    quotas = class_counts = None
-    picked = np.zeros(n, dtype=bool)
-    reserved = _round_half_up(safety_net * count) if safety_net else 0
-    if safety_net:
-        class_counts = np.bincount(eligible_labels, minlength=n_classes).astype(np.int64)
-        quotas = safety_net_quotas(class_counts, reserved, alpha)
-        # Group the ranked images by class, keeping rank order inside each class.
-        order_labels = labels[order]
-        by_class = np.argsort(order_labels, kind="stable")
-        starts = np.concatenate(([0], np.cumsum(class_counts)[:-1]))
-        rank_in_class = np.empty(n_eligible, dtype=np.int64)
-        rank_in_class[by_class] = np.arange(n_eligible) - np.repeat(starts, class_counts)
-        picked[order[rank_in_class < quotas[order_labels]]] = True
-    rest = order[~picked[order]][: count - reserved]
-    picked[rest] = True
-
-    indices = np.flatnonzero(picked).astype(np.int64)
-    return Selection(
-        indices=indices,
-        labels=labels[indices].astype(np.int64),
-        n_reference=n,
-        n_classes=int(n_classes),
-        strategy=strategy,
-        safety_net=float(safety_net),
-        alpha=float(alpha) if safety_net else None,
-        seed=seed if strategy == "random" else None,
-        quotas=quotas,
-        class_counts=class_counts,
-    )
+        count = _round_half_up(keep * len(ranking.labels))
+    return _pick(ranking, int(count), safety_net, alpha)
 
 
 def select_budget(
@@ -335,44 +361,39 @@ def select_budget(
     budget: int,
     *,
     size_of: Callable[[Selection], int],
-    **select_kwargs: Any,
+    strategy: str = "lowest-energy",
+    entropy: np.ndarray | None = None,
+    safety_net: float = 0.0,
+    alpha: float = 0.5,
+    n_classes: int | None = None,
+    seed: int = 0,
 ) -> Selection:
     """The largest selection whose packed size, ``size_of(selection)``, fits *budget* bytes.
 
     Binary search over the count (the packed size grows with the count; where
     entropy coding makes it dip locally the search may stop below the true
-    maximum, but the result always fits).  *select_kwargs* go to
-    :func:`select` (``count``/``keep`` excepted).  Raises
-    :class:`PladaSelectionError` when even an empty selection does not fit.
+    maximum, but the result always fits).  The other arguments are those of
+    :func:`select`.  Raises :class:`PladaSelectionError` when even an empty
+    selection does not fit.
 
     >>> import numpy as np
     >>> e = np.arange(100.0); l = np.zeros(100, dtype=np.int64)
     >>> select_budget(e, l, 40, size_of=lambda s: 10 + s.count).count
     30
     """
-    if "count" in select_kwargs or "keep" in select_kwargs:
-        raise PladaSelectionError("select_budget chooses the count itself; do not pass count= or keep=")
+    ranking = _rank(energy, labels, strategy, entropy, n_classes, seed)
 
     def attempt(k: int) -> tuple[Selection, int]:
-        sel = select(energy, labels, count=k, **select_kwargs)
+        sel = _pick(ranking, k, safety_net, alpha)
         return sel, int(size_of(sel))
 
     best, size = attempt(0)
     if size > budget:
         raise PladaSelectionError(f"a budget of {budget:,} bytes is too small: an empty task takes {size:,}")
-    entropy = select_kwargs.get("entropy")
-    _, eligible = _ranking_key(
-        select_kwargs.get("strategy", "lowest-energy"),
-        np.asarray(energy, dtype=np.float64),
-        None if entropy is None else np.asarray(entropy, dtype=np.float64),
-        select_kwargs.get("seed", 0),
-    )
-    upper = int(eligible.sum())
-    lo, hi = 0, upper  # invariant: size(lo) fits; every count above hi is untested or fails
-    sel_hi, size_hi = attempt(hi)
-    if size_hi <= budget:
-        return sel_hi
-    hi -= 1
+    sel_all, size_all = attempt(ranking.n_eligible)
+    if size_all <= budget:
+        return sel_all
+    lo, hi = 0, ranking.n_eligible - 1  # size(lo) fits; every count above hi fails or is untested
     while lo < hi:
         mid = (lo + hi + 1) // 2
         sel, size = attempt(mid)
