@@ -1,0 +1,109 @@
+"""Benchmark workloads are deterministic and well-formed; every baseline round-trips."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+pytest.importorskip("zstandard")
+pytest.importorskip("brotli")
+pytest.importorskip("pyarrow")
+pytest.importorskip("pyroaring")
+
+from pladacodec_bench.baselines import BASELINES, iid_bound_bits, smallest_uint  # noqa: E402
+from pladacodec_bench.workloads import PROFILES, Selection, make_selection  # noqa: E402
+
+SMALL_PROFILES = ["in1k-c10", "in1k-c100", "in1k-c1000", "uniform-in1k-c100"]
+
+
+def _assert_well_formed(sel: Selection, keep: float) -> None:
+    params = PROFILES[sel.name.split("@")[0]]
+    assert sel.n_reference == params.n_reference
+    assert sel.n_classes == params.n_classes
+    assert sel.indices.dtype == np.uint64 and sel.labels.dtype == np.int64
+    assert sel.k == sel.labels.size == round(keep * sel.n_reference)
+    assert np.all(sel.indices[1:] > sel.indices[:-1]), "indices must be sorted and unique"
+    assert int(sel.indices[-1]) < sel.n_reference
+    assert sel.labels.min() >= 0 and sel.labels.max() < sel.n_classes
+
+
+@pytest.mark.parametrize("profile", SMALL_PROFILES)
+@pytest.mark.parametrize("keep", [0.001, 0.01, 0.25])
+def test_selection_is_well_formed(profile, keep):
+    _assert_well_formed(make_selection(profile, keep, seed=3), keep)
+
+
+def test_in21k_selection_is_well_formed():
+    _assert_well_formed(make_selection("in21k-c200", 0.001), 0.001)
+
+
+@pytest.mark.parametrize("profile", ["in1k-c100", "uniform-in1k-c100"])
+def test_selection_is_deterministic(profile):
+    first, again = make_selection(profile, 0.02, seed=7), make_selection(profile, 0.02, seed=7)
+    assert np.array_equal(first.indices, again.indices)
+    assert np.array_equal(first.labels, again.labels)
+    other = make_selection(profile, 0.02, seed=8)
+    assert not np.array_equal(first.indices, other.indices)
+
+
+def test_structured_selection_is_clustered_and_mostly_pure():
+    sel = make_selection("in1k-c100", 0.05)
+    gaps = np.diff(sel.indices)
+    # Dense runs: far more small gaps than a uniform selection of the same size has.
+    uniform = np.diff(make_selection("uniform-in1k-c100", 0.05).indices)
+    assert np.median(gaps) < np.median(uniform) / 3
+    # Labels repeat along the index order far more often than chance (1 / C).
+    assert np.mean(sel.labels[1:] == sel.labels[:-1]) > 0.5
+
+
+def test_main_selection_nests_as_keep_grows():
+    small, large = make_selection("in1k-c10", 0.01), make_selection("in1k-c10", 0.05)
+    assert np.isin(small.indices, large.indices).mean() > 0.9
+
+
+def test_unknown_profile_and_bad_keep_are_rejected():
+    with pytest.raises(ValueError, match="unknown profile"):
+        make_selection("in22k", 0.01)
+    with pytest.raises(ValueError, match="keep"):
+        make_selection("in1k-c10", 0.0)
+
+
+@pytest.mark.parametrize("name", sorted(BASELINES))
+@pytest.mark.parametrize("profile", ["in1k-c10", "in1k-c1000", "uniform-in1k-c100"])
+def test_baseline_round_trips(name, profile):
+    sel = make_selection(profile, 0.005, seed=1)
+    baseline = BASELINES[name]
+    blob = baseline.encode(sel)
+    assert isinstance(blob, bytes) and 0 < len(blob) < sel.k * 16
+    indices, labels = baseline.decode(blob, sel.n_reference, sel.n_classes)
+    assert np.array_equal(np.asarray(indices, dtype=np.uint64), sel.indices)
+    assert np.array_equal(np.asarray(labels, dtype=np.int64), sel.labels)
+
+
+@pytest.mark.parametrize("name", sorted(BASELINES))
+def test_baseline_round_trips_a_single_index(name):
+    sel = Selection(np.array([5], dtype=np.uint64), np.array([2], dtype=np.int64), 100, 3, "one")
+    indices, labels = BASELINES[name].decode(BASELINES[name].encode(sel), 100, 3)
+    assert list(indices) == [5] and list(labels) == [2]
+
+
+def test_iid_bound_matches_exact_binomials():
+    indices = np.array([0, 3, 4, 9], dtype=np.uint64)
+    labels = np.array([0, 0, 1, 1], dtype=np.int64)
+    sel = Selection(indices, labels, 10, 3, "tiny")
+    expected = math.log2(math.comb(10, 4)) + 4 * 1.0 + math.log2(math.comb(4 + 3 - 1, 3 - 1))
+    assert iid_bound_bits(sel) == pytest.approx(expected, rel=1e-12)
+
+
+def test_iid_bound_is_near_uniform_baseline_floor():
+    # On a uniform selection nothing beats the bound by much: the best baseline stays above it.
+    sel = make_selection("uniform-in1k-c100", 0.01)
+    best = min(len(b.encode(sel)) for b in BASELINES.values())
+    assert best * 8 > 0.98 * iid_bound_bits(sel)
+
+
+def test_smallest_uint():
+    assert smallest_uint(255) == np.uint8 and smallest_uint(256) == np.uint16
+    assert smallest_uint(2**32) == np.uint64
