@@ -343,7 +343,11 @@ def init_distributed(device: str = "cpu") -> tuple[int, int]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return 0, 1
-    backend = "nccl" if device.startswith("cuda") else "gloo"
+    backend = "gloo"
+    if device.startswith("cuda"):
+        backend = "nccl"
+        if device == "cuda" and "LOCAL_RANK" in os.environ:
+            torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
     dist.init_process_group(backend=backend)
     return dist.get_rank(), dist.get_world_size()
 
@@ -359,12 +363,23 @@ def _barrier() -> None:
         dist.barrier()
 
 
+def _broadcast_from_rank0(value: Any) -> Any:
+    """Rank 0's *value* on every rank (also a barrier); *value* itself outside a process group."""
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        box = [value]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+    return value
+
+
 def _resolve_device(device: str) -> torch.device:
     if device.startswith("cuda"):
         if not torch.cuda.is_available():
             raise PladaTeacherError("device 'cuda' was asked for but torch sees no CUDA device")
         if device == "cuda" and "LOCAL_RANK" in os.environ:
-            return torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+            dev = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+            torch.cuda.set_device(dev)
+            return dev
     return torch.device(device)
 
 
@@ -465,9 +480,15 @@ def score(
             "batch_size": batch_size,
             **dict(extra_meta or {}),
         }
+        error = None
         if rank == 0:
-            _prepare_out_dir(out_path, meta, overwrite)
-        _barrier()
+            try:
+                _prepare_out_dir(out_path, meta, overwrite)
+            except (PladaTeacherError, OSError) as exc:
+                error = str(exc)
+        error = _broadcast_from_rank0(error)  # so that no rank waits for a failed rank 0
+        if error is not None:
+            raise PladaTeacherError(error)
         todo = [s for s in range(rank, n_shards, world) if not shard_done_path(out_path, s).exists()]
         skipped = len(range(rank, n_shards, world)) - len(todo)
     else:
