@@ -11,7 +11,6 @@ from pathlib import Path
 import click
 import numpy as np
 
-from pladacodec.errors import PladaError
 from pladacodec.reference import Reference
 from pladacodec.selection import (
     STRATEGIES,
@@ -22,9 +21,7 @@ from pladacodec.selection import (
     select_budget,
 )
 
-
-def _fail(exc: Exception) -> None:
-    raise click.ClickException(str(exc))
+from ._common import PladaCommand
 
 
 def _read_class_names(path: str | None) -> tuple[str, ...] | None:
@@ -62,7 +59,7 @@ def _floats(text: str | None, count: int, option: str) -> tuple[float, ...] | No
 # --------------------------------------------------------------------------
 
 
-@click.command()
+@click.command(cls=PladaCommand)
 @click.argument("directory", type=click.Path(exists=True, file_okay=False))
 @click.option(
     "-o", "--out", "out", type=click.Path(dir_okay=False), default=None,
@@ -76,10 +73,7 @@ def manifest(directory: str, out: str | None) -> None:
     (cycles skipped), non-image files ignored, sorted by path components
     (torchvision ImageFolder order for class folders).
     """
-    try:
-        ref = Reference.from_dir(directory)
-    except PladaError as exc:
-        _fail(exc)
+    ref = Reference.from_dir(directory)
     root = Path(directory).resolve()
     out_path = Path(out) if out is not None else root.parent / f"{root.name}.manifest"
     ref.write_manifest(out_path)
@@ -96,7 +90,7 @@ def manifest(directory: str, out: str | None) -> None:
 # --------------------------------------------------------------------------
 
 
-@click.command()
+@click.command(cls=PladaCommand)
 @click.option("--teacher", "teacher_spec", required=True,
               help="timm:NAME[:CHECKPOINT], a TorchScript file, or MODULE:FACTORY / FILE.py:FACTORY.")
 @click.option("--reference", "reference_dir", required=True, type=click.Path(exists=True, file_okay=False),
@@ -138,34 +132,31 @@ def score(
         import torch
 
         torch.set_num_threads(threads)
-    try:
-        rank, world = teacher_mod.init_distributed(device)
-        ref = _load_reference(reference_dir, manifest_path)
-        overrides = {
-            "img_size": img_size,
-            "mean": _floats(mean, 3, "--mean"),
-            "std": _floats(std, 3, "--std"),
-            "interpolation": interpolation,
-            "crop_pct": crop_pct,
-        }
-        t = teacher_mod.load_teacher(
-            teacher_spec, num_classes=num_classes, class_names=_read_class_names(class_names),
-            transform_overrides=overrides,
-        )
-        dataset = teacher_mod.ImageListDataset(ref, t.transform)
-        if rank == 0:
-            click.echo(f"reference {ref.n:,} images, fingerprint {ref.fingerprint.hex()}", err=True)
-            click.echo(f"teacher {teacher_spec}, input {t.data_config.get('input_size')}, "
-                       f"{world} process(es), {workers} loader worker(s) each", err=True)
-        result = teacher_mod.score(
-            t.model, dataset, out_dir=out_dir, batch_size=batch_size, num_workers=workers,
-            temperature=temperature, device=device, shard_size=shard_size,
-            reference_fingerprint=ref.fingerprint, class_names=t.class_names, teacher_spec=teacher_spec,
-            extra_meta={"data_config": {k: list(v) if isinstance(v, tuple) else v for k, v in t.data_config.items()}},
-            overwrite=overwrite, progress=progress,
-        )
-    except PladaError as exc:
-        _fail(exc)
+    rank, world = teacher_mod.init_distributed(device)
+    ref = _load_reference(reference_dir, manifest_path)
+    overrides = {
+        "img_size": img_size,
+        "mean": _floats(mean, 3, "--mean"),
+        "std": _floats(std, 3, "--std"),
+        "interpolation": interpolation,
+        "crop_pct": crop_pct,
+    }
+    t = teacher_mod.load_teacher(
+        teacher_spec, num_classes=num_classes, class_names=_read_class_names(class_names),
+        transform_overrides=overrides,
+    )
+    dataset = teacher_mod.ImageListDataset(ref, t.transform)
+    if rank == 0:
+        click.echo(f"reference {ref.n:,} images, fingerprint {ref.fingerprint.hex()}", err=True)
+        click.echo(f"teacher {teacher_spec}, input {t.data_config.get('input_size')}, "
+                   f"{world} process(es), {workers} loader worker(s) each", err=True)
+    result = teacher_mod.score(
+        t.model, dataset, out_dir=out_dir, batch_size=batch_size, num_workers=workers,
+        temperature=temperature, device=device, shard_size=shard_size,
+        reference_fingerprint=ref.fingerprint, class_names=t.class_names, teacher_spec=teacher_spec,
+        extra_meta={"data_config": {k: list(v) if isinstance(v, tuple) else v for k, v in t.data_config.items()}},
+        overwrite=overwrite, progress=progress,
+    )
     st = result.stats
     if rank == 0:
         if st.skipped_shards:
@@ -190,7 +181,7 @@ def score(
 # --------------------------------------------------------------------------
 
 
-@click.command()
+@click.command(cls=PladaCommand)
 @click.argument("scores_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--keep", default=None, help="Fraction of the reference set, e.g. 1% or 0.01.")
 @click.option("--count", type=int, default=None, help="Number of images.")
@@ -206,7 +197,9 @@ def score(
               help="With --reference: the manifest order that was scored.")
 @click.option("--class-names", type=click.Path(exists=True, dir_okay=False), default=None,
               help="File with one class name per line (overrides the names stored with the scores).")
-@click.option("-o", "--out", "out", required=True, type=click.Path(dir_okay=False), help="The .plada file to write.")
+@click.option("-o", "--out", "out", required=True, type=click.Path(dir_okay=False),
+              help="The .plada file to write; a name ending in .npz or .csv writes the selection "
+              "for `pladacodec pack` instead.")
 def select(
     scores_dir: str, keep: str | None, count: int | None, budget: str | None, strategy: str,
     safety_net: float, alpha: float, seed: int, reference_dir: str | None, manifest_path: str | None,
@@ -217,48 +210,52 @@ def select(
 
     if sum(x is not None for x in (keep, count, budget)) != 1:
         raise click.UsageError("give exactly one of --keep, --count and --budget")
-    try:
-        scores = load_scores(scores_dir)
-        fingerprint = scores.reference_fingerprint
-        if reference_dir is not None:
-            ref = _load_reference(reference_dir, manifest_path)
-            ref.check(scores.n, fingerprint)
-            fingerprint = ref.fingerprint
-        names = _read_class_names(class_names) or scores.class_names
-        if names is not None and len(names) != scores.n_classes:
-            raise click.BadParameter(
-                f"{len(names)} class names for a teacher with {scores.n_classes} classes", param_hint="--class-names"
-            )
-        kwargs = dict(strategy=strategy, entropy=scores.entropy, safety_net=safety_net, alpha=alpha,
-                      n_classes=scores.n_classes, seed=seed)
-
-        def metadata(sel) -> dict:
-            meta = sel.metadata()
-            meta["teacher"] = scores.meta.get("teacher")
-            meta["temperature"] = scores.meta.get("temperature")
-            return meta
-
-        def packed_size(sel) -> int:
-            return len(pladacodec.encode(
-                sel.indices, sel.labels, scores.n, n_classes=scores.n_classes, class_names=names,
-                reference_fingerprint=fingerprint, metadata=metadata(sel),
-            ))
-
-        if budget is not None:
-            sel = select_budget(scores.energy, scores.label, parse_size(budget), size_of=packed_size, **kwargs)
-        else:
-            sel = select_images(scores.energy, scores.label, count=count,
-                                keep=parse_keep(keep) if keep is not None else None, **kwargs)
-        size = pladacodec.write(
-            out, sel.indices, sel.labels, scores.n, n_classes=scores.n_classes, class_names=names,
-            reference_fingerprint=fingerprint, metadata=metadata(sel),
+    scores = load_scores(scores_dir)
+    fingerprint = scores.reference_fingerprint
+    if reference_dir is not None:
+        ref = _load_reference(reference_dir, manifest_path)
+        ref.check(scores.n, fingerprint)
+        fingerprint = ref.fingerprint
+    names = _read_class_names(class_names) or scores.class_names
+    if names is not None and len(names) != scores.n_classes:
+        raise click.BadParameter(
+            f"{len(names)} class names for a teacher with {scores.n_classes} classes", param_hint="--class-names"
         )
-    except PladaError as exc:
-        _fail(exc)
+    kwargs = dict(strategy=strategy, entropy=scores.entropy, safety_net=safety_net, alpha=alpha,
+                  n_classes=scores.n_classes, seed=seed)
+
+    def metadata(sel) -> dict:
+        meta = sel.metadata()
+        meta["teacher"] = scores.meta.get("teacher")
+        meta["temperature"] = scores.meta.get("temperature")
+        return meta
+
+    def packed_size(sel) -> int:
+        return len(pladacodec.encode(
+            sel.indices, sel.labels, scores.n, n_classes=scores.n_classes, class_names=names,
+            reference_fingerprint=fingerprint, metadata=metadata(sel),
+        ))
+
+    if budget is not None:
+        sel = select_budget(scores.energy, scores.label, parse_size(budget), size_of=packed_size, **kwargs)
+    else:
+        sel = select_images(scores.energy, scores.label, count=count,
+                            keep=parse_keep(keep) if keep is not None else None, **kwargs)
+    task = dict(n_classes=scores.n_classes, class_names=names, reference_fingerprint=fingerprint,
+                metadata=metadata(sel))
+    if Path(out).suffix.lower() in (".npz", ".csv"):
+        from .codec import write_selection
+
+        data = pladacodec.encode(sel.indices, sel.labels, scores.n, **task)
+        write_selection(out, pladacodec.decode(data))  # for `pladacodec pack`
+        size = len(data)
+    else:
+        size = pladacodec.write(out, sel.indices, sel.labels, scores.n, **task)
     per_class = np.bincount(sel.labels, minlength=scores.n_classes)
     click.echo(f"selected {sel.count:,} of {scores.n:,} images ({100.0 * sel.count / scores.n:.3g} %), "
                f"strategy {strategy}" + (f", safety net {safety_net:g} (alpha {alpha:g})" if safety_net else ""))
     click.echo(f"per class: {', '.join(str(int(c)) for c in per_class)}")
     if sel.quotas is not None:
         click.echo(f"quotas:    {', '.join(str(int(q)) for q in sel.quotas)}")
-    click.echo(f"wrote {out}: {size:,} bytes, reference fingerprint {fingerprint.hex() if fingerprint else 'none'}")
+    click.echo(f"wrote {out} (the task packs to {size:,} bytes), "
+               f"reference fingerprint {fingerprint.hex() if fingerprint else 'none'}")

@@ -288,3 +288,23 @@ def test_select_command_writes_a_task(scores_dir, tmp_path):
     assert result.exit_code != 0 and "exactly one" in result.output
     result = CliRunner().invoke(select_cmd, [str(path), "--count", "5000", "-o", str(out)])
     assert result.exit_code != 0 and "asked for 5,000 images" in result.output
+
+
+def test_select_to_selection_file_then_pack(scores_dir, tmp_path):
+    from pladacodec_cli.codec import pack
+    from pladacodec_cli.server import select as select_cmd
+
+    path, energy, labels = scores_dir
+    direct, packed, sel = tmp_path / "direct.plada", tmp_path / "packed.plada", tmp_path / "sel.npz"
+    base = [str(path), "--count", "40", "--strategy", "highest-energy"]
+    assert CliRunner().invoke(select_cmd, base + ["-o", str(direct)]).exit_code == 0
+    result = CliRunner().invoke(select_cmd, base + ["-o", str(sel)])
+    assert result.exit_code == 0, result.output
+    task = pladacodec.read(direct)
+    result = CliRunner().invoke(pack, [str(sel), "-o", str(packed), "--fingerprint", bytes(range(32)).hex()])
+    assert result.exit_code == 0, result.output
+    again = pladacodec.read(packed)
+    np.testing.assert_array_equal(again.indices, task.indices)
+    np.testing.assert_array_equal(again.labels, task.labels)
+    assert (again.n_reference, again.class_names, again.reference_fingerprint) == (
+        1000, ("w", "x", "y", "z"), bytes(range(32)))
