@@ -513,7 +513,7 @@ def score(
     if progress and rank == 0 and total:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=total, unit="img", unit_scale=False, desc="scoring", dynamic_ncols=True, smoothing=0.1)
+        bar = tqdm(total=total, unit="img", unit_scale=False, desc="scoring", dynamic_ncols=True, smoothing=0.0)
 
     if batches:
         loader = torch.utils.data.DataLoader(
@@ -564,7 +564,8 @@ def score(
             if bar is not None:
                 bar.update(len(idx))
                 stats.seconds = time.perf_counter() - start
-                bar.set_postfix_str(f"forward {stats.forward_images_per_second:,.0f} img/s", refresh=False)
+                # Both rates are whole-run averages (smoothing=0), so they compare directly.
+                bar.set_postfix_str(f"forward alone {stats.forward_images_per_second:,.1f} img/s", refresh=False)
         stats.seconds = time.perf_counter() - start
     if bar is not None:
         bar.close()
