@@ -205,7 +205,14 @@ def select(
     safety_net: float, alpha: float, seed: int, reference_dir: str | None, manifest_path: str | None,
     class_names: str | None, out: str,
 ) -> None:
-    """Choose the images to send from SCORES_DIR and write the task as a .plada file."""
+    """Choose the images to send from SCORES_DIR and write the task as a .plada file.
+
+    Images are ranked by the strategy, ties by index; NaN scores are never
+    selected.  With --safety-net S, round(S*K) of the K slots go to per-class
+    quotas: one for each class the teacher predicts, the rest in proportion
+    to N_c^alpha (largest remainder, capped at N_c); the other slots go to the
+    best-ranked images overall.  Full rules: `pydoc pladacodec.selection`.
+    """
     import pladacodec
 
     if sum(x is not None for x in (keep, count, budget)) != 1:
