@@ -209,7 +209,7 @@ def select(
 
     Images are ranked by the strategy, ties by index; NaN scores are never
     selected.  With --safety-net S, round(S*K) of the K slots go to per-class
-    quotas: one for each class the teacher predicts, the rest in proportion
+    quotas: one for each class the teacher predicts (slots permitting), the rest in proportion
     to N_c^alpha (largest remainder, capped at N_c); the other slots go to the
     best-ranked images overall.  Full rules: `pydoc pladacodec.selection`.
     """
