@@ -21,7 +21,8 @@ Distribution.  Under ``torchrun --nproc-per-node K`` (one or several nodes;
 the scores directory must then be on a shared file system) shard s goes to
 rank ``s % world_size``.  Batches never straddle a shard and always start at
 the shard's first image, so every image sees the same batch composition
-whatever the number of processes, and on one kind of device the scores are
+whatever the number of processes, and on one device type with one intra-op
+thread count per process (torchrun sets OMP_NUM_THREADS=1) the scores are
 bitwise identical to a one-process run.
 
 Model SPEC (:func:`load_teacher`):
