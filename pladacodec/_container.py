@@ -20,6 +20,7 @@ from . import _spec as S
 from ._bytes import Reader, crc32c, encode_varint
 from .errors import (
     PladaChecksumError,
+    PladaEncodeError,
     PladaFormatError,
     PladaTruncatedError,
     PladaVersionError,
@@ -132,12 +133,19 @@ def _section(method: int, params: bytes, body: bytes) -> bytes:
 def _best(candidates) -> tuple[int, bytes, bytes]:
     """The smallest (method, params, body); ties go to the lowest method id."""
     best = None
+    tried = []
     for method, coded in candidates:
+        tried.append(method)
         if coded is None:
             continue
         size = len(coded[0]) + len(coded[1])
         if best is None or size < best[0]:
             best = (size, method, coded)
+    if best is None:
+        raise PladaEncodeError(
+            f"none of the requested coding methods {tried} can code this block (a bitmap spans at most "
+            f"{S.MAX_BITMAP_SPAN:,} indices per block); allow another method"
+        )
     _, method, (params, body) = best
     return method, params, body
 
