@@ -30,7 +30,7 @@ def _assert_clean(findings):
 
 
 def test_fixed_seed_mutation_loop():
-    stats = fuzz_decode.mutation_loop(SEEDS, 20_000, seed=20240601, time_budget_s=12.0, cli_every=211)
+    stats = fuzz_decode.mutation_loop(SEEDS, 20_000, seed=20240601, time_budget_s=8.0, cli_every=211)
     assert stats["unique_findings"] == {}, stats
     assert stats["executions"] >= 1_000  # the budget is not eaten by warm-up
     assert stats["max_time_s"] < fuzz_decode.TIME_LIMIT_S
@@ -43,13 +43,13 @@ def test_seeds_decode_and_checksum_fixup_is_identity():
         _assert_clean(fuzz_decode.check_input(seed, cli=False))
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=300))
 def test_arbitrary_bytes(data):
     _assert_clean(fuzz_decode.check_input(data, cli=False))
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.sampled_from(SEEDS), st.integers(0, 2**32), st.binary(max_size=24), st.integers(0, 3))
 def test_seed_with_spliced_bytes_and_fixed_checksums(seed, at, patch, mode):
     at %= len(seed)

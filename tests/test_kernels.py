@@ -1,0 +1,193 @@
+"""The numba kernels of pladacodec._kernels against plain numpy references.
+
+The same tests run twice more in subprocesses: with ``NUMBA_BOUNDSCHECK=1`` (an
+out-of-bounds access raises IndexError instead of reading memory; a fresh
+``NUMBA_CACHE_DIR`` so nothing compiled without the checks is reused) and with
+``NUMBA_DISABLE_JIT=1`` (the kernels run as plain Python).  Under bounds checks
+a short fuzz run also feeds hostile sections (checksums fixed up) to every
+registered decoder, so a kernel reading past a buffer on bad input is caught.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pladacodec import _container, _kernels
+from pladacodec._bytes import Reader
+
+HERE = Path(__file__).resolve().parent
+IN_SUBPROCESS = os.environ.get("PLADA_KERNEL_SUBPROCESS") == "1"
+
+
+def _sorted_unique(rng, n, span, base=0):
+    picks = rng.choice(span, size=min(n, span), replace=False) if span < 1 << 40 else np.unique(rng.integers(0, span, n))
+    return np.sort(picks).astype(np.uint64) + np.uint64(base)
+
+
+# --- references ------------------------------------------------------------------------
+
+
+def ref_bitmap(indices, base, n_bytes):
+    bits = np.zeros(n_bytes * 8, dtype=bool)
+    bits[(indices - np.uint64(base)).astype(np.int64)] = True
+    return np.packbits(bits, bitorder="little")
+
+
+def ref_pack(values, width):
+    total = 0
+    for i, v in enumerate(values.tolist()):
+        total |= (v & ((1 << width) - 1)) << (i * width)
+    n_bytes = (len(values) * width + 7) // 8
+    return np.frombuffer(total.to_bytes(n_bytes, "little"), dtype=np.uint8)
+
+
+# --- bitmaps -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n, span, base", [(0, 10, 0), (1, 1, 0), (5, 8, 3), (100, 1000, 77), (999, 1000, 0), (300, 5000, 2**39)])
+def test_bitmap_round_trip(n, span, base):
+    rng = np.random.default_rng(n + span)
+    indices = _sorted_unique(rng, n, span, base)
+    n_bytes = (span + 7) // 8
+    out = np.zeros(n_bytes, dtype=np.uint8)
+    _kernels.bitmap_from_indices(indices, np.uint64(base), out)
+    assert np.array_equal(out, ref_bitmap(indices, base, n_bytes))
+    back = np.empty(len(indices), dtype=np.uint64)
+    assert _kernels.indices_from_bitmap(out, np.uint64(span), np.uint64(base), back) == len(indices)
+    assert np.array_equal(back, indices)
+
+
+def test_indices_from_bitmap_rejects_inconsistent_bitmaps():
+    bitmap = np.array([0b1011_0001, 0b0000_0001], dtype=np.uint8)  # bits 0, 4, 5, 7, 8
+    for n_out in (0, 4, 6):  # fewer or more set bits than the declared count
+        assert _kernels.indices_from_bitmap(bitmap, np.uint64(16), np.uint64(0), np.empty(n_out, np.uint64)) == -1
+    assert _kernels.indices_from_bitmap(bitmap, np.uint64(8), np.uint64(0), np.empty(5, np.uint64)) == -2  # bit 8 >= span
+    assert _kernels.indices_from_bitmap(bitmap, np.uint64(9), np.uint64(0), np.empty(5, np.uint64)) == 5
+
+
+def test_indices_from_bitmap_every_byte_value():
+    bitmap = np.arange(256, dtype=np.uint8)
+    expected = np.flatnonzero(np.unpackbits(bitmap, bitorder="little")).astype(np.uint64) + np.uint64(5)
+    out = np.empty(len(expected), dtype=np.uint64)
+    assert _kernels.indices_from_bitmap(bitmap, np.uint64(256 * 8), np.uint64(5), out) == len(expected)
+    assert np.array_equal(out, expected)
+
+
+# --- bit packing ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("width", range(1, 57))
+def test_pack_unpack_every_width(width):
+    rng = np.random.default_rng(width)
+    for n in (0, 1, 7, 8, 9, 63, 200):
+        values = rng.integers(0, 1 << width, n, dtype=np.uint64) if width < 64 else rng.integers(0, 2**63, n, dtype=np.uint64)
+        if n:
+            values[0] = (1 << width) - 1  # all ones
+        packed = np.zeros((n * width + 7) // 8, dtype=np.uint8)
+        _kernels.pack_bits(values, width, packed)
+        assert np.array_equal(packed, ref_pack(values, width)), (width, n)
+        back = np.empty(n, dtype=np.uint64)
+        _kernels.unpack_bits(packed, width, back)
+        assert np.array_equal(back, values)
+
+
+def test_pack_bits_keeps_only_the_low_bits():
+    values = np.array([2**64 - 1, 2**40 + 5, 3], dtype=np.uint64)
+    packed = np.zeros((3 * 5 + 7) // 8, dtype=np.uint8)
+    _kernels.pack_bits(values, 5, packed)
+    assert np.array_equal(packed, ref_pack(values, 5))
+    back = np.empty(3, dtype=np.uint64)
+    _kernels.unpack_bits(packed, 5, back)
+    assert back.tolist() == [31, 5, 3]
+
+
+# --- gaps -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n, span, base", [(0, 10, 0), (1, 1, 0), (50, 60, 0), (500, 10**6, 123), (40, 2**40 - 2**30, 2**30)])
+def test_gaps_round_trip(n, span, base):
+    rng = np.random.default_rng(n)
+    indices = _sorted_unique(rng, n, span, base)
+    gaps = np.empty(len(indices), dtype=np.uint64)
+    _kernels.gaps_from_indices(indices, np.uint64(base), gaps)
+    prev = np.concatenate([[np.uint64(base)], indices[:-1] + np.uint64(1)]) if len(indices) else indices
+    assert np.array_equal(gaps, indices - prev)
+    out = np.empty(len(gaps), dtype=np.uint64)
+    limit = base + span
+    assert _kernels.indices_from_gaps(gaps, np.uint64(base), np.uint64(limit), out) == 0
+    assert np.array_equal(out, indices)
+
+
+def test_indices_from_gaps_stops_at_the_limit_without_overflow():
+    out = np.empty(3, dtype=np.uint64)
+    gaps = np.array([0, 0, 0], dtype=np.uint64)
+    assert _kernels.indices_from_gaps(gaps, np.uint64(0), np.uint64(3), out) == 0
+    assert _kernels.indices_from_gaps(gaps, np.uint64(0), np.uint64(2), out) == -3  # entry 2 would be index 2
+    assert _kernels.indices_from_gaps(gaps, np.uint64(5), np.uint64(5), out) == -1  # base already at the limit
+    huge = np.array([1, 2**64 - 1, 0], dtype=np.uint64)  # would wrap around 2**64
+    assert _kernels.indices_from_gaps(huge, np.uint64(10), np.uint64(2**40), out) == -2
+    huge = np.array([2**64 - 2**39, 0, 0], dtype=np.uint64)
+    assert _kernels.indices_from_gaps(huge, np.uint64(2**39), np.uint64(2**40), out) == -1
+
+
+# --- every registered coder through its kernels ------------------------------------------------
+
+
+@pytest.mark.parametrize("index_method", sorted(_container._INDEX_CODERS))
+def test_index_coders_round_trip(index_method):
+    encode, decode = _container._INDEX_CODERS[index_method]
+    rng = np.random.default_rng(index_method)
+    for n, span, base in [(1, 1, 0), (300, 400, 10), (500, 10**6, 0), (64, 2**40 - 10**9, 10**9)]:
+        indices = _sorted_unique(rng, n, span, base)
+        coded = encode(indices, base)
+        if coded is None:
+            continue  # the method declines this block (e.g. a bitmap too wide)
+        params, body = Reader(coded[0]), Reader(coded[1])
+        assert np.array_equal(decode(params, body, len(indices), base, base + span), indices)
+
+
+@pytest.mark.parametrize("label_method", sorted(_container._LABEL_CODERS))
+def test_label_coders_round_trip(label_method):
+    encode, decode = _container._LABEL_CODERS[label_method]
+    rng = np.random.default_rng(label_method)
+    for n, c in [(1, 1), (200, 2), (1000, 37), (300, 65535)]:
+        indices = _sorted_unique(rng, n, 10**6)
+        labels = rng.integers(0, c, n).astype(np.int64)
+        params, body = encode(labels, c, indices, 0)
+        assert np.array_equal(decode(Reader(params), Reader(body), n, c, indices, 0), labels)
+
+
+def test_hostile_sections_stay_in_bounds():
+    """Mutated sections with fixed checksums, decoded by every method: only PladaError escapes.
+
+    Meaningful mostly in the NUMBA_BOUNDSCHECK=1 run, where a kernel indexing
+    past an array raises IndexError (reported as a finding).
+    """
+    sys.path.insert(0, str(HERE / "fuzzers"))
+    import fuzz_decode
+
+    seeds = fuzz_decode.load_seeds(None)  # built in memory: covers every registered method
+    stats = fuzz_decode.mutation_loop(seeds, 1500, seed=11, modes=("structured", "fixed"), cli_every=0)
+    assert stats["unique_findings"] == {}, stats
+
+
+# --- the same tests under NUMBA_BOUNDSCHECK=1 and NUMBA_DISABLE_JIT=1 ---------------------------
+
+
+@pytest.mark.skipif(IN_SUBPROCESS, reason="already in the subprocess")
+@pytest.mark.parametrize("variable", ["NUMBA_BOUNDSCHECK", "NUMBA_DISABLE_JIT"])
+def test_kernels_in_subprocess(variable, tmp_path):
+    env = dict(os.environ, PLADA_KERNEL_SUBPROCESS="1", NUMBA_CACHE_DIR=str(tmp_path / "numba-cache"))
+    env[variable] = "1"
+    args = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(Path(__file__)), "-x"]
+    if variable == "NUMBA_DISABLE_JIT":
+        # plain-Python kernels are ~100x slower: keep the fuzz run and big widths out
+        args += ["-k", "not hostile_sections"]
+    result = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, f"{variable}=1:\n{result.stdout[-4000:]}\n{result.stderr[-2000:]}"
