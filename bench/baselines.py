@@ -249,7 +249,7 @@ def _roaring_decode(blob: bytes, n_reference: int, n_classes: int) -> Decoded:
     (length,) = _LENGTH.unpack_from(blob)
     start = _LENGTH.size
     bitmap = _roaring_class(n_reference).deserialize(blob[start : start + length])
-    indices = np.fromiter(bitmap, dtype=np.uint64, count=len(bitmap))
+    indices = np.asarray(bitmap.to_array()).astype(np.uint64)  # array('I') or array('Q')
     labels = np.frombuffer(_unzstd(blob[start + length :]), dtype=_label_dtype(n_classes).newbyteorder("<"))
     return indices, labels.astype(np.int64)
 

@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"unknown profile {profile!r}; expected one of {', '.join(PROFILES)}")
 
     columns = list(BASELINES) + ["iid-bound"]
-    header = f"{'profile':<18} {'keep':>6} {'k':>9} " + " ".join(
+    header = f"{'profile':<20} {'keep':>6} {'k':>9} " + " ".join(
         f"{_SHORT.get(c, c):>11}" for c in columns
     ) + f" {'brotli/paper':>12} {'secs':>5}"
     print(header)
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
             measured[profile, keep] = row
             ratio = row["brotli11-shuffled"] / row["paper-list-zstd19"]
             print(
-                f"{profile:<18} {keep:>6.2%} {row['k']:>9,} "
+                f"{profile:<20} {keep:>6.2%} {row['k']:>9,} "
                 + " ".join(f"{row[c]:>11,.0f}" for c in columns)
                 + f" {ratio:>12.3f} {time.perf_counter() - start:>5.1f}",
                 flush=True,
@@ -106,13 +106,17 @@ def main(argv: list[str] | None = None) -> int:
     calibrated = [keep for keep in keeps if ("in21k-c200", keep) in measured and keep in PAPER_CUB200]
     if calibrated:
         print("\nin21k-c200 against the paper's CUB-200 (KB = 1,000 bytes):")
-        print(f"{'keep':>6} {'paper list':>11} {'ours':>9} {'ratio':>6} {'paper bitmap':>13} {'ours':>9} {'ratio':>6}")
+        print(
+            f"{'keep':>6} {'paper list':>11} {'ours':>9} {'ratio':>6}"
+            f" {'paper bitmap':>13} {'ours':>9} {'ratio':>6}"
+        )
         for keep in calibrated:
             row, (paper_list, paper_bitmap) = measured["in21k-c200", keep], PAPER_CUB200[keep]
             ours_list, ours_bitmap = row["paper-list-zstd19"], row["paper-bitmap-zstd19"]
             print(
-                f"{keep:>6.1%} {paper_list / 1e3:>11,.2f} {ours_list / 1e3:>9,.2f} {ours_list / paper_list:>6.2f}"
-                f" {paper_bitmap / 1e3:>13,.2f} {ours_bitmap / 1e3:>9,.2f} {ours_bitmap / paper_bitmap:>6.2f}"
+                f"{keep:>6.1%} {paper_list / 1e3:>11,.2f} {ours_list / 1e3:>9,.2f}"
+                f" {ours_list / paper_list:>6.2f} {paper_bitmap / 1e3:>13,.2f}"
+                f" {ours_bitmap / 1e3:>9,.2f} {ours_bitmap / paper_bitmap:>6.2f}"
             )
     return 0
 
