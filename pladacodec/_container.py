@@ -15,7 +15,7 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from . import _coders
+from . import _coders, _context
 from . import _spec as S
 from ._bytes import Reader, crc32c, encode_varint
 from .errors import (
@@ -30,6 +30,7 @@ from .errors import (
 _INDEX_CODERS: dict[int, tuple[Callable, Callable]] = {
     S.INDEX_GOLOMB_ANS: (_coders.indices_golomb_encode, _coders.indices_golomb_decode),
     S.INDEX_BITMAP_ANS: (_coders.bitmap_encode, _coders.bitmap_decode),
+    S.INDEX_CONTEXT: (_context.indices_context_encode, _context.indices_context_decode),
 }
 # method id -> (encode(labels, C, indices, base) -> (params, body), decode(params, body, count, C, indices, base))
 _LABEL_CODERS: dict[int, tuple[Callable, Callable]] = {
@@ -37,6 +38,7 @@ _LABEL_CODERS: dict[int, tuple[Callable, Callable]] = {
         lambda labels, c, indices, base: _coders.labels_iid_encode(labels, c),
         lambda params, body, count, c, indices, base: _coders.labels_iid_decode(params, body, count, c),
     ),
+    S.LABEL_CONTEXT: (_context.labels_context_encode, _context.labels_context_decode),
 }
 METHOD_NAMES = {
     ("index", S.INDEX_GOLOMB_ANS): "golomb-ans",

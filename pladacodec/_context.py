@@ -1,0 +1,79 @@
+"""Context-model coders (FORMAT.md §5.3 and §6.2): adaptive multi-symbol rANS.
+
+Both run entirely in the numba kernels of :mod:`pladacodec._kernels`; this
+module sizes the buffers, frames the streams and turns kernel status codes
+into :class:`~pladacodec.PladaFormatError`.  There are no parameters: the
+models start from fixed tables and adapt with integer counts, so the section
+costs nothing beyond its words and raw bits.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _kernels
+from ._bytes import Reader, encode_varint
+from ._coders import indices_from_skips, skips_from_indices
+from .errors import PladaFormatError
+
+__all__ = ["indices_context_encode", "indices_context_decode", "labels_context_encode", "labels_context_decode"]
+
+_U32 = np.dtype("<u4")
+
+
+def _frame(words: np.ndarray, n_words: int, raw: np.ndarray, n_bits: int) -> bytes:
+    return (
+        encode_varint(n_words)
+        + words[:n_words].astype(_U32, copy=False).tobytes()
+        + raw[: (n_bits + 7) // 8].tobytes()
+    )
+
+
+def _unframe(body: Reader, what: str) -> tuple[np.ndarray, np.ndarray]:
+    n_words = body.varint(f"{what} word count", maximum=body.remaining // 4)
+    words = np.frombuffer(body.take(4 * n_words, f"{what} words"), dtype=_U32).astype(np.uint32)
+    raw = np.frombuffer(body.take(body.remaining, f"{what} raw bits"), dtype=np.uint8).copy()
+    return words, raw
+
+
+def _check_raw(raw: np.ndarray, used_bits: int, what: str) -> None:
+    if (used_bits + 7) // 8 != len(raw):
+        raise PladaFormatError(f"{what}: {len(raw) * 8 - used_bits:,} unused raw bits")
+    if used_bits % 8 and raw[-1] >> (used_bits % 8):
+        raise PladaFormatError(f"{what}: non-zero padding bits")
+
+
+def indices_context_encode(indices: np.ndarray, base: int) -> tuple[bytes, bytes]:
+    skips = skips_from_indices(indices, base)
+    n = len(skips)
+    words = np.empty(n + 2, dtype=np.uint32)
+    raw = np.zeros(n * 5 + 8, dtype=np.uint8)
+    sizes = np.zeros(2, dtype=np.int64)
+    _kernels.ctx_gaps_encode(skips, words, raw, sizes)
+    return b"", _frame(words, int(sizes[0]), raw, int(sizes[1]))
+
+
+def indices_context_decode(params: Reader, body: Reader, count: int, base: int, n_reference: int) -> np.ndarray:
+    words, raw = _unframe(body, "index stream")
+    skips = np.empty(count, dtype=np.uint64)
+    used = _kernels.ctx_gaps_decode(words, raw, skips)
+    if used < 0:
+        raise PladaFormatError("index stream: context-coded stream is inconsistent (wrong count or unused words)")
+    _check_raw(raw, used, "index stream")
+    return indices_from_skips(skips, base, n_reference, "index stream")
+
+
+def labels_context_encode(labels: np.ndarray, n_classes: int, indices: np.ndarray, base: int) -> tuple[bytes, bytes]:
+    skips = skips_from_indices(indices, base)
+    words = np.empty(3 * len(labels) + 2, dtype=np.uint32)
+    n_words = _kernels.ctx_labels_encode(np.ascontiguousarray(labels, dtype=np.int64), skips, n_classes, words)
+    return b"", encode_varint(n_words) + words[:n_words].astype(_U32, copy=False).tobytes()
+
+
+def labels_context_decode(params: Reader, body: Reader, count: int, n_classes: int, indices: np.ndarray, base: int) -> np.ndarray:
+    n_words = body.varint("label stream word count", maximum=body.remaining // 4)
+    words = np.frombuffer(body.take(4 * n_words, "label stream words"), dtype=_U32).astype(np.uint32)
+    out = np.empty(count, dtype=np.int64)
+    if _kernels.ctx_labels_decode(words, skips_from_indices(indices, base), n_classes, out) < 0:
+        raise PladaFormatError("label stream: context-coded stream is inconsistent (wrong count or unused words)")
+    return out
