@@ -126,11 +126,17 @@ class PladaDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.indices)
 
+    def reference_path(self, index: int) -> str:
+        """The file of reference image *index* (folder references only)."""
+        if self._paths is None:
+            raise TypeError("this PladaDataset reads from a dataset, not a folder")
+        assert self._root is not None
+        return os.path.join(self._root, self._paths[index])
+
     def reference_item(self, index: int) -> Any:
         """The raw image at reference *index* (before ``transform``)."""
         if self._paths is not None:
-            assert self._root is not None
-            return self.loader(os.path.join(self._root, self._paths[index]))
+            return self.loader(self.reference_path(index))
         item = self._dataset[index]
         return item[0] if isinstance(item, tuple) else item
 

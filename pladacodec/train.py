@@ -21,11 +21,10 @@ import json
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
@@ -181,8 +180,7 @@ class TrainResult:
 
     def metrics(self) -> dict[str, Any]:
         """JSON-ready metrics (everything but the model)."""
-        out = asdict(self) if False else {k: v for k, v in self.__dict__.items() if k != "model"}
-        return out
+        return {k: v for k, v in self.__dict__.items() if k != "model"}
 
 
 def _resolve_device(device: str | torch.device | None) -> torch.device:
@@ -256,7 +254,7 @@ def train(
             loss.backward()
             optimizer.step()
             schedule.step()
-            loss_value = float(loss)
+            loss_value = float(loss.detach())
             running += loss_value * len(y)
             seen += len(y)
             bar.update(1)
