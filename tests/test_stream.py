@@ -1,0 +1,110 @@
+"""Streaming writer and reader (pladacodec._stream): same bytes as encode(), atomic, checked."""
+
+from __future__ import annotations
+
+import io
+import os
+
+import numpy as np
+import pytest
+
+import pladacodec
+from pladacodec._stream import StreamReader, StreamWriter, iter_read, write_stream
+
+
+def _selection(n=20_000, pool=2_000_000, classes=50, seed=0):
+    rng = np.random.default_rng(seed)
+    idx = np.sort(rng.choice(pool, n, replace=False)).astype(np.uint64)
+    return idx, rng.integers(0, classes, n).astype(np.int64)
+
+
+def _chunks(idx, lab, seed):
+    rng = np.random.default_rng(seed)
+    cuts = np.sort(rng.choice(np.arange(1, len(idx)), 25, replace=False))
+    return list(zip(np.split(idx, cuts), np.split(lab, cuts)))
+
+
+@pytest.mark.parametrize("block_entries", [1, 777, 4096, 1 << 20])
+def test_stream_bytes_equal_encode_whatever_the_chunking(tmp_path, block_entries):
+    idx, lab = _selection(3000 if block_entries == 1 else 20_000)
+    expected = pladacodec.encode(idx, lab, 2_000_000, n_classes=50, block_entries=block_entries,
+                                 metadata={"k": 1}, class_names=[str(c) for c in range(50)])
+    for seed in (1, 2):
+        path = tmp_path / f"s{seed}.plada"
+        size = write_stream(path, _chunks(idx, lab, seed), n_reference=2_000_000, n_selected=len(idx),
+                            n_classes=50, block_entries=block_entries, metadata={"k": 1},
+                            class_names=[str(c) for c in range(50)])
+        assert path.read_bytes() == expected and size == len(expected)
+    blocks = list(iter_read(path))
+    assert np.array_equal(np.concatenate([b[0] for b in blocks]), idx)
+    assert np.array_equal(np.concatenate([b[1] for b in blocks]), lab)
+    assert all(len(b[0]) <= block_entries for b in blocks)
+    with StreamReader(io.BytesIO(expected), verify_first=False) as reader:
+        assert reader.header.n_selected == len(idx) and reader.header.metadata == {"k": 1}
+        assert sum(len(b[0]) for b in reader) == len(idx)
+
+
+def test_empty_selection_and_file_object_target():
+    out = io.BytesIO()
+    with StreamWriter(out, n_reference=10, n_selected=0, n_classes=2) as writer:
+        writer.write([], [])
+    assert out.getvalue() == pladacodec.encode([], [], 10, n_classes=2)
+    assert list(iter_read(io.BytesIO(out.getvalue()))) == []
+
+
+@pytest.mark.parametrize(
+    "chunks, match",
+    [
+        ([([5, 3], [0, 0])], "strictly increasing"),
+        ([([1, 5], [0, 0]), ([5], [0])], "strictly increasing"),
+        ([([1, 2], [0, 0]), ([3, 4], [0, 0])], "more than n_selected"),
+        ([([1], [0, 1])], "labels"),
+        ([([1, 200], [0, 1])], "n_reference"),
+        ([([1, 2], [0, 9])], "n_classes"),
+        ([([1], [0])], "promises 3 entries but 1"),
+    ],
+)
+def test_bad_chunks_are_refused_and_leave_no_file(tmp_path, chunks, match):
+    path = tmp_path / "task.plada"
+    path.write_bytes(b"previous content")
+    with pytest.raises(pladacodec.PladaEncodeError, match=match):
+        write_stream(path, chunks, n_reference=100, n_selected=3, n_classes=2)
+    assert path.read_bytes() == b"previous content"
+    assert os.listdir(tmp_path) == ["task.plada"]  # the temporary file is gone
+
+
+def test_header_parameters_are_validated_like_encode(tmp_path):
+    with pytest.raises(pladacodec.PladaEncodeError, match="n_classes"):
+        StreamWriter(tmp_path / "a.plada", n_reference=10, n_selected=0)
+    with pytest.raises(pladacodec.PladaEncodeError):
+        StreamWriter(tmp_path / "a.plada", n_reference=2**41, n_selected=0, n_classes=2)
+    with pytest.raises(pladacodec.PladaEncodeError):
+        StreamWriter(tmp_path / "a.plada", n_reference=10, n_selected=11, n_classes=2)
+    with pytest.raises(pladacodec.PladaEncodeError):
+        StreamWriter(tmp_path / "a.plada", n_reference=10, n_selected=1, n_classes=2, index_methods=[99])
+    assert os.listdir(tmp_path) == []
+
+
+def test_indices_beyond_2_32(tmp_path):
+    n = 2**40
+    idx = np.array([0, 2**32 - 1, 2**32, 2**33 + 7, n - 1], dtype=np.uint64)
+    lab = np.array([0, 1, 2, 1, 0])
+    path = tmp_path / "big.plada"
+    write_stream(path, [(idx[:2], lab[:2]), (idx[2:], lab[2:])], n_reference=n, n_selected=5, n_classes=3,
+                 block_entries=2)
+    got = np.concatenate([b[0] for b in iter_read(path)])
+    assert got.tolist() == idx.tolist()
+    assert pladacodec.read(path).indices.tolist() == idx.tolist()
+
+
+def test_reader_refuses_truncated_and_damaged_files(tmp_path):
+    idx, lab = _selection(5000)
+    data = pladacodec.encode(idx, lab, 2_000_000, block_entries=1000)
+    for cut in (0, 5, 16, 40, len(data) // 2, len(data) - 9, len(data) - 1):
+        for verify_first in (True, False):
+            with pytest.raises(pladacodec.PladaError):
+                list(iter_read(io.BytesIO(data[:cut]), verify_first=verify_first))
+    with pytest.raises(pladacodec.PladaError):
+        list(iter_read(io.BytesIO(data + b"\0")))
+    with pytest.raises(pladacodec.PladaError, match="cannot read"):
+        list(iter_read(tmp_path / "missing.plada"))
