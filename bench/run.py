@@ -1,0 +1,745 @@
+"""The acceptance benchmark: ``.plada`` against the paper's pipeline, general compressors and the bound.
+
+For every workload profile and keep ratio it measures
+
+* the size of the default ``.plada`` file (best coding method per section) and of two
+  forced-method variants, ``plada[golomb+iid]`` (index method 1, label method 1) and
+  ``plada[context+context]`` (index method 3, label method 2);
+* the size of every baseline in :data:`~pladacodec_bench.baselines.BASELINES` and the
+  i.i.d. bound ``B`` (:func:`~pladacodec_bench.baselines.iid_bound_bits`);
+* encode and decode time (best of ``--repeats``) of ``.plada`` and of ``paper-list-zstd19``,
+  and ``.plada`` decode throughput in millions of entries per second;
+
+checks that every decode gives back exactly the selection, prints one markdown table and a
+PASS/FAIL summary against the acceptance targets, and writes ``results.md``,
+``results.json``, ``bytes_per_entry.png`` and ``timings.png`` to ``--out``.
+
+Acceptance targets (issue 3):
+
+* structured profiles at keep 0.1 %, 1 % and 10 %: ``.plada`` <= 0.80 x the paper's pipeline
+  (the smaller of its list and bitmap variants) and <= 0.92 x the better of brotli-11 and xz-9e;
+* uniform profiles: ``.plada`` <= 1.005 x B + 256 bytes;
+* every row: decode >= 10 M entries/s and <= 5 x the paper pipeline's decode time.
+
+Baseline sizes never depend on the codec, so they are cached in ``--out``/``baselines-cache.json``
+keyed by a SHA-256 of the selection (and invalidated when ``baselines.py`` changes); a rerun
+after a codec change recomputes only ``.plada`` (and re-encodes the paper list once, to time
+its decoder under the same load as ``.plada``'s).
+
+    python -m pladacodec_bench.run                    # every profile, keep 0.1 %, 1 %, 10 %
+    python -m pladacodec_bench.run --quick            # two small profiles, < 30 s
+    python -m pladacodec_bench.run --profiles in21k-c200,uniform --keeps 0.1%,1%,10%,25% --repeats 5
+    pladacodec bench --quick                          # the same through the command line
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import hashlib
+import json
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+if __package__ in (None, ""):  # run as a script: make bench/ importable as pladacodec_bench
+    import importlib.util
+
+    _here = Path(__file__).resolve().parent
+    _spec = importlib.util.spec_from_file_location(
+        "pladacodec_bench", _here / "__init__.py", submodule_search_locations=[str(_here)]
+    )
+    _package = importlib.util.module_from_spec(_spec)
+    sys.modules["pladacodec_bench"] = _package
+    _spec.loader.exec_module(_package)
+
+import numpy as np  # noqa: E402
+
+import pladacodec  # noqa: E402
+from pladacodec import _spec as S  # noqa: E402
+from pladacodec_bench.workloads import PROFILES, Selection, make_selection  # noqa: E402
+
+__all__ = [
+    "DEFAULT_KEEPS",
+    "DEFAULT_OUT",
+    "DEFAULT_PROFILES",
+    "DEFAULT_REPEATS",
+    "QUICK_KEEPS",
+    "QUICK_PROFILES",
+    "BenchConfig",
+    "build_config",
+    "evaluate",
+    "main",
+    "parse_keeps",
+    "parse_profiles",
+    "run",
+]
+
+
+def _distinct_profiles() -> list[str]:
+    """Every profile once: an alias ("uniform" is "uniform-in21k-c200") is skipped."""
+    first_name: dict[int, str] = {}
+    for name, params in PROFILES.items():
+        first_name.setdefault(id(params), name)
+    return list(first_name.values())
+
+
+DEFAULT_PROFILES: list[str] = _distinct_profiles()
+DEFAULT_KEEPS: list[float] = [0.001, 0.01, 0.1]
+DEFAULT_REPEATS = 3
+DEFAULT_OUT = "bench-results"
+QUICK_PROFILES: list[str] = ["in1k-c100", "uniform-in1k-c100"]
+QUICK_KEEPS: list[float] = [0.001, 0.01]
+QUICK_REPEATS = 1
+
+# The acceptance targets of issue 3.
+TARGET_KEEPS = (0.001, 0.01, 0.1)  # size targets apply at these keeps
+TARGET_VS_PAPER = 0.80
+TARGET_VS_GENERIC = 0.92
+BOUND_FACTOR, BOUND_SLACK = 1.005, 256
+TARGET_DECODE_M_PER_S = 10.0
+TARGET_DECODE_VS_PAPER = 5.0
+
+PLADA = "plada"
+# Forced-method variants: name -> (index methods, label methods).
+VARIANTS: dict[str, tuple[list[int], list[int]]] = {
+    "plada[golomb+iid]": ([S.INDEX_GOLOMB_ANS], [S.LABEL_IID_ANS]),
+    "plada[context+context]": ([S.INDEX_CONTEXT], [S.LABEL_CONTEXT]),
+}
+PAPER_LIST, PAPER_BITMAP = "paper-list-zstd19", "paper-bitmap-zstd19"
+GENERIC = ("brotli11-shuffled", "xz9e-shuffled")
+BOUND = "iid-bound"
+CACHE_FILE = "baselines-cache.json"
+
+# Short column titles for the markdown table.
+_SHORT = {
+    PLADA: ".plada",
+    "plada[golomb+iid]": "golomb+iid",
+    "plada[context+context]": "ctx+ctx",
+    PAPER_LIST: "paper list",
+    PAPER_BITMAP: "paper bitmap",
+    "brotli11-shuffled": "brotli-11",
+    "xz9e-shuffled": "xz-9e",
+    "npz-compressed": "npz",
+    "parquet-zstd": "parquet",
+    "roaring-zstd": "roaring",
+    BOUND: "bound B",
+}
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """What to measure and where to write it."""
+
+    profiles: list[str]
+    keeps: list[float]
+    repeats: int = DEFAULT_REPEATS
+    seed: int = 0
+    out: Path = Path(DEFAULT_OUT)
+    use_cache: bool = True
+    plots: bool = True
+
+
+# --- option parsing (shared with ``pladacodec bench``) ------------------------------------
+
+
+def parse_profiles(text: str | None, quick: bool = False) -> list[str]:
+    """``"in21k-c200,uniform"`` -> a list of known profile names (default: every profile)."""
+    if text is None:
+        return list(QUICK_PROFILES if quick else DEFAULT_PROFILES)
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in PROFILES]
+    if unknown or not names:
+        raise ValueError(f"unknown profile {', '.join(map(repr, unknown)) or '(none)'}; expected some of {', '.join(PROFILES)}")
+    return names
+
+
+def parse_keeps(text: str | None, quick: bool = False) -> list[float]:
+    """``"0.001,1%,0.1"`` -> sorted keep ratios in (0, 1]; a trailing ``%`` means percent."""
+    if text is None:
+        return list(QUICK_KEEPS if quick else DEFAULT_KEEPS)
+    keeps = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        try:
+            keep = float(item[:-1]) / 100 if item.endswith("%") else float(item)
+        except ValueError:
+            raise ValueError(f"keep {item!r} is not a number (write 0.01 or 1%)") from None
+        if not 0.0 < keep <= 1.0:
+            raise ValueError(f"keep must be in (0, 1], found {item!r}")
+        keeps.append(keep)
+    if not keeps:
+        raise ValueError("--keeps names no keep ratio")
+    return sorted(set(keeps))
+
+
+# --- measuring ------------------------------------------------------------------------------
+
+
+def _best_of(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
+    """Smallest wall time of ``repeats`` calls (garbage collector off, as timeit does) and the last result."""
+    best, result = float("inf"), None
+    gc.collect()
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for _ in range(repeats):
+            start = time.perf_counter()
+            result = fn()
+            best = min(best, time.perf_counter() - start)
+    finally:
+        if enabled:
+            gc.enable()
+    return best, result
+
+
+def _same(sel: Selection, indices: np.ndarray, labels: np.ndarray) -> bool:
+    return bool(np.array_equal(indices, sel.indices) and np.array_equal(labels, sel.labels))
+
+
+def _payload_matches(sel: Selection, payload: pladacodec.Payload) -> bool:
+    return (
+        _same(sel, payload.indices, payload.labels)
+        and payload.n_reference == sel.n_reference
+        and payload.n_classes == sel.n_classes
+    )
+
+
+def _plada_encode(sel: Selection, index_methods=None, label_methods=None) -> bytes:
+    return pladacodec.encode(
+        sel.indices,
+        sel.labels,
+        sel.n_reference,
+        n_classes=sel.n_classes,
+        index_methods=index_methods,
+        label_methods=label_methods,
+    )
+
+
+def selection_digest(sel: Selection) -> str:
+    """SHA-256 of everything that defines a selection: N, C, the indices and the labels."""
+    digest = hashlib.sha256()
+    digest.update(np.array([sel.n_reference, sel.n_classes], dtype="<u8").tobytes())
+    digest.update(sel.indices.astype("<u8", copy=False).tobytes())
+    digest.update(sel.labels.astype("<i8", copy=False).tobytes())
+    return digest.hexdigest()
+
+
+def _baselines_digest() -> str:
+    from pladacodec_bench import baselines
+
+    return hashlib.sha256(Path(baselines.__file__).read_bytes()).hexdigest()
+
+
+class BaselineCache:
+    """Baseline sizes and the paper list's encode time, keyed by selection digest, in one JSON file."""
+
+    def __init__(self, path: Path, enabled: bool) -> None:
+        self.path, self.enabled = path, enabled
+        self.version = _baselines_digest()
+        self.entries: dict[str, dict] = {}
+        if enabled and path.exists():
+            try:
+                stored = json.loads(path.read_text())
+            except (OSError, ValueError):
+                stored = {}
+            if isinstance(stored, dict) and stored.get("baselines_sha256") == self.version:
+                self.entries = dict(stored.get("entries", {}))
+
+    def get(self, key: str) -> dict | None:
+        return self.entries.get(key) if self.enabled else None
+
+    def put(self, key: str, entry: dict) -> None:
+        self.entries[key] = entry
+        if self.enabled:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            text = json.dumps({"baselines_sha256": self.version, "entries": self.entries}, indent=1)
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text(text)
+            os.replace(tmp, self.path)
+
+
+def _measure_baselines(sel: Selection, repeats: int) -> dict:
+    """Every baseline's size (each decode checked), the bound, and the paper list's encode time."""
+    from pladacodec_bench.baselines import BASELINES, iid_bound_bits
+
+    sizes, round_trip = {}, {}
+    for name, baseline in BASELINES.items():
+        if name == PAPER_LIST:
+            encode_s, blob = _best_of(lambda: baseline.encode(sel), repeats)
+        else:
+            blob = baseline.encode(sel)
+        sizes[name] = len(blob)
+        round_trip[name] = _same(sel, *baseline.decode(blob, sel.n_reference, sel.n_classes))
+    return {
+        "sizes": sizes,
+        "round_trip": round_trip,
+        "iid_bound_bytes": iid_bound_bits(sel) / 8,
+        "paper_encode_s": encode_s,
+    }
+
+
+def measure_row(sel: Selection, profile: str, keep: float, config: BenchConfig, cache: BaselineCache) -> dict:
+    """One table row: sizes, ratios, timings and round-trip checks for one selection."""
+    from pladacodec_bench.baselines import BASELINES
+
+    repeats = config.repeats
+    key = selection_digest(sel)
+    cached = cache.get(key)
+    if cached is None:
+        cached = _measure_baselines(sel, repeats)
+        cache.put(key, {"profile": profile, "keep": keep, "seed": config.seed, "k": sel.k, **cached})
+        from_cache = False
+    else:
+        from_cache = True
+
+    encode_s, blob = _best_of(lambda: _plada_encode(sel), repeats)
+    decode_s, payload = _best_of(lambda: pladacodec.decode(blob), repeats)
+    info = pladacodec.inspect(blob)
+    sizes: dict[str, float] = {PLADA: len(blob)}
+    round_trip = {PLADA: _payload_matches(sel, payload) and _payload_matches(sel, info.payload)}
+    for name, (index_methods, label_methods) in VARIANTS.items():
+        variant = _plada_encode(sel, index_methods, label_methods)
+        sizes[name] = len(variant)
+        round_trip[name] = _payload_matches(sel, pladacodec.decode(variant))
+
+    # The paper pipeline's decoder is timed now, under the same load as .plada's.
+    paper = BASELINES[PAPER_LIST]
+    paper_blob = paper.encode(sel)
+    paper_decode_s, decoded = _best_of(lambda: paper.decode(paper_blob, sel.n_reference, sel.n_classes), repeats)
+    if len(paper_blob) != cached["sizes"][PAPER_LIST] or not _same(sel, *decoded):
+        raise RuntimeError(f"{PAPER_LIST} on {sel.name} differs from its cached size or does not round-trip")
+
+    sizes.update(cached["sizes"])
+    round_trip.update(cached["round_trip"])
+    bound = cached["iid_bound_bytes"]
+    sizes[BOUND] = bound
+    uniform = PROFILES[profile].uniform
+    plada = sizes[PLADA]
+    return {
+        "profile": profile,
+        "keep": keep,
+        "seed": config.seed,
+        "k": sel.k,
+        "n_reference": sel.n_reference,
+        "n_classes": sel.n_classes,
+        "uniform": uniform,
+        "sizes": sizes,
+        "plada_section_bytes": info.section_bytes(),
+        "plada_methods": info.methods(),
+        "ratios": {
+            "vs_paper": plada / min(sizes[PAPER_LIST], sizes[PAPER_BITMAP]),
+            "vs_generic": plada / min(sizes[name] for name in GENERIC),
+            "vs_bound_target": plada / (BOUND_FACTOR * bound + BOUND_SLACK),
+            "vs_bound": plada / bound,
+        },
+        "times_s": {
+            "plada_encode": encode_s,
+            "plada_decode": decode_s,
+            "paper_encode": cached["paper_encode_s"],
+            "paper_decode": paper_decode_s,
+        },
+        "decode_m_entries_per_s": sel.k / decode_s / 1e6,
+        "decode_vs_paper": decode_s / paper_decode_s,
+        "round_trip": round_trip,
+        "baselines_cached": from_cache,
+    }
+
+
+def _warm_up() -> None:
+    """Compile (or load) every numba kernel before anything is timed."""
+    sel = make_selection("in1k-c10", 0.002, seed=12345)
+    for index_methods, label_methods in [(None, None), *VARIANTS.values()]:
+        pladacodec.decode(_plada_encode(sel, index_methods, label_methods))
+
+
+# --- acceptance --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Check:
+    """One acceptance criterion over the rows it applies to."""
+
+    name: str
+    target: str
+    value: Callable[[dict], float]
+    limit: float
+    applies: Callable[[dict], bool]
+    higher_is_better: bool = False
+
+
+def _at_target_keep(row: dict) -> bool:
+    return any(abs(row["keep"] - keep) < 1e-12 for keep in TARGET_KEEPS)
+
+
+CHECKS = (
+    Check(
+        "size vs paper pipeline",
+        f"<= {TARGET_VS_PAPER:.2f} x min(paper list, paper bitmap), structured, keep 0.1/1/10 %",
+        lambda row: row["ratios"]["vs_paper"],
+        TARGET_VS_PAPER,
+        lambda row: not row["uniform"] and _at_target_keep(row),
+    ),
+    Check(
+        "size vs brotli-11/xz-9e",
+        f"<= {TARGET_VS_GENERIC:.2f} x min(brotli-11, xz-9e), structured, keep 0.1/1/10 %",
+        lambda row: row["ratios"]["vs_generic"],
+        TARGET_VS_GENERIC,
+        lambda row: not row["uniform"] and _at_target_keep(row),
+    ),
+    Check(
+        "size vs i.i.d. bound",
+        f"<= {BOUND_FACTOR} x B + {BOUND_SLACK} B, uniform",
+        lambda row: row["ratios"]["vs_bound_target"],
+        1.0,
+        lambda row: row["uniform"],
+    ),
+    Check(
+        "decode throughput",
+        f">= {TARGET_DECODE_M_PER_S:g} M entries/s, every row",
+        lambda row: row["decode_m_entries_per_s"],
+        TARGET_DECODE_M_PER_S,
+        lambda row: True,
+        higher_is_better=True,
+    ),
+    Check(
+        "decode vs paper zstd",
+        f"<= {TARGET_DECODE_VS_PAPER:g} x paper-list-zstd19 decode time, every row",
+        lambda row: row["decode_vs_paper"],
+        TARGET_DECODE_VS_PAPER,
+        lambda row: True,
+    ),
+)
+
+
+def _row_label(row: dict) -> str:
+    return f"{row['profile']} @ {_keep_text(row['keep'])}"
+
+
+def evaluate(rows: list[dict]) -> list[dict]:
+    """PASS/FAIL of every acceptance check (plus exact round trips) over the measured rows."""
+    verdicts = []
+    for check in CHECKS:
+        judged = [row for row in rows if check.applies(row)]
+        if not judged:
+            continue
+        values = [check.value(row) for row in judged]
+        ok = [v >= check.limit if check.higher_is_better else v <= check.limit for v in values]
+        worst = (min if check.higher_is_better else max)(range(len(values)), key=values.__getitem__)
+        verdicts.append(
+            {
+                "check": check.name,
+                "target": check.target,
+                "passed": all(ok),
+                "rows_passed": sum(ok),
+                "rows": len(judged),
+                "worst": values[worst],
+                "worst_row": _row_label(judged[worst]),
+                "failing_rows": [
+                    f"{_row_label(row)} ({value:.3g})" for row, value, good in zip(judged, values, ok) if not good
+                ],
+            }
+        )
+    broken = [f"{_row_label(row)}: {name}" for row in rows for name, good in row["round_trip"].items() if not good]
+    verdicts.append(
+        {
+            "check": "exact round trip",
+            "target": "every decode gives back the selection",
+            "passed": not broken,
+            "rows_passed": len(rows) - len({b.split(":")[0] for b in broken}),
+            "rows": len(rows),
+            "worst": None,
+            "worst_row": None,
+            "failing_rows": broken,
+        }
+    )
+    return verdicts
+
+
+# --- reporting ---------------------------------------------------------------------------
+
+
+def _keep_text(keep: float) -> str:
+    return f"{keep * 100:g} %"
+
+
+def _size_columns(rows: list[dict]) -> list[str]:
+    names: list[str] = []
+    for row in rows:
+        names.extend(name for name in row["sizes"] if name not in names)
+    return names
+
+
+def markdown_table(rows: list[dict]) -> str:
+    """The results as one markdown table: sizes in bytes, ratios, times in ms."""
+    sizes = _size_columns(rows)
+    header = (
+        ["profile", "keep", "k"]
+        + [_SHORT.get(name, name) for name in sizes]
+        + ["/paper", "/brotli-xz", "/(1.005B+256)", "enc ms", "dec ms", "dec M/s",
+           "paper enc ms", "paper dec ms", "dec/paper", "round trip"]
+    )
+    align = ["---", "---:", "---:"] + ["---:"] * (len(header) - 4) + [":---:"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
+    for row in rows:
+        ratios, times = row["ratios"], row["times_s"]
+        cells = [row["profile"], _keep_text(row["keep"]), f"{row['k']:,}"]
+        cells += [f"{row['sizes'][name]:,.0f}" if name in row["sizes"] else "" for name in sizes]
+        cells += [
+            f"{ratios['vs_paper']:.3f}",
+            f"{ratios['vs_generic']:.3f}",
+            f"{ratios['vs_bound_target']:.3f}" if row["uniform"] else "—",
+            f"{times['plada_encode'] * 1e3:,.1f}",
+            f"{times['plada_decode'] * 1e3:,.2f}",
+            f"{row['decode_m_entries_per_s']:,.2f}",
+            f"{times['paper_encode'] * 1e3:,.1f}",
+            f"{times['paper_decode'] * 1e3:,.2f}",
+            f"{row['decode_vs_paper']:.2f}",
+            "ok" if all(row["round_trip"].values()) else "MISMATCH",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _format_value(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3g}"
+
+
+def summary_text(verdicts: list[dict]) -> str:
+    """PASS/FAIL lines, one per acceptance check, then the overall verdict."""
+    lines = []
+    for v in verdicts:
+        status = "PASS" if v["passed"] else "FAIL"
+        worst = f", worst {_format_value(v['worst'])} ({v['worst_row']})" if v["worst_row"] else ""
+        lines.append(f"{status}  {v['check']}: {v['target']} — {v['rows_passed']}/{v['rows']} rows{worst}")
+        if v["failing_rows"]:
+            lines.append("      failing: " + "; ".join(v["failing_rows"]))
+    overall = "PASS" if all(v["passed"] for v in verdicts) else "FAIL"
+    lines.append(f"Overall: {overall}")
+    return "\n".join(lines)
+
+
+LEGEND = """\
+Sizes in bytes (bound B = i.i.d. bound in bytes); `.plada` = default encode (best method per section);
+`golomb+iid` / `ctx+ctx` = forced index+label methods 1+1 / 3+2.  `/paper` = .plada / min(paper list, paper bitmap);
+`/brotli-xz` = .plada / min(brotli-11, xz-9e); `/(1.005B+256)` for uniform profiles only.  Times: best of the
+repeats, wall clock; `dec M/s` = .plada decode throughput; `dec/paper` = .plada decode time / paper-list-zstd19
+decode time.  `paper enc ms` comes from the baseline cache when the baselines were cached."""
+
+
+def _settings(config: BenchConfig) -> dict:
+    try:
+        load = os.getloadavg()
+    except OSError:  # pragma: no cover - not on every platform
+        load = None
+    return {
+        "profiles": config.profiles,
+        "keeps": config.keeps,
+        "repeats": config.repeats,
+        "seed": config.seed,
+        "pladacodec": pladacodec.__version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "load_average": load,
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+
+
+def write_plots(rows: list[dict], out: Path) -> list[Path]:
+    """``bytes_per_entry.png`` and ``timings.png``: one panel per profile, keep on a log x axis."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    profiles = list(dict.fromkeys(row["profile"] for row in rows))
+    n_cols = min(3, len(profiles))
+    n_rows = (len(profiles) + n_cols - 1) // n_cols
+    sizes = _size_columns(rows)
+
+    def panels(title: str):
+        fig, axes = plt.subplots(
+            n_rows, n_cols, figsize=(5.2 * n_cols, 3.9 * n_rows), squeeze=False, constrained_layout=True
+        )
+        fig.suptitle(title)
+        for ax in axes.flat[len(profiles):]:
+            ax.set_visible(False)
+        return fig, axes.flat
+
+    def series(profile: str, value: Callable[[dict], float | None]):
+        picked = sorted((row for row in rows if row["profile"] == profile), key=lambda row: row["keep"])
+        points = [(row["keep"], value(row)) for row in picked]
+        points = [(x, y) for x, y in points if y is not None]
+        return [x * 100 for x, _ in points], [y for _, y in points]
+
+    styles = {
+        PLADA: dict(color="black", linewidth=2.4, marker="o"),
+        "plada[golomb+iid]": dict(color="tab:blue", linestyle="--", marker="v"),
+        "plada[context+context]": dict(color="tab:purple", linestyle="--", marker="^"),
+        BOUND: dict(color="grey", linestyle=":", linewidth=2.0),
+    }
+    written = []
+    fig, axes = panels("Bytes per selected image vs keep ratio")
+    for ax, profile in zip(axes, profiles):
+        for name in sizes:
+            x, y = series(profile, lambda row, name=name: row["sizes"][name] / row["k"] if name in row["sizes"] else None)
+            ax.plot(x, y, label=_SHORT.get(name, name), **styles.get(name, dict(linewidth=1.0, marker=".")))
+        ax.set_title(profile)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("keep (%)")
+        ax.set_ylabel("bytes per selected image")
+        ax.grid(True, which="both", alpha=0.3)
+    axes_list = [ax for ax in fig.axes if ax.get_visible()]
+    handles, labels = axes_list[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=min(6, len(labels)))
+    path = out / "bytes_per_entry.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    written.append(path)
+
+    timing_lines = {
+        ".plada encode": (lambda row: row["times_s"]["plada_encode"], dict(color="black", marker="o")),
+        ".plada decode": (lambda row: row["times_s"]["plada_decode"], dict(color="black", linestyle="--", marker="o")),
+        "paper list encode": (lambda row: row["times_s"]["paper_encode"], dict(color="tab:orange", marker="s")),
+        "paper list decode": (
+            lambda row: row["times_s"]["paper_decode"],
+            dict(color="tab:orange", linestyle="--", marker="s"),
+        ),
+    }
+    fig, axes = panels("Encode and decode time (best of the repeats) vs keep ratio")
+    for ax, profile in zip(axes, profiles):
+        for label, (value, style) in timing_lines.items():
+            x, y = series(profile, value)
+            ax.plot(x, y, label=label, **style)
+        ax.set_title(profile)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("keep (%)")
+        ax.set_ylabel("seconds")
+        ax.grid(True, which="both", alpha=0.3)
+    handles, labels = [ax for ax in fig.axes if ax.get_visible()][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=4)
+    path = out / "timings.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    written.append(path)
+    return written
+
+
+# --- driver ------------------------------------------------------------------------------
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def run(config: BenchConfig) -> dict:
+    """Measure every (profile, keep), write the result files, print the table and summary.
+
+    Returns the JSON document written to ``results.json``.
+    """
+    started = time.perf_counter()
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    cache = BaselineCache(out / CACHE_FILE, config.use_cache)
+    _warm_up()
+    rows = []
+    for profile in config.profiles:
+        for keep in config.keeps:
+            row_start = time.perf_counter()
+            sel = make_selection(profile, keep, config.seed)
+            row = measure_row(sel, profile, keep, config, cache)
+            rows.append(row)
+            _log(
+                f"{profile:<20} {_keep_text(row['keep']):>6} k={row['k']:>10,}  .plada {row['sizes'][PLADA]:>12,} B"
+                f"  /paper {row['ratios']['vs_paper']:.3f}  /brotli-xz {row['ratios']['vs_generic']:.3f}"
+                f"  {'cached' if row['baselines_cached'] else 'measured'} baselines"
+                f"  {time.perf_counter() - row_start:6.1f} s"
+            )
+    verdicts = evaluate(rows)
+    table, summary = markdown_table(rows), summary_text(verdicts)
+    elapsed = time.perf_counter() - started
+    settings = _settings(config)
+    settings["elapsed_s"] = elapsed
+    document = {"settings": settings, "rows": rows, "acceptance": verdicts}
+
+    (out / "results.json").write_text(json.dumps(document, indent=1))
+    markdown = (
+        "# pladacodec benchmark\n\n"
+        f"{settings['date']}, seed {config.seed}, best of {config.repeats}, {settings['cpus']} CPUs"
+        f" (load average {' '.join(f'{x:.1f}' for x in settings['load_average'] or [])}),"
+        f" {elapsed:.0f} s.\n\n"
+        f"{table}\n\n{LEGEND}\n\n## Acceptance\n\n```\n{summary}\n```\n"
+    )
+    (out / "results.md").write_text(markdown)
+    if config.plots:
+        write_plots(rows, out)
+    print(table)
+    print()
+    print(summary)
+    _log(f"wrote {out / 'results.md'}, results.json{', bytes_per_entry.png, timings.png' if config.plots else ''}"
+         f" in {elapsed:.1f} s")
+    return document
+
+
+def build_config(
+    profiles: str | None = None,
+    keeps: str | None = None,
+    repeats: int | None = None,
+    seed: int = 0,
+    out: str | os.PathLike = DEFAULT_OUT,
+    quick: bool = False,
+    use_cache: bool = True,
+    plots: bool = True,
+) -> BenchConfig:
+    """A :class:`BenchConfig` from command-line strings; ``quick`` changes only the defaults."""
+    if repeats is None:
+        repeats = QUICK_REPEATS if quick else DEFAULT_REPEATS
+    if repeats < 1:
+        raise ValueError(f"repeats must be at least 1, found {repeats}")
+    return BenchConfig(
+        profiles=parse_profiles(profiles, quick),
+        keeps=parse_keeps(keeps, quick),
+        repeats=repeats,
+        seed=seed,
+        out=Path(out),
+        use_cache=use_cache,
+        plots=plots,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profiles", help=f"comma-separated profiles (default: all {len(DEFAULT_PROFILES)})")
+    parser.add_argument("--keeps", help="comma-separated keep ratios, 0.01 or 1%% (default: 0.1%%,1%%,10%%)")
+    parser.add_argument("--repeats", type=int, help=f"timing repeats, best kept (default: {DEFAULT_REPEATS})")
+    parser.add_argument("--seed", type=int, default=0, help="workload seed (default: 0)")
+    parser.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default: {DEFAULT_OUT}/)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"{', '.join(QUICK_PROFILES)} at keep {', '.join(map(_keep_text, QUICK_KEEPS))}, 1 repeat".replace("%", "%%"),
+    )
+    parser.add_argument("--no-cache", action="store_true", help=f"recompute baselines, ignore {CACHE_FILE}")
+    parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    args = parser.parse_args(argv)
+    try:
+        config = build_config(
+            args.profiles, args.keeps, args.repeats, args.seed, args.out, args.quick, not args.no_cache, not args.no_plots
+        )
+    except ValueError as exc:
+        parser.error(str(exc))
+    document = run(config)
+    # Sizes and speed are reported, not enforced; a decode that does not round-trip is an error.
+    return 0 if all(all(row["round_trip"].values()) for row in document["rows"]) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
