@@ -557,6 +557,7 @@ def write_plots(rows: list[dict], out: Path) -> list[Path]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FixedLocator, FormatStrFormatter, NullLocator
 
     profiles = list(dict.fromkeys(row["profile"] for row in rows))
     n_cols = min(3, len(profiles))
@@ -578,6 +579,19 @@ def write_plots(rows: list[dict], out: Path) -> list[Path]:
         points = [(x, y) for x, y in points if y is not None]
         return [x * 100 for x, _ in points], [y for _, y in points]
 
+    keeps_percent = sorted({row["keep"] * 100 for row in rows})
+
+    def _log_axes(ax, profile: str, label_minor: bool) -> None:
+        ax.set_title(profile)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.xaxis.set_major_locator(FixedLocator(keeps_percent))
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
+        ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+        if label_minor:  # bytes per entry span about one decade: label 2, 3, ... too
+            ax.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
+
     styles = {
         PLADA: dict(color="black", linewidth=2.4, marker="o"),
         "plada[golomb+iid]": dict(color="tab:blue", linestyle="--", marker="v"),
@@ -590,9 +604,7 @@ def write_plots(rows: list[dict], out: Path) -> list[Path]:
         for name in sizes:
             x, y = series(profile, lambda row, name=name: row["sizes"][name] / row["k"] if name in row["sizes"] else None)
             ax.plot(x, y, label=_SHORT.get(name, name), **styles.get(name, dict(linewidth=1.0, marker=".")))
-        ax.set_title(profile)
-        ax.set_xscale("log")
-        ax.set_yscale("log")
+        _log_axes(ax, profile, label_minor=True)
         ax.set_xlabel("keep (%)")
         ax.set_ylabel("bytes per selected image")
         ax.grid(True, which="both", alpha=0.3)
@@ -618,9 +630,7 @@ def write_plots(rows: list[dict], out: Path) -> list[Path]:
         for label, (value, style) in timing_lines.items():
             x, y = series(profile, value)
             ax.plot(x, y, label=label, **style)
-        ax.set_title(profile)
-        ax.set_xscale("log")
-        ax.set_yscale("log")
+        _log_axes(ax, profile, label_minor=False)
         ax.set_xlabel("keep (%)")
         ax.set_ylabel("seconds")
         ax.grid(True, which="both", alpha=0.3)

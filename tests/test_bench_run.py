@@ -1,0 +1,119 @@
+"""The acceptance benchmark (``pladacodec bench --quick``) writes its table, JSON and plots, and sizes round-trip.
+
+Sizes and ratios are checked against a fresh encode; timings are never asserted.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("zstandard")
+pytest.importorskip("brotli")
+pytest.importorskip("pyarrow")
+pytest.importorskip("pyroaring")
+pytest.importorskip("matplotlib")
+
+import pladacodec  # noqa: E402
+from pladacodec_bench import run as bench_run  # noqa: E402
+from pladacodec_bench.baselines import BASELINES, iid_bound_bits  # noqa: E402
+from pladacodec_bench.workloads import make_selection  # noqa: E402
+
+from common import run_cli  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+OUTPUT_FILES = ("results.md", "results.json", "bytes_per_entry.png", "timings.png", bench_run.CACHE_FILE)
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    """One ``pladacodec bench --quick`` run: its CliRunner result, output folder and JSON."""
+    out = tmp_path_factory.mktemp("bench") / "results"
+    result = run_cli(["bench", "--quick", "--out", out])
+    assert result.exit_code == 0, result.output
+    return result, out, json.loads((out / "results.json").read_text())
+
+
+def test_quick_writes_every_file(quick):
+    result, out, document = quick
+    for name in OUTPUT_FILES:
+        assert (out / name).stat().st_size > 0, name
+    for name in ("bytes_per_entry.png", "timings.png"):
+        assert (out / name).read_bytes()[:8] == PNG_MAGIC, name
+    rows = document["rows"]
+    expected = [(p, k) for p in bench_run.QUICK_PROFILES for k in bench_run.QUICK_KEEPS]
+    assert [(row["profile"], row["keep"]) for row in rows] == expected
+    assert document["settings"]["repeats"] == bench_run.QUICK_REPEATS
+    # The markdown table goes to stdout and into results.md, one line per row.
+    markdown = (out / "results.md").read_text()
+    table_lines = [line for line in result.stdout.splitlines() if line.startswith("| ")]
+    assert len(table_lines) == 1 + len(rows)
+    assert all(line in markdown for line in table_lines)
+    assert "Overall: PASS" in result.stdout or "Overall: FAIL" in result.stdout
+
+
+def test_quick_sizes_round_trip(quick):
+    _, _, document = quick
+    for row in document["rows"]:
+        assert all(row["round_trip"].values()), row["round_trip"]
+        sizes = row["sizes"]
+        assert set(BASELINES) | {bench_run.PLADA, bench_run.BOUND, *bench_run.VARIANTS} == set(sizes)
+        sel = make_selection(row["profile"], row["keep"], row["seed"])
+        assert row["k"] == sel.k
+        blob = pladacodec.encode(sel.indices, sel.labels, sel.n_reference, n_classes=sel.n_classes)
+        assert sizes[bench_run.PLADA] == len(blob)
+        payload = pladacodec.decode(blob)
+        assert np.array_equal(payload.indices, sel.indices) and np.array_equal(payload.labels, sel.labels)
+        for name, (index_methods, label_methods) in bench_run.VARIANTS.items():
+            variant = pladacodec.encode(
+                sel.indices, sel.labels, sel.n_reference, n_classes=sel.n_classes,
+                index_methods=index_methods, label_methods=label_methods,
+            )
+            assert sizes[name] == len(variant), name
+        assert sizes[bench_run.PAPER_LIST] == len(BASELINES[bench_run.PAPER_LIST].encode(sel))
+        assert sizes[bench_run.BOUND] == pytest.approx(iid_bound_bits(sel) / 8)
+        assert sum(row["plada_section_bytes"].values()) == sizes[bench_run.PLADA]
+        ratios = row["ratios"]
+        paper = min(sizes[bench_run.PAPER_LIST], sizes[bench_run.PAPER_BITMAP])
+        assert ratios["vs_paper"] == pytest.approx(sizes[bench_run.PLADA] / paper)
+        assert ratios["vs_generic"] == pytest.approx(
+            sizes[bench_run.PLADA] / min(sizes[name] for name in bench_run.GENERIC)
+        )
+
+
+def test_quick_reports_every_acceptance_check(quick):
+    result, _, document = quick
+    checks = {verdict["check"]: verdict for verdict in document["acceptance"]}
+    assert set(checks) == {check.name for check in bench_run.CHECKS} | {"exact round trip"}
+    assert checks["exact round trip"]["passed"]
+    for verdict in checks.values():
+        line = f"{'PASS' if verdict['passed'] else 'FAIL'}  {verdict['check']}:"
+        assert line in result.stdout
+
+
+def test_rerun_reads_baselines_from_cache(quick):
+    _, out, document = quick
+    first = document["rows"][0]
+    profile, keep = first["profile"], first["keep"]
+    assert bench_run.main(["--profiles", profile, "--keeps", str(keep), "--repeats", "1", "--out", str(out), "--no-plots"]) == 0
+    again = json.loads((out / "results.json").read_text())["rows"]
+    assert len(again) == 1 and again[0]["baselines_cached"]
+    assert again[0]["sizes"] == first["sizes"]
+
+
+def test_options_are_validated(tmp_path):
+    assert bench_run.parse_keeps("0.1%,1%,0.1,25%") == [0.001, 0.01, 0.1, 0.25]
+    assert bench_run.parse_profiles(None) == bench_run.DEFAULT_PROFILES
+    assert "uniform" not in bench_run.DEFAULT_PROFILES  # an alias of uniform-in21k-c200
+    for args, pattern in (
+        (["--profiles", "nope"], "unknown profile 'nope'"),
+        (["--keeps", "2"], "keep must be in"),
+        (["--keeps", "ten"], "not a number"),
+    ):
+        result = run_cli(["bench", *args, "--out", tmp_path])
+        assert result.exit_code == 1, result.output
+        assert result.stderr.startswith("error: ") and pattern in result.stderr, result.stderr
