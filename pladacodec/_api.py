@@ -140,14 +140,15 @@ def _as_integer_array(values, what: str) -> np.ndarray:
     if kind in "iu":
         return arr if arr.dtype == np.uint64 else arr.astype(np.int64)
     if kind == "f":
+        arr = arr.astype(np.float64)  # float16 would overflow in the range check below
         finite = np.isfinite(arr)
         if not finite.all():
             pos = int(np.argmin(finite))
-            raise PladaEncodeError(f"{what}[{pos}] is {arr[pos]!r}, not an integer")
+            raise PladaEncodeError(f"{what}[{pos}] is {arr[pos].item()!r}, not an integer")
         frac = arr != np.floor(arr)
         if frac.any():
             pos = int(np.argmax(frac))
-            raise PladaEncodeError(f"{what}[{pos}] = {arr[pos]!r} has a fractional part")
+            raise PladaEncodeError(f"{what}[{pos}] = {arr[pos].item()!r} has a fractional part")
         if np.abs(arr).max() >= 2.0**53:
             raise PladaEncodeError(f"{what}: float values beyond 2**53 cannot be exact integers")
         return arr.astype(np.int64)

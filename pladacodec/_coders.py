@@ -22,6 +22,7 @@ import numpy as np
 from . import _kernels
 from ._bytes import Reader, encode_varint
 from ._spec import (
+    ANS_SENTINEL,
     GOLOMB_MAX_SYMBOLS,
     GOLOMB_MAX_WIDTH,
     GOLOMB_MIN_WEIGHT,
@@ -58,28 +59,47 @@ def _categorical(weights: np.ndarray):
 
 
 def _ans_encode(symbols: np.ndarray, model) -> bytes:
-    """ANS-encode ``symbols`` (int32) and return varint(word count) + words (LE u32)."""
+    """ANS-encode ``symbols`` (int32) after a 16-bit sentinel; returns varint(word count) + words (LE u32).
+
+    The sentinel sits at the bottom of the ANS stack, so it is decoded last: a
+    decoder asked for a different number of symbols than were coded reads it
+    wrong, which catches what ``is_empty`` alone cannot (constriction's stack
+    starts from an empty state in which a certain symbol costs no bits).
+    """
+    if len(symbols) == 0:
+        return encode_varint(0)
     coder = constriction.stream.stack.AnsCoder()
+    coder.encode_reverse(np.array([ANS_SENTINEL], dtype=np.int32), _SENTINEL_MODEL)
     coder.encode_reverse(np.ascontiguousarray(symbols, dtype=np.int32), model)
     words = coder.get_compressed()
     return encode_varint(len(words)) + words.astype(_U32, copy=False).tobytes()
 
 
 def _ans_decode(reader: Reader, model, count: int, what: str) -> np.ndarray:
-    """Inverse of :func:`_ans_encode`: exactly ``count`` symbols, every word used."""
+    """Inverse of :func:`_ans_encode`: exactly ``count`` symbols, the sentinel, every word used."""
     n_words = reader.varint(f"{what} word count", maximum=reader.remaining // 4)
     words = np.frombuffer(reader.take(4 * n_words, f"{what} words"), dtype=_U32).astype(np.uint32)
+    if count == 0:
+        if n_words:
+            raise PladaFormatError(f"{what}: an empty stream must have no ANS words")
+        return np.zeros(0, dtype=np.int64)
     try:
         coder = constriction.stream.stack.AnsCoder(words)
-        symbols = coder.decode(model, count) if count else np.zeros(0, dtype=np.int32)
+        symbols = coder.decode(model, count)
+        sentinel = coder.decode(_SENTINEL_MODEL, 1)
         empty = coder.is_empty()
     except BaseException as exc:  # constriction raises ValueError, or pyo3's PanicException
         if isinstance(exc, (KeyboardInterrupt, SystemExit, MemoryError)):
             raise
         raise PladaFormatError(f"{what}: invalid ANS stream ({exc})") from None
+    if int(sentinel[0]) != ANS_SENTINEL:
+        raise PladaFormatError(f"{what}: ANS stream does not end in its sentinel after {count:,} symbols")
     if not empty:
         raise PladaFormatError(f"{what}: ANS stream has unused words after {count:,} symbols")
     return np.asarray(symbols, dtype=np.int64)
+
+
+_SENTINEL_MODEL = constriction.stream.model.Uniform(1 << 16)
 
 
 # --- Golomb-ANS: parametric geometric coder for non-negative integers (§5.1) ------
@@ -181,56 +201,76 @@ def golomb_decode(params: Reader, body: Reader, count: int, what: str) -> np.nda
     return (q << np.uint64(b)) | r
 
 
-# --- Histograms (stars and bars, §5.4) -----------------------------------------------
+# --- Histograms (§5.4) -------------------------------------------------------------------------
 
 
 def histogram_encode(counts: np.ndarray) -> bytes:
-    """Code a histogram whose total the decoder knows: the first C-1 counts, Golomb-ANS.
+    """Code a histogram whose total the decoder knows, sparsely.
 
-    A geometric code's length depends only on the count and sum of its values,
-    so this costs about log2 C(k + C - 1, C - 1) bits whatever the histogram.
+    varint(u = bins in use), then Golomb-ANS of the skips between the used bins,
+    then Golomb-ANS of (count - 1) for all used bins but the last (the total
+    gives the last).  About log2 C(C, u) + log2 C(k - 1, u - 1) bits, never more
+    than the stars-and-bars bound log2 C(k + C - 1, C - 1) by more than a few
+    bytes, and decoding costs O(u) <= O(k), not O(C).
     """
-    params, body = golomb_encode(np.asarray(counts[:-1], dtype=np.uint64))
-    return params + body
+    used = np.flatnonzero(counts)
+    out = bytearray(encode_varint(len(used)))
+    if len(used):
+        positions = np.diff(used, prepend=-1) - 1
+        for values in (positions, counts[used][:-1] - 1):
+            params, body = golomb_encode(np.asarray(values, dtype=np.uint64))
+            out += params + body
+    return bytes(out)
 
 
-def histogram_decode(reader: Reader, n_bins: int, total: int, what: str) -> np.ndarray:
-    head = golomb_decode(reader, reader, n_bins - 1, what)
-    if len(head) and int(head.max()) > total:
-        raise PladaFormatError(f"{what}: a bin of {int(head.max()):,} exceeds the total {total:,}")
-    head_sum = int(head.sum())
-    if head_sum > total:
-        raise PladaFormatError(f"{what}: bins add up to {head_sum:,}, more than the total {total:,}")
-    counts = np.empty(n_bins, dtype=np.int64)
-    counts[:-1] = head.astype(np.int64)
-    counts[-1] = total - head_sum
-    return counts
+def histogram_decode(reader: Reader, n_bins: int, total: int, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse of :func:`histogram_encode`: (used bins, their counts), all counts >= 1."""
+    n_used = reader.varint(f"{what} bins in use", maximum=min(n_bins, total))
+    if n_used == 0:
+        if total:
+            raise PladaFormatError(f"{what}: no bin in use for a total of {total:,}")
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    skips = golomb_decode(reader, reader, n_used, f"{what} bins")
+    if int(skips.max()) >= n_bins:
+        raise PladaFormatError(f"{what}: bin beyond {n_bins:,}")
+    bins = np.cumsum(skips.astype(np.int64) + 1) - 1
+    if int(bins[-1]) >= n_bins:
+        raise PladaFormatError(f"{what}: bin {int(bins[-1]):,} beyond {n_bins:,}")
+    head = golomb_decode(reader, reader, n_used - 1, f"{what} counts")
+    if len(head) and int(head.max()) >= total:
+        raise PladaFormatError(f"{what}: a bin count exceeds the total {total:,}")
+    counts = np.empty(n_used, dtype=np.int64)
+    counts[:-1] = head.astype(np.int64) + 1
+    last = total - int(counts[:-1].sum())
+    if last < 1:
+        raise PladaFormatError(f"{what}: bin counts add up to more than the total {total:,}")
+    counts[-1] = last
+    return bins, counts
 
 
 def _symbols_encode(symbols: np.ndarray, n_symbols: int) -> bytes:
-    """Histogram + i.i.d. ANS stream of ``symbols`` in [0, n_symbols)."""
+    """Sparse histogram + i.i.d. ANS stream of each symbol's rank among the used ones."""
     counts = np.bincount(symbols, minlength=n_symbols).astype(np.int64)
     out = bytearray(histogram_encode(counts))
-    if np.count_nonzero(counts) <= 1:
+    used = np.flatnonzero(counts)
+    if len(used) <= 1:
         out += encode_varint(0)
     else:
-        out += _ans_encode(symbols, _categorical(counts))
+        ranks = np.searchsorted(used, symbols)
+        out += _ans_encode(ranks, _categorical(counts[used]))
     return bytes(out)
 
 
 def _symbols_decode(reader: Reader, n_symbols: int, count: int, what: str) -> np.ndarray:
-    counts = histogram_decode(reader, n_symbols, count, f"{what} histogram")
-    used = np.flatnonzero(counts)
-    if len(used) <= 1:
+    bins, counts = histogram_decode(reader, n_symbols, count, f"{what} histogram")
+    if len(bins) <= 1:
         if reader.varint(f"{what} word count") != 0:
             raise PladaFormatError(f"{what}: a constant stream must have no ANS words")
-        return np.full(count, used[0] if len(used) else 0, dtype=np.int64)
-    symbols = _ans_decode(reader, _categorical(counts), count, what)
-    if len(symbols) and (symbols.min() < 0 or symbols.max() >= n_symbols):
-        raise PladaFormatError(f"{what}: decoded symbol out of range")
-    if not np.array_equal(np.bincount(symbols, minlength=n_symbols), counts):
+        return np.full(count, bins[0] if len(bins) else 0, dtype=np.int64)
+    ranks = _ans_decode(reader, _categorical(counts), count, what)
+    if not np.array_equal(np.bincount(ranks, minlength=len(bins)), counts):
         raise PladaFormatError(f"{what}: decoded symbols disagree with the stored histogram")
-    return symbols
+    return bins[ranks]
 
 
 # --- Labels, i.i.d. (§6.1) ------------------------------------------------------------

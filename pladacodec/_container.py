@@ -9,7 +9,9 @@ validated by :mod:`pladacodec._api`.
 from __future__ import annotations
 
 import json
+import os
 import struct
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Sequence
 
@@ -188,12 +190,18 @@ def iter_encoded(
     running = crc32c(head)
     yield head
     step = header.block_entries
-    for start in range(0, header.n_selected, step):
+    starts = list(range(0, header.n_selected, step))
+    batch = max(1, min(os.cpu_count() or 1, MAX_THREADS))
+
+    def encode_one(start: int) -> bytes:
         stop = min(start + step, header.n_selected)
         base = int(indices[start - 1]) + 1 if start else 0
-        block = encode_block(indices[start:stop], labels[start:stop], base, header.n_classes, index_methods, label_methods)
-        running = crc32c(block, running)
-        yield block
+        return encode_block(indices[start:stop], labels[start:stop], base, header.n_classes, index_methods, label_methods)
+
+    for first in range(0, len(starts), batch):  # a few blocks at a time keeps memory bounded
+        for block in parallel_map(encode_one, starts[first : first + batch], header.n_selected):
+            running = crc32c(block, running)
+            yield block
     yield struct.pack(S.TRAILER_FORMAT, running, S.END_MAGIC)
 
 
@@ -341,27 +349,66 @@ def _read_section(reader: Reader, kind: str, methods: dict) -> tuple[int, Reader
     )
 
 
-def decode_block(reader: Reader, header: Header, expected_entries: int, expected_base: int):
-    """Decode one block; returns (indices, labels, BlockInfo)."""
+@dataclass(frozen=True)
+class ScannedBlock:
+    """A block whose structure and CRCs are checked, not yet decoded."""
+
+    entries: int
+    base: int
+    offset: int
+    header_size: int
+    index: tuple  # (method, params Reader, body Reader, SectionInfo)
+    label: tuple
+
+
+def scan_block(reader: Reader, expected_entries: int) -> ScannedBlock:
+    """Read one block's framing and verify both section CRCs (no entropy decoding)."""
     start = reader.pos
     entries = reader.varint("block entry count")
     if entries != expected_entries:
         raise PladaFormatError(f"block at offset {start:,} holds {entries:,} entries; expected {expected_entries:,}")
-    base = reader.varint("block base")
-    if base != expected_base:
-        raise PladaFormatError(f"block at offset {start:,} starts at index {base:,}; expected {expected_base:,}")
+    base = reader.varint("block base", maximum=S.MAX_N_REFERENCE)
     header_size = reader.pos - start
-    method, params, body, index_info = _read_section(reader, "index", _INDEX_CODERS)
-    indices = _INDEX_CODERS[method][1](params, body, entries, base, header.n_reference)
+    index = _read_section(reader, "index", _INDEX_CODERS)
+    label = _read_section(reader, "label", _LABEL_CODERS)
+    return ScannedBlock(entries, base, start, header_size, index, label)
+
+
+def decode_scanned(block: ScannedBlock, header: Header):
+    """Entropy-decode a scanned block; returns (indices, labels, BlockInfo)."""
+    method, params, body, index_info = block.index
+    indices = _INDEX_CODERS[method][1](params, body, block.entries, block.base, header.n_reference)
     params.expect_end("index section parameters")
     body.expect_end("index section")
-    method, params, body, label_info = _read_section(reader, "label", _LABEL_CODERS)
-    labels = _LABEL_CODERS[method][1](params, body, entries, header.n_classes, indices, base)
+    method, params, body, label_info = block.label
+    labels = _LABEL_CODERS[method][1](params, body, block.entries, header.n_classes, indices, block.base)
     params.expect_end("label section parameters")
     body.expect_end("label section")
-    if len(indices) != entries or len(labels) != entries:
-        raise PladaFormatError(f"block at offset {start:,} decoded to the wrong number of entries")
-    return indices, labels, BlockInfo(entries, base, start, header_size, index_info, label_info)
+    if len(indices) != block.entries or len(labels) != block.entries:
+        raise PladaFormatError(f"block at offset {block.offset:,} decoded to the wrong number of entries")
+    info = BlockInfo(block.entries, block.base, block.offset, block.header_size, index_info, label_info)
+    return indices, labels, info
+
+
+def decode_block(reader: Reader, header: Header, expected_entries: int, expected_base: int):
+    """Scan and decode one block that must start at ``expected_base``; returns (indices, labels, BlockInfo)."""
+    block = scan_block(reader, expected_entries)
+    if block.base != expected_base:
+        raise PladaFormatError(f"block at offset {block.offset:,} starts at index {block.base:,}; expected {expected_base:,}")
+    return decode_scanned(block, header)
+
+
+def parallel_map(fn, items: list, weight: int) -> list:
+    """``[fn(x) for x in items]``, on threads when there is enough work (the kernels release the GIL)."""
+    workers = min(len(items), os.cpu_count() or 1, MAX_THREADS)
+    if workers <= 1 or weight < PARALLEL_MIN_ENTRIES:
+        return [fn(item) for item in items]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(fn, items))
+
+
+MAX_THREADS = 8
+PARALLEL_MIN_ENTRIES = 1 << 17
 
 
 def check_trailer(data, end: int) -> None:
@@ -411,19 +458,24 @@ def decode_container(data, max_entries: int) -> tuple[Header, np.ndarray, np.nda
     body_end = len(view) - S.TRAILER_SIZE
     reader = Reader(view, pos, body_end)
     layout = Layout(file_size=len(view), preamble_and_header=pos)
-    index_parts, label_parts = [], []
+    scanned = []
     remaining = header.n_selected
-    base = 0
     while remaining:
         entries = min(remaining, header.block_entries)
-        indices, labels, info = decode_block(reader, header, entries, base)
+        scanned.append(scan_block(reader, entries))
+        remaining -= entries
+    reader.expect_end("blocks")
+    check_trailer(view, reader.pos)
+    decoded = parallel_map(lambda block: decode_scanned(block, header), scanned, header.n_selected)
+    index_parts, label_parts = [], []
+    base = 0
+    for indices, labels, info in decoded:
+        if info.base != base:
+            raise PladaFormatError(f"block at offset {info.offset:,} starts at index {info.base:,}; expected {base:,}")
         index_parts.append(indices)
         label_parts.append(labels)
         layout.blocks.append(info)
-        remaining -= entries
         base = int(indices[-1]) + 1
-    reader.expect_end("blocks")
-    check_trailer(view, reader.pos)
     indices = np.concatenate(index_parts) if index_parts else np.zeros(0, dtype=np.uint64)
     labels = np.concatenate(label_parts) if label_parts else np.zeros(0, dtype=np.int64)
     return header, indices, labels.astype(np.int64, copy=False), layout

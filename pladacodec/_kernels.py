@@ -154,14 +154,24 @@ def indices_from_gaps(gaps, base, limit, out):
 # --- adaptive multi-symbol rANS (FORMAT.md §5.3, §6.2) ------------------------------------
 #
 # State x in [RANS_L, 2**63), 32-bit words, probability scale 2**RANS_BITS.
-# Models are adaptive frequency tables, one per context, rebuilt from integer counts
-# on a fixed schedule (after 1, 2, 4, ... 1024 symbols, then every 1024), so the
-# encoder and decoder hold bit-identical tables on every platform.
+# A model is a set of adaptive frequency tables, one per context, rebuilt from
+# integer counts on a fixed schedule (on first use, then after 1, 2, 4, ... 1024
+# symbols, then every 1024), so encoder and decoder hold bit-identical tables on
+# every platform.  A child context may lean on a parent table: at each rebuild the
+# parent's frequencies count as PRIOR_STRENGTH observations, so young contexts
+# start from what their coarser context has learnt instead of a flat table.
+#
+# Speed note: the per-symbol steps are written out inside each kernel's loop
+# (``# step:`` comments), not called, because passing the model arrays to a
+# function costs numba reference-count traffic worth ~10x the step itself.
 
 RANS_BITS = 12
 RANS_M = 1 << RANS_BITS
+RANS_MASK = np.uint64(RANS_M - 1)
 RANS_L = np.uint64(1) << np.uint64(31)
-MODEL_PRIOR = 8  # count weight of one observation relative to the +1 every symbol gets
+RANS_X_MAX_UNIT = (RANS_L >> np.uint64(RANS_BITS)) << np.uint64(32)
+OBSERVATION_WEIGHT = 8  # one observation, against the +1 (flat) or the parent's share
+PRIOR_STRENGTH = 64  # the parent table is worth this many observations
 REBUILD_STEP = 1024
 HALVE_AT = 1 << 16
 
@@ -170,26 +180,40 @@ HALVE_AT = 1 << 16
 def _model_new(n_ctx, n_sym):
     counts = np.zeros((n_ctx, n_sym), dtype=np.int32)
     seen = np.zeros(n_ctx, dtype=np.int64)
-    nxt = np.ones(n_ctx, dtype=np.int64)
+    nxt = np.zeros(n_ctx, dtype=np.int64)  # 0: never built
     freq = np.zeros((n_ctx, n_sym), dtype=np.int32)
     cum = np.zeros((n_ctx, n_sym), dtype=np.int32)
     lut = np.zeros((n_ctx, RANS_M), dtype=np.uint8)  # every alphabet has <= 256 symbols
-    for c in range(n_ctx):
-        _model_rebuild(counts, freq, cum, lut, c)
     return counts, seen, nxt, freq, cum, lut
 
 
 @nb.njit(cache=True, nogil=True)
-def _model_rebuild(counts, freq, cum, lut, c):
+def _rebuild(counts, seen, nxt, freq, cum, lut, c, pfreq, pc, with_lut):
+    """Quantise context c's counts (plus the parent table pfreq[pc] if pc >= 0) to a table summing to RANS_M."""
     n_sym = counts.shape[1]
-    total = np.int64(n_sym)
+    total = np.int64(0)
     for s in range(n_sym):
-        total += np.int64(counts[c, s]) * MODEL_PRIOR
+        total += np.int64(counts[c, s])
+    if total >= HALVE_AT:
+        total = 0
+        for s in range(n_sym):
+            counts[c, s] = (counts[c, s] + 1) >> 1
+            total += counts[c, s]
     spread = RANS_M - n_sym
+    if pc >= 0:
+        # weight_s = OBS * M * count_s + OBS * STRENGTH * parent_freq_s  (the parent sums to M)
+        denom = OBSERVATION_WEIGHT * RANS_M * (total + PRIOR_STRENGTH)
+    else:
+        # weight_s = OBS * count_s + 1
+        denom = OBSERVATION_WEIGHT * total + n_sym
     used = 0
     best = 0
     for s in range(n_sym):
-        f = 1 + ((np.int64(counts[c, s]) * MODEL_PRIOR + 1) * spread) // total
+        if pc >= 0:
+            w = OBSERVATION_WEIGHT * RANS_M * np.int64(counts[c, s]) + OBSERVATION_WEIGHT * PRIOR_STRENGTH * np.int64(pfreq[pc, s])
+        else:
+            w = OBSERVATION_WEIGHT * np.int64(counts[c, s]) + 1
+        f = 1 + (w * spread) // denom
         freq[c, s] = f
         used += f
         if f > freq[c, best]:
@@ -198,29 +222,20 @@ def _model_rebuild(counts, freq, cum, lut, c):
     start = 0
     for s in range(n_sym):
         cum[c, s] = start
-        for j in range(start, start + freq[c, s]):
-            lut[c, j] = np.uint8(s)
+        if with_lut:
+            for j in range(start, start + freq[c, s]):
+                lut[c, j] = np.uint8(s)
         start += freq[c, s]
-
-
-@nb.njit(cache=True, nogil=True)
-def _model_update(counts, seen, nxt, freq, cum, lut, c, s):
-    counts[c, s] += 1
-    seen[c] += 1
-    if seen[c] >= nxt[c]:
-        total = 0
-        for j in range(counts.shape[1]):
-            total += counts[c, j]
-        if total >= HALVE_AT:
-            for j in range(counts.shape[1]):
-                counts[c, j] = (counts[c, j] + 1) >> 1
-        _model_rebuild(counts, freq, cum, lut, c)
-        nxt[c] = nxt[c] * 2 if nxt[c] < REBUILD_STEP else nxt[c] + REBUILD_STEP
+    seen_c = seen[c]
+    if seen_c == 0:
+        nxt[c] = 1
+    else:
+        nxt[c] = seen_c * 2 if seen_c < REBUILD_STEP else seen_c + REBUILD_STEP
 
 
 @nb.njit(cache=True, nogil=True)
 def _rans_flush(starts, freqs, n, words):
-    """Encode recorded symbols in reverse; returns words in decoding order (count via return)."""
+    """Encode recorded symbols in reverse; returns the word count, words in decoding order."""
     x = RANS_L
     count = 0
     for i in range(n - 1, -1, -1):
@@ -234,7 +249,6 @@ def _rans_flush(starts, freqs, n, words):
     words[count] = np.uint32(x & np.uint64(0xFFFFFFFF))
     words[count + 1] = np.uint32(x >> np.uint64(32))
     count += 2
-    # reverse so the decoder reads forward
     for i in range(count // 2):
         tmp = words[i]
         words[i] = words[count - 1 - i]
@@ -242,42 +256,7 @@ def _rans_flush(starts, freqs, n, words):
     return count
 
 
-@nb.njit(cache=True, nogil=True)
-def _put_bits(raw, bitpos, value, width):
-    while width > 0:
-        offset = bitpos & 7
-        take = min(8 - offset, width)
-        raw[bitpos >> 3] |= np.uint8((value & np.uint64((1 << take) - 1)) << np.uint64(offset))
-        value >>= np.uint64(take)
-        width -= take
-        bitpos += take
-    return bitpos
-
-
-@nb.njit(cache=True, nogil=True)
-def _get_bits(raw, bitpos, width):
-    v = np.uint64(0)
-    got = 0
-    while got < width:
-        offset = bitpos & 7
-        take = min(8 - offset, width - got)
-        chunk = (np.uint64(raw[bitpos >> 3]) >> np.uint64(offset)) & np.uint64((1 << take) - 1)
-        v |= chunk << np.uint64(got)
-        got += take
-        bitpos += take
-    return v
-
-
-# --- gap tokens -----------------------------------------------------------------------------
-
-GAP_EXACT = 8  # skips below this are their own token
-GAP_SUB = 2  # mantissa bits folded into the token above that
-GAP_MAX_EXP = 40
-GAP_TOKENS = GAP_EXACT + (GAP_MAX_EXP - 2) * (1 << GAP_SUB)
-GAP_MAGS = GAP_EXACT + GAP_MAX_EXP - 2
-
-
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, inline="always")
 def _bitlen(v):
     """Number of significant bits of a uint64 (0 for 0), by binary search."""
     n = 0
@@ -302,31 +281,32 @@ def _bitlen(v):
     return n + np.int64(v)
 
 
-@nb.njit(cache=True, nogil=True)
-def _gap_token(v):
-    if v < GAP_EXACT:
-        return np.int64(v), np.int64(0)
-    e = _bitlen(v) - 1
-    top = np.int64((v >> np.uint64(e - GAP_SUB)) & np.uint64((1 << GAP_SUB) - 1))
-    return GAP_EXACT + (e - 3) * (1 << GAP_SUB) + top, np.int64(e - GAP_SUB)
+# --- gaps (FORMAT.md §5.3) ------------------------------------------------------------------
+# A skip v (positions passed over before the entry) becomes a token: v itself below
+# GAP_EXACT, else its octave e = bitlen(v) - 1 and the GAP_SUB bits below the top bit,
+# with the e - GAP_SUB bits under those sent raw.  The token is coded in the context of
+# the local density (half-octaves of the sum of the last GAP_WINDOW skips) and the
+# previous token's magnitude, with the density-only table as the prior.
+
+GAP_EXACT = 8
+GAP_SUB = 2
+GAP_MAX_EXP = 40
+GAP_TOKENS = GAP_EXACT + (GAP_MAX_EXP - 2) * (1 << GAP_SUB)
+GAP_WINDOW = 16
+GAP_LEVELS = 40
+GAP_MAG1_LEVELS = 8
+GAP_CONTEXTS = GAP_LEVELS * GAP_MAG1_LEVELS
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, inline="always")
 def _gap_mag(tok):
     if tok < GAP_EXACT:
         return tok
     return GAP_EXACT + (tok - GAP_EXACT) // (1 << GAP_SUB)
 
 
-GAP_WINDOW = 16  # skips summed for the local-density context
-GAP_LEVELS = 40
-GAP_MAG1_LEVELS = 8
-GAP_CONTEXTS = GAP_LEVELS * GAP_MAG1_LEVELS
-
-
-@nb.njit(cache=True, nogil=True)
-def _gap_ctx(mag1, window_sum):
-    # local density: half-octaves of the sum of the last GAP_WINDOW skips
+@nb.njit(cache=True, nogil=True, inline="always")
+def _gap_level(window_sum):
     s = window_sum + np.uint64(1)
     b = _bitlen(s)
     level = 2 * b
@@ -334,140 +314,151 @@ def _gap_ctx(mag1, window_sum):
         level += np.int64((s >> np.uint64(b - 2)) & np.uint64(1))
     if level >= GAP_LEVELS:
         level = GAP_LEVELS - 1
-    m = mag1
-    if m >= GAP_MAG1_LEVELS:
-        m = GAP_MAG1_LEVELS - 1
-    return level * GAP_MAG1_LEVELS + m
+    return level
 
 
 @nb.njit(cache=True, nogil=True)
-def _gap_push(ring, i, v, window_sum):
-    slot = i % GAP_WINDOW
-    window_sum = window_sum - ring[slot] + v
-    ring[slot] = v
-    return window_sum
+def _gaps_run(skips, decoding, words, raw, starts, freqs, sizes):
+    """The gap model, shared by encoder and decoder.
+
+    sizes <- [symbols recorded (encoding) or words used (decoding), raw bits used].
+    Returns False on a stream that is inconsistent in any way.
+    """
+    n = skips.shape[0]
+    counts, seen, nxt, freq, cum, lut = _model_new(GAP_CONTEXTS, GAP_TOKENS)
+    p_counts, p_seen, p_nxt, p_freq, p_cum, p_lut = _model_new(GAP_LEVELS, GAP_TOKENS)
+    g_counts, g_seen, g_nxt, g_freq, g_cum, g_lut = _model_new(1, GAP_TOKENS)
+    ring = np.zeros(GAP_WINDOW, dtype=np.uint64)
+    window_sum = np.uint64(0)
+    mag1 = 0
+    bitpos = 0
+    raw_bits = raw.shape[0] * 8
+    n_words = words.shape[0]
+    x = RANS_L
+    pos = 0
+    m = 0
+    if decoding:
+        if n_words < 2:
+            return False
+        x = (np.uint64(words[0]) << np.uint64(32)) | np.uint64(words[1])
+        pos = 2
+        if x < RANS_L or x >= (np.uint64(1) << np.uint64(63)):
+            return False
+    for i in range(n):
+        level = _gap_level(window_sum)
+        c = level * GAP_MAG1_LEVELS + (mag1 if mag1 < GAP_MAG1_LEVELS else GAP_MAG1_LEVELS - 1)
+        tok = 0
+        nraw = 0
+        v = np.uint64(0)
+        if not decoding:
+            v = skips[i]
+            if v < np.uint64(GAP_EXACT):
+                tok = np.int64(v)
+            else:
+                e = _bitlen(v) - 1
+                nraw = e - GAP_SUB
+                tok = GAP_EXACT + (e - 3) * (1 << GAP_SUB) + np.int64((v >> np.uint64(nraw)) & np.uint64((1 << GAP_SUB) - 1))
+        # step: tables exist (grandparent -> parent -> child)
+        if nxt[c] == 0:
+            if p_nxt[level] == 0:
+                if g_nxt[0] == 0:
+                    _rebuild(g_counts, g_seen, g_nxt, g_freq, g_cum, g_lut, 0, g_freq, -1, False)
+                _rebuild(p_counts, p_seen, p_nxt, p_freq, p_cum, p_lut, level, g_freq, 0, False)
+            _rebuild(counts, seen, nxt, freq, cum, lut, c, p_freq, level, True)
+        # step: code the token
+        if decoding:
+            slot = np.int64(x & RANS_MASK)
+            tok = np.int64(lut[c, slot])
+            x = np.uint64(freq[c, tok]) * (x >> np.uint64(RANS_BITS)) + np.uint64(slot - cum[c, tok])
+            if x < RANS_L:
+                if pos >= n_words:
+                    return False
+                x = (x << np.uint64(32)) | np.uint64(words[pos])
+                pos += 1
+        else:
+            starts[m] = cum[c, tok]
+            freqs[m] = freq[c, tok]
+            m += 1
+        # step: adapt child, grandparent, parent
+        counts[c, tok] += 1
+        seen[c] += 1
+        g_counts[0, tok] += 1
+        g_seen[0] += 1
+        if g_seen[0] >= g_nxt[0]:
+            _rebuild(g_counts, g_seen, g_nxt, g_freq, g_cum, g_lut, 0, g_freq, -1, False)
+        p_counts[level, tok] += 1
+        p_seen[level] += 1
+        if p_seen[level] >= p_nxt[level]:
+            _rebuild(p_counts, p_seen, p_nxt, p_freq, p_cum, p_lut, level, g_freq, 0, False)
+        if seen[c] >= nxt[c]:
+            _rebuild(counts, seen, nxt, freq, cum, lut, c, p_freq, level, True)
+        # the raw low bits
+        if tok >= GAP_EXACT:
+            e = (tok - GAP_EXACT) // (1 << GAP_SUB) + 3
+            nraw = e - GAP_SUB
+            if decoding:
+                if bitpos + nraw > raw_bits:
+                    return False
+                low = np.uint64(0)
+                got = 0
+                while got < nraw:
+                    offset = bitpos & 7
+                    take = min(8 - offset, nraw - got)
+                    chunk = (np.uint64(raw[bitpos >> 3]) >> np.uint64(offset)) & np.uint64((1 << take) - 1)
+                    low |= chunk << np.uint64(got)
+                    got += take
+                    bitpos += take
+                top = (tok - GAP_EXACT) % (1 << GAP_SUB)
+                v = (np.uint64(1) << np.uint64(e)) | (np.uint64(top) << np.uint64(nraw)) | low
+            else:
+                value = v
+                width = nraw
+                while width > 0:
+                    offset = bitpos & 7
+                    take = min(8 - offset, width)
+                    raw[bitpos >> 3] |= np.uint8((value & np.uint64((1 << take) - 1)) << np.uint64(offset))
+                    value >>= np.uint64(take)
+                    width -= take
+                    bitpos += take
+        elif decoding:
+            v = np.uint64(tok)
+        if decoding:
+            skips[i] = v
+        mag1 = _gap_mag(tok)
+        slot = i % GAP_WINDOW
+        window_sum = window_sum - ring[slot] + v
+        ring[slot] = v
+    if decoding:
+        if x != RANS_L or pos != n_words:
+            return False
+        sizes[0] = pos
+    else:
+        sizes[0] = m
+    sizes[1] = bitpos
+    return True
 
 
 @nb.njit(nb.int64(nb.uint64[::1], nb.uint32[::1], nb.uint8[::1], nb.int64[::1]), cache=True, nogil=True)
 def ctx_gaps_encode(skips, words, raw, out_sizes):
     """Context-coded gap tokens + raw low bits; out_sizes = [n_words, n_raw_bits]."""
     n = skips.shape[0]
-    counts, seen, nxt, freq, cum, lut = _model_new(GAP_CONTEXTS, GAP_TOKENS)
     starts = np.empty(n, dtype=np.int32)
     freqs = np.empty(n, dtype=np.int32)
-    mag1 = 0
-    ring = np.zeros(GAP_WINDOW, dtype=np.uint64)
-    window_sum = np.uint64(0)
-    bitpos = 0
-    for i in range(n):
-        v = skips[i]
-        tok, nraw = _gap_token(v)
-        c = _gap_ctx(mag1, window_sum)
-        starts[i] = cum[c, tok]
-        freqs[i] = freq[c, tok]
-        _model_update(counts, seen, nxt, freq, cum, lut, c, tok)
-        if nraw:
-            bitpos = _put_bits(raw, bitpos, v, nraw)
-        mag1 = _gap_mag(tok)
-        window_sum = _gap_push(ring, i, v, window_sum)
-    out_sizes[0] = _rans_flush(starts, freqs, n, words)
-    out_sizes[1] = bitpos
+    sizes = np.zeros(2, dtype=np.int64)
+    _gaps_run(skips, False, words, raw, starts, freqs, sizes)
+    out_sizes[0] = _rans_flush(starts, freqs, sizes[0], words)
+    out_sizes[1] = sizes[1]
     return 0
 
 
 @nb.njit(nb.int64(nb.uint32[::1], nb.uint8[::1], nb.uint64[::1]), cache=True, nogil=True)
 def ctx_gaps_decode(words, raw, out):
     """Inverse of ctx_gaps_encode. Returns raw bits consumed, or -1 on a bad stream."""
-    n = out.shape[0]
-    n_words = words.shape[0]
-    if n_words < 2:
+    dummy = np.zeros(0, dtype=np.int32)
+    sizes = np.zeros(2, dtype=np.int64)
+    if not _gaps_run(out, True, words, raw, dummy, dummy, sizes):
         return -1
-    x = (np.uint64(words[0]) << np.uint64(32)) | np.uint64(words[1])
-    pos = 2
-    if x < RANS_L or x >= (np.uint64(1) << np.uint64(63)):
-        return -1
-    counts, seen, nxt, freq, cum, lut = _model_new(GAP_CONTEXTS, GAP_TOKENS)
-    mask = np.uint64(RANS_M - 1)
-    raw_bits = raw.shape[0] * 8
-    mag1 = 0
-    ring = np.zeros(GAP_WINDOW, dtype=np.uint64)
-    window_sum = np.uint64(0)
-    bitpos = 0
-    for i in range(n):
-        c = _gap_ctx(mag1, window_sum)
-        slot = np.int64(x & mask)
-        tok = np.int64(lut[c, slot])
-        x = np.uint64(freq[c, tok]) * (x >> np.uint64(RANS_BITS)) + np.uint64(slot - cum[c, tok])
-        if x < RANS_L:
-            if pos >= n_words:
-                return -1
-            x = (x << np.uint64(32)) | np.uint64(words[pos])
-            pos += 1
-        _model_update(counts, seen, nxt, freq, cum, lut, c, tok)
-        if tok < GAP_EXACT:
-            v = np.uint64(tok)
-        else:
-            e = (tok - GAP_EXACT) // (1 << GAP_SUB) + 3
-            top = (tok - GAP_EXACT) % (1 << GAP_SUB)
-            nraw = e - GAP_SUB
-            if bitpos + nraw > raw_bits:
-                return -1
-            low = _get_bits(raw, bitpos, nraw)
-            bitpos += nraw
-            v = (np.uint64(1) << np.uint64(e)) | (np.uint64(top) << np.uint64(nraw)) | low
-        out[i] = v
-        mag1 = _gap_mag(tok)
-        window_sum = _gap_push(ring, i, v, window_sum)
-    if x != RANS_L or pos != n_words:
-        return -1
-    return bitpos
-
-
-# --- one coding step shared by encoders and decoders -----------------------------------------
-# st = [x (decoder state), m (encoder: symbols recorded / decoder: next word), error flag]
-
-
-@nb.njit(cache=True, nogil=True)
-def _code(model, c, s, decoding, words, st, starts, freqs):
-    """Record symbol s (encoding) or decode one (decoding) in context c; adapt the model."""
-    counts, seen, nxt, freq, cum, lut = model
-    if decoding:
-        x = st[0]
-        slot = np.int64(x & np.uint64(RANS_M - 1))
-        s = np.int64(lut[c, slot])
-        x = np.uint64(freq[c, s]) * (x >> np.uint64(RANS_BITS)) + np.uint64(slot - cum[c, s])
-        if x < RANS_L:
-            pos = np.int64(st[1])
-            if pos >= words.shape[0]:
-                st[2] = 1
-                return 0
-            x = (x << np.uint64(32)) | np.uint64(words[pos])
-            st[1] = pos + 1
-        st[0] = x
-    else:
-        m = np.int64(st[1])
-        starts[m] = cum[c, s]
-        freqs[m] = freq[c, s]
-        st[1] = m + 1
-    _model_update(counts, seen, nxt, freq, cum, lut, c, s)
-    return s
-
-
-@nb.njit(cache=True, nogil=True)
-def _start_decoder(words, st):
-    if words.shape[0] < 2:
-        return False
-    x = (np.uint64(words[0]) << np.uint64(32)) | np.uint64(words[1])
-    if x < RANS_L or x >= (np.uint64(1) << np.uint64(63)):
-        return False
-    st[0] = x
-    st[1] = 2
-    return True
-
-
-@nb.njit(cache=True, nogil=True)
-def _finish_decoder(words, st):
-    return st[2] == 0 and st[0] == RANS_L and np.int64(st[1]) == words.shape[0]
+    return sizes[1]
 
 
 # --- labels (FORMAT.md §6.2) --------------------------------------------------------------------
@@ -477,24 +468,29 @@ def _finish_decoder(words, st):
 # byte in the context of the high part.  r is coded in the context of the entry's gap
 # magnitude, the mode's strength in the window, and whether the previous r was 0.
 
-LABEL_WINDOW = 16
+LABEL_WINDOW = 8
 LABEL_RECENT = 4
 LABEL_CANDIDATES = 3
 LABEL_MAG_LEVELS = 12
 LABEL_STRENGTH_LEVELS = 4
-LABEL_CONTEXTS = LABEL_MAG_LEVELS * LABEL_STRENGTH_LEVELS * 2
+LABEL_PARENTS = LABEL_STRENGTH_LEVELS * 2
+LABEL_CONTEXTS = LABEL_MAG_LEVELS * LABEL_PARENTS
 
 
 @nb.njit(cache=True, nogil=True)
-def _labels_run(labels, skips, n_classes, decoding, words, st, starts, freqs):
-    """The label model, shared by encoder and decoder; returns False on a bad stream."""
+def _labels_run(labels, skips, n_classes, decoding, words, starts, freqs, sizes):
+    """The label model, shared by encoder and decoder; returns False on a bad stream.
+
+    sizes <- [symbols recorded (encoding) or words used (decoding)].
+    """
     n = labels.shape[0]
     split = n_classes > 256
     n_hi = (n_classes + 255) // 256 if split else 1
     n_lo = 256 if split else n_classes
-    r_model = _model_new(LABEL_CONTEXTS, LABEL_CANDIDATES + 1)
-    hi_model = _model_new(1, n_hi)
-    lo_model = _model_new(n_hi, n_lo)
+    r_counts, r_seen, r_nxt, r_freq, r_cum, r_lut = _model_new(LABEL_CONTEXTS, LABEL_CANDIDATES + 1)
+    q_counts, q_seen, q_nxt, q_freq, q_cum, q_lut = _model_new(LABEL_PARENTS, LABEL_CANDIDATES + 1)
+    h_counts, h_seen, h_nxt, h_freq, h_cum, h_lut = _model_new(1, n_hi)
+    l_counts, l_seen, l_nxt, l_freq, l_cum, l_lut = _model_new(n_hi, n_lo)
     window = np.full(LABEL_WINDOW, -1, dtype=np.int64)
     in_window = np.zeros(n_classes, dtype=np.int32)
     recent = np.full(LABEL_RECENT, -1, dtype=np.int64)
@@ -502,8 +498,19 @@ def _labels_run(labels, skips, n_classes, decoding, words, st, starts, freqs):
     mode = -1
     mode_count = 0
     prev_hit = 0
+    n_words = words.shape[0]
+    x = RANS_L
+    pos = 0
+    m = 0
+    if decoding:
+        if n_words < 2:
+            return False
+        x = (np.uint64(words[0]) << np.uint64(32)) | np.uint64(words[1])
+        pos = 2
+        if x < RANS_L or x >= (np.uint64(1) << np.uint64(63)):
+            return False
     for i in range(n):
-        # candidates: the mode, then recent distinct labels other than it
+        # candidates: the window's mode, then recent distinct labels other than it
         cand[0] = mode
         j = 1
         for t in range(LABEL_RECENT):
@@ -513,12 +520,17 @@ def _labels_run(labels, skips, n_classes, decoding, words, st, starts, freqs):
         while j < LABEL_CANDIDATES:
             cand[j] = -1
             j += 1
-        tok, _ = _gap_token(skips[i])
-        mag = _gap_mag(tok)
+        v = skips[i]
+        if v < np.uint64(GAP_EXACT):
+            mag = np.int64(v)
+        else:
+            mag = GAP_EXACT + _bitlen(v) - 4
         if mag >= LABEL_MAG_LEVELS:
             mag = LABEL_MAG_LEVELS - 1
         strength = (mode_count - 1) * LABEL_STRENGTH_LEVELS // LABEL_WINDOW if mode_count > 0 else 0
-        c = (mag * LABEL_STRENGTH_LEVELS + strength) * 2 + prev_hit
+        pc = strength * 2 + prev_hit
+        c = mag * LABEL_PARENTS + pc
+        label = -1
         r = LABEL_CANDIDATES
         if not decoding:
             label = labels[i]
@@ -526,7 +538,32 @@ def _labels_run(labels, skips, n_classes, decoding, words, st, starts, freqs):
                 if cand[t] == label:
                     r = t
                     break
-        r = _code(r_model, c, r, decoding, words, st, starts, freqs)
+        # step: code r in context c (parent pc)
+        if r_nxt[c] == 0:
+            if q_nxt[pc] == 0:
+                _rebuild(q_counts, q_seen, q_nxt, q_freq, q_cum, q_lut, pc, q_freq, -1, False)
+            _rebuild(r_counts, r_seen, r_nxt, r_freq, r_cum, r_lut, c, q_freq, pc, True)
+        if decoding:
+            slot = np.int64(x & RANS_MASK)
+            r = np.int64(r_lut[c, slot])
+            x = np.uint64(r_freq[c, r]) * (x >> np.uint64(RANS_BITS)) + np.uint64(slot - r_cum[c, r])
+            if x < RANS_L:
+                if pos >= n_words:
+                    return False
+                x = (x << np.uint64(32)) | np.uint64(words[pos])
+                pos += 1
+        else:
+            starts[m] = r_cum[c, r]
+            freqs[m] = r_freq[c, r]
+            m += 1
+        r_counts[c, r] += 1
+        r_seen[c] += 1
+        q_counts[pc, r] += 1
+        q_seen[pc] += 1
+        if q_seen[pc] >= q_nxt[pc]:
+            _rebuild(q_counts, q_seen, q_nxt, q_freq, q_cum, q_lut, pc, q_freq, -1, False)
+        if r_seen[c] >= r_nxt[c]:
+            _rebuild(r_counts, r_seen, r_nxt, r_freq, r_cum, r_lut, c, q_freq, pc, True)
         if r < LABEL_CANDIDATES:
             label = cand[r]
             if label < 0:
@@ -538,13 +575,49 @@ def _labels_run(labels, skips, n_classes, decoding, words, st, starts, freqs):
                 hi = label >> 8 if split else 0
                 lo = label & 255 if split else label
             if split:
-                hi = _code(hi_model, 0, hi, decoding, words, st, starts, freqs)
-            lo = _code(lo_model, hi, lo, decoding, words, st, starts, freqs)
+                # step: code the high part (one context, no parent)
+                if h_nxt[0] == 0:
+                    _rebuild(h_counts, h_seen, h_nxt, h_freq, h_cum, h_lut, 0, h_freq, -1, True)
+                if decoding:
+                    slot = np.int64(x & RANS_MASK)
+                    hi = np.int64(h_lut[0, slot])
+                    x = np.uint64(h_freq[0, hi]) * (x >> np.uint64(RANS_BITS)) + np.uint64(slot - h_cum[0, hi])
+                    if x < RANS_L:
+                        if pos >= n_words:
+                            return False
+                        x = (x << np.uint64(32)) | np.uint64(words[pos])
+                        pos += 1
+                else:
+                    starts[m] = h_cum[0, hi]
+                    freqs[m] = h_freq[0, hi]
+                    m += 1
+                h_counts[0, hi] += 1
+                h_seen[0] += 1
+                if h_seen[0] >= h_nxt[0]:
+                    _rebuild(h_counts, h_seen, h_nxt, h_freq, h_cum, h_lut, 0, h_freq, -1, True)
+            # step: code the low part in the context of the high part
+            if l_nxt[hi] == 0:
+                _rebuild(l_counts, l_seen, l_nxt, l_freq, l_cum, l_lut, hi, l_freq, -1, True)
+            if decoding:
+                slot = np.int64(x & RANS_MASK)
+                lo = np.int64(l_lut[hi, slot])
+                x = np.uint64(l_freq[hi, lo]) * (x >> np.uint64(RANS_BITS)) + np.uint64(slot - l_cum[hi, lo])
+                if x < RANS_L:
+                    if pos >= n_words:
+                        return False
+                    x = (x << np.uint64(32)) | np.uint64(words[pos])
+                    pos += 1
+            else:
+                starts[m] = l_cum[hi, lo]
+                freqs[m] = l_freq[hi, lo]
+                m += 1
+            l_counts[hi, lo] += 1
+            l_seen[hi] += 1
+            if l_seen[hi] >= l_nxt[hi]:
+                _rebuild(l_counts, l_seen, l_nxt, l_freq, l_cum, l_lut, hi, l_freq, -1, True)
             label = (hi << 8) + lo
             if label >= n_classes:
                 return False
-        if st[2]:
-            return False
         if decoding:
             labels[i] = label
         prev_hit = 1 if r == 0 else 0
@@ -559,7 +632,7 @@ def _labels_run(labels, skips, n_classes, decoding, words, st, starts, freqs):
                 recent[t] = recent[t - 1]
                 t -= 1
             recent[0] = label
-        # the window and its mode
+        # the window and its mode (ties: the most recent label)
         slot = i % LABEL_WINDOW
         old = window[slot]
         if old >= 0:
@@ -578,6 +651,12 @@ def _labels_run(labels, skips, n_classes, decoding, words, st, starts, freqs):
                 if lab >= 0 and in_window[lab] > mode_count:
                     mode = lab
                     mode_count = in_window[lab]
+    if decoding:
+        if x != RANS_L or pos != n_words:
+            return False
+        sizes[0] = pos
+    else:
+        sizes[0] = m
     return True
 
 
@@ -587,20 +666,16 @@ def ctx_labels_encode(labels, skips, n_classes, words):
     n = labels.shape[0]
     starts = np.empty(3 * n, dtype=np.int32)
     freqs = np.empty(3 * n, dtype=np.int32)
-    st = np.zeros(3, dtype=np.uint64)
-    _labels_run(labels, skips, n_classes, False, words, st, starts, freqs)
-    return _rans_flush(starts, freqs, np.int64(st[1]), words)
+    sizes = np.zeros(1, dtype=np.int64)
+    _labels_run(labels, skips, n_classes, False, words, starts, freqs, sizes)
+    return _rans_flush(starts, freqs, sizes[0], words)
 
 
 @nb.njit(nb.int64(nb.uint32[::1], nb.uint64[::1], nb.int64, nb.int64[::1]), cache=True, nogil=True)
 def ctx_labels_decode(words, skips, n_classes, out):
     """Inverse of ctx_labels_encode; returns 0, or -1 on a bad stream."""
-    st = np.zeros(3, dtype=np.uint64)
     dummy = np.zeros(0, dtype=np.int32)
-    if not _start_decoder(words, st):
-        return -1
-    if not _labels_run(out, skips, n_classes, True, words, st, dummy, dummy):
-        return -1
-    if not _finish_decoder(words, st):
+    sizes = np.zeros(1, dtype=np.int64)
+    if not _labels_run(out, skips, n_classes, True, words, dummy, dummy, sizes):
         return -1
     return 0

@@ -62,6 +62,7 @@ GOLOMB_MIN_WEIGHT = 1 << 7  # the table ends at the first weight below this ...
 GOLOMB_MAX_SYMBOLS = 4096  # ... or at this many quotient symbols
 GOLOMB_TAIL_CAP = 1 << 40  # the escape weight is capped here (exact in float64)
 GOLOMB_MAX_WIDTH = 56  # remainder width limit (pack_bits handles <= 56)
+ANS_SENTINEL = 0x504C  # 16-bit value coded first (decoded last) in every constriction stream
 
 # --- FORMAT.md §8 Limits every reader enforces ----------------------------------
 MAX_N_REFERENCE = 1 << 40

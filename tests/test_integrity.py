@@ -256,13 +256,6 @@ def test_ans_stream_with_wrong_count_or_unused_words_is_refused():
         _coders._ans_decode(Reader(padded), model, 1000, "test")
 
 
-@pytest.mark.xfail(
-    reason="constriction's AnsCoder starts from state 0, where the first symbol of a model costs nothing: "
-    "[1, 2] and [1, 2, 0, 0] give the same words, so asking for more symbols than were coded succeeds "
-    "(methods golomb-ans, bitmap-ans, iid-ans; the context coders' rANS starts at L and is exact). "
-    "Needs a format decision (e.g. a sentinel symbol per stream); the block count is CRC-protected.",
-    strict=False,
-)
 def test_ans_stream_asked_for_more_symbols_than_coded_is_refused():
     rng = np.random.default_rng(1)
     symbols = rng.integers(0, 5, 1000)
@@ -380,12 +373,6 @@ def test_encoding_is_byte_identical_across_processes():
 # --- time bound -----------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    reason="open finding: the i.i.d. label coder decodes a (C-1)-bin histogram per block, so a file of "
-    "1-entry blocks with C = 65,535 costs ~6 ms per ~40-byte block (~160 us/byte, ~10 s for 64 KiB); "
-    "needs a reader limit tying blocks x C to the file size, or a sparse histogram (format decision)",
-    strict=False,
-)
 def test_decode_time_is_bounded_per_byte_with_many_classes():
     import time
 

@@ -117,10 +117,6 @@ def test_bitmap_encoder_declines_a_wide_span():
     assert S.INDEX_BITMAP_ANS not in methods_used(blob)[0]
 
 
-@pytest.mark.xfail(
-    strict=True, raises=TypeError,
-    reason="core bug: _container._best unpacks None when every forced index method declines a block",
-)
 def test_forced_bitmap_on_a_wide_span_is_an_encode_error():
     with pytest.raises(pladacodec.PladaEncodeError):
         pladacodec.encode([0, S.MAX_BITMAP_SPAN], [0, 0], S.MAX_BITMAP_SPAN + 1, index_methods=[S.INDEX_BITMAP_ANS])

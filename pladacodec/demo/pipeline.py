@@ -79,7 +79,7 @@ class DemoConfig:
     def quick_config(cls, **overrides: Any) -> DemoConfig:
         """A small version for tests: same pipeline, a few thousand images, a few steps."""
         base = cls(quick=True, n_train=1000, n_test=1000, n_pool_fashion=3000,
-                   epochs=1, min_steps=12, batch_size=64)
+                   epochs=2, min_steps=16, batch_size=64)
         return replace(base, **overrides)
 
 
@@ -100,7 +100,7 @@ class ArrayImages(Dataset):
         return len(self.data)
 
     def __getitem__(self, i: int):
-        x = torch.from_numpy(self.data[i])[None]
+        x = torch.from_numpy(np.array(self.data[i]))[None]  # a copy: the array may be read-only
         if self.transform is not None:
             x = self.transform(x)
         return x if self.targets is None else (x, int(self.targets[i]))
