@@ -20,6 +20,20 @@ from ._api import read as read
 from ._api import read_header as read_header
 from ._api import write as write
 from ._spec import VERSION_MAJOR, VERSION_MINOR
+from ._stream import StreamReader as StreamReader
+from ._stream import StreamWriter as StreamWriter
+from ._stream import iter_read as iter_read
+from ._stream import write_stream as write_stream
+from .reference import Reference as Reference
+from .reference import dataset_fingerprint as dataset_fingerprint
+from .reference import fingerprint as fingerprint
+from .reference import list_reference as list_reference
+from .selection import PladaSelectionError as PladaSelectionError
+from .selection import Selection as Selection
+from .selection import load_scores as load_scores
+from .selection import safety_net_quotas as safety_net_quotas
+from .selection import select as select
+from .selection import select_budget as select_budget
 from .errors import PladaChecksumError as PladaChecksumError
 from .errors import PladaDecodeError as PladaDecodeError
 from .errors import PladaEncodeError as PladaEncodeError
@@ -33,7 +47,10 @@ __version__ = "0.1.0"
 FORMAT_VERSION = (VERSION_MAJOR, VERSION_MINOR)
 
 # Names served lazily from modules that import torch (so `import pladacodec` never does).
-_LAZY = {}
+_LAZY = {
+    "PladaDataset": ".data:PladaDataset",
+    "LabelledFolder": ".data:LabelledFolder",
+}
 
 
 def __getattr__(name: str):
