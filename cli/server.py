@@ -164,7 +164,8 @@ def score(
         if st.images:
             click.echo(
                 f"scored {st.images:,} images on rank 0 in {st.seconds:.1f} s: "
-                f"{st.images_per_second:,.1f} img/s end-to-end, "
+                f"{st.images_per_second:,.1f} img/s end-to-end "
+                f"({st.steady_images_per_second:,.1f} after {st.startup_seconds:.1f} s of loader start-up), "
                 f"{st.forward_images_per_second:,.1f} img/s in the forward pass"
                 + (f" (x{world} processes)" if world > 1 else "")
             )

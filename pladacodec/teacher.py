@@ -313,10 +313,18 @@ class ScoreStats:
     seconds: float = 0.0
     forward_seconds: float = 0.0
     skipped_shards: int = 0
+    startup_seconds: float = 0.0  # until the first batch arrived (loader workers starting)
+    first_batch_images: int = 0
 
     @property
     def images_per_second(self) -> float:
         return self.images / self.seconds if self.seconds else 0.0
+
+    @property
+    def steady_images_per_second(self) -> float:
+        """End-to-end rate after the first batch: loader start-up excluded."""
+        steady = self.seconds - self.startup_seconds
+        return (self.images - self.first_batch_images) / steady if steady > 0 else 0.0
 
     @property
     def forward_images_per_second(self) -> float:
@@ -531,6 +539,9 @@ def score(
         for batch_no, batch in enumerate(loader):
             s = batch_shard[batch_no]
             idx = batches[batch_no]
+            if batch_no == 0:
+                stats.startup_seconds = time.perf_counter() - start
+                stats.first_batch_images = len(idx)
             x = _first_tensor(batch).to(dev, non_blocking=True)
             t0 = time.perf_counter()
             with torch.inference_mode():
