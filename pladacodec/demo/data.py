@@ -16,8 +16,13 @@ openclipart         8,121      Debian ``openclipart-png``
 
 Every image becomes a 28x28 ``uint8`` grayscale picture in Fashion-MNIST's convention
 (bright object on a dark background): clip-art is composited on white and inverted,
-digits already have bright ink, faces stay as photographed.  The pool is shuffled once
-with a fixed seed, so a source cannot be told from an index.
+digits already have bright ink, faces stay as photographed.
+
+The pool is laid out as a reference folder sorted by path would be: one block per source
+(in the order of the table), each in its package's own order.  Fashion-MNIST's own order
+is unrelated to its classes, so the block says nothing about labels; it does make the
+selected indices cluster, which the codec exploits (the report also gives the bytes the
+same selections would take in a shuffled pool).
 
 Nothing here imports torch: the arrays are plain numpy.
 """
@@ -199,7 +204,7 @@ class DemoData:
     train_y: np.ndarray
     test_x: np.ndarray       # target test set (held out everywhere)
     test_y: np.ndarray
-    pool_x: np.ndarray       # reference pool, (n, 28, 28) uint8, canonical order
+    pool_x: np.ndarray       # reference pool, (n, 28, 28) uint8, canonical order (by source)
     pool_source: np.ndarray  # index into SOURCES, per pool image
     pool_true_label: np.ndarray
 
@@ -250,10 +255,9 @@ def build_demo_data(*, n_train: int = 6000, n_test: int | None = None,
     order = rng.permutation(len(train_x))
     per_class = n_train // n_classes
     chosen = np.concatenate([order[train_y[order] == c][:per_class] for c in range(n_classes)])
-    rest = np.setdiff1d(order, chosen, assume_unique=True)
-    rest = rest[rng.permutation(len(rest))]
+    rest = np.setdiff1d(np.arange(len(train_x)), chosen, assume_unique=True)  # package order
     if n_pool_fashion is not None:
-        rest = rest[:n_pool_fashion]
+        rest = np.sort(rng.choice(rest, size=n_pool_fashion, replace=False))
 
     if n_test is not None:
         t_order = rng.permutation(len(test_x))
@@ -268,15 +272,13 @@ def build_demo_data(*, n_train: int = 6000, n_test: int | None = None,
     sources = np.concatenate([np.full(len(p), i, dtype=np.int64) for i, p in enumerate(parts)])
     true_labels = np.concatenate(
         [train_y[rest]] + [np.full(len(p), -1, dtype=np.int64) for p in parts[1:]])
-    pool = np.concatenate(parts)
-    shuffle = rng.permutation(len(pool))
     train_sorted = np.sort(chosen)
     return DemoData(
         class_names=FASHION_CLASSES,
         train_x=train_x[train_sorted], train_y=train_y[train_sorted],
         test_x=test_x, test_y=test_y,
-        pool_x=np.ascontiguousarray(pool[shuffle]),
-        pool_source=sources[shuffle], pool_true_label=true_labels[shuffle],
+        pool_x=np.ascontiguousarray(np.concatenate(parts)),
+        pool_source=sources, pool_true_label=true_labels,
     )
 
 

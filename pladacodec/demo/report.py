@@ -17,20 +17,20 @@ def _pct(x: float | None, digits: int = 1) -> str:
 def format_table(report: dict[str, Any]) -> str:
     """The results as a markdown table, one row per (budget, strategy), then the references."""
     lines = [
-        "| keep | strategy | images | payload | bytes / 10k images | in-domain | "
+        "| keep | strategy | images | payload | bytes / 10k images | same, shuffled pool | in-domain | "
         "pseudo-label acc. (in-domain) | smallest class | student acc. |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in report["rows"]:
         lines.append(
             f"| {_pct(r['keep'], 0)} | {r['strategy']} | {r['images']:,} | {r['bytes']:,} B | "
-            f"{r['bytes_per_10k']:,.0f} | {_pct(r['in_domain'])} | {_pct(r['label_accuracy_in_domain'])} | "
+            f"{r['bytes_per_10k']:,.0f} | {r['bytes_per_10k_shuffled_pool']:,.0f} | {_pct(r['in_domain'])} | {_pct(r['label_accuracy_in_domain'])} | "
             f"{min(r['class_counts']):,} | **{_pct(r['student_accuracy'], 2)}** |"
         )
     t = report["true_label_student"]
-    lines.append(f"| – | true labels (reference point) | {t['images']:,} | – | – | 100.0% | 100.0% | – | "
+    lines.append(f"| – | true labels (reference point) | {t['images']:,} | – | – | – | 100.0% | 100.0% | – | "
                  f"**{_pct(t['accuracy'], 2)}** |")
-    lines.append(f"| – | teacher ({report['teacher']['model']}) | – | – | – | – | – | – | "
+    lines.append(f"| – | teacher ({report['teacher']['model']}) | – | – | – | – | – | – | – | "
                  f"**{_pct(report['teacher']['accuracy'], 2)}** |")
     return "\n".join(lines)
 
@@ -50,7 +50,8 @@ def format_report(report: dict[str, Any]) -> str:
         f"Reference pool (client side, unlabelled): {pool['n']:,} images: {sources}.",
         f"Median teacher energy by source (lower = more confident): {energies}.",
         f"Student: timm `{cfg['student']}` from scratch, AdamW lr 1e-3, cosine, "
-        f"{cfg['epochs']} epochs or at least {cfg['min_steps']} steps of {cfg['batch_size']}. "
+        f"whole epochs, at least {cfg['epochs']} and at least {cfg['min_steps']} steps of "
+        f"{cfg['batch_size']} images (so every student gets about the same compute). "
         f"Safety-Net: {_pct(cfg['safety_net'], 0)} of the slots reserved for class quotas, "
         f"alpha {cfg['alpha']}.",
         "",

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Install everything pladacodec needs, system packages included:
+#   bash scripts/setup.sh && pladacodec demo
+#
+# 1. Debian packages with the demo's images: dataset-fashion-mnist (70,000 images) and
+#    openclipart-png (8,000 clip-art pictures, used as distractors).
+# 2. torch 2.14.1 / torchvision 0.29.1 first, then pladacodec (editable) with its extras,
+#    under a constraint that keeps pip from replacing that torch.
+# Nothing is downloaded at run time afterwards.  PYTHON=... picks the interpreter.
+set -euo pipefail
+
+PYTHON="${PYTHON:-python3}"
+TORCH_PIN=(torch==2.14.1 torchvision==0.29.1)
+APT_PACKAGES=(dataset-fashion-mnist openclipart-png)
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+sudo_if_needed() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+        echo "setup.sh: need root (or sudo) to run: $*" >&2; return 1; fi
+}
+
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "setup.sh: installing Debian packages: ${missing[*]}"
+    # wait for another apt/dpkg run to release its lock instead of failing
+    sudo_if_needed apt-get -o DPkg::Lock::Timeout=600 update -qq
+    sudo_if_needed env DEBIAN_FRONTEND=noninteractive \
+        apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+constraints="$(mktemp)"
+trap 'rm -f "$constraints"' EXIT
+printf '%s\n' "${TORCH_PIN[@]}" > "$constraints"
+
+"$PYTHON" -m pip install --quiet "${TORCH_PIN[@]}"
+"$PYTHON" -m pip install --quiet -c "$constraints" -e "$ROOT[torch,demo,bench,dev]"
+
+"$PYTHON" - <<'PY'
+import torch, torchvision, timm
+print(f"setup.sh: ready (torch {torch.__version__}, torchvision {torchvision.__version__}, timm {timm.__version__})")
+PY
