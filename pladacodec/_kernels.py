@@ -174,6 +174,8 @@ OBSERVATION_WEIGHT = 8  # one observation, against the +1 (flat) or the parent's
 PRIOR_STRENGTH = 64  # the parent table is worth this many observations
 REBUILD_STEP = 1024
 HALVE_AT = 1 << 16
+LUT_MIN_SEEN = 256  # young contexts decode by binary search; the slot->symbol table pays off later
+LUT_READY = 2 * LUT_MIN_SEEN  # nxt >= this <=> the last rebuild filled the table
 
 
 @nb.njit(cache=True, nogil=True)
@@ -219,10 +221,11 @@ def _rebuild(counts, seen, nxt, freq, cum, lut, c, pfreq, pc, with_lut):
         if f > freq[c, best]:
             best = s
     freq[c, best] += RANS_M - used
+    fill = with_lut and seen[c] >= LUT_MIN_SEEN
     start = 0
     for s in range(n_sym):
         cum[c, s] = start
-        if with_lut:
+        if fill:
             for j in range(start, start + freq[c, s]):
                 lut[c, j] = np.uint8(s)
         start += freq[c, s]
@@ -368,7 +371,17 @@ def _gaps_run(skips, decoding, words, raw, starts, freqs, sizes):
         # step: code the token
         if decoding:
             slot = np.int64(x & RANS_MASK)
-            tok = np.int64(lut[c, slot])
+            if nxt[c] >= LUT_READY:
+                tok = np.int64(lut[c, slot])
+            else:  # binary search: the last symbol whose cum <= slot
+                tok = 0
+                top = counts.shape[1] - 1
+                while tok < top:
+                    mid = (tok + top + 1) >> 1
+                    if cum[c, mid] <= slot:
+                        tok = mid
+                    else:
+                        top = mid - 1
             x = np.uint64(freq[c, tok]) * (x >> np.uint64(RANS_BITS)) + np.uint64(slot - cum[c, tok])
             if x < RANS_L:
                 if pos >= n_words:
@@ -545,7 +558,17 @@ def _labels_run(labels, skips, n_classes, decoding, words, starts, freqs, sizes)
             _rebuild(r_counts, r_seen, r_nxt, r_freq, r_cum, r_lut, c, q_freq, pc, True)
         if decoding:
             slot = np.int64(x & RANS_MASK)
-            r = np.int64(r_lut[c, slot])
+            if r_nxt[c] >= LUT_READY:
+                r = np.int64(r_lut[c, slot])
+            else:  # binary search: the last symbol whose cum <= slot
+                r = 0
+                top = r_counts.shape[1] - 1
+                while r < top:
+                    mid = (r + top + 1) >> 1
+                    if r_cum[c, mid] <= slot:
+                        r = mid
+                    else:
+                        top = mid - 1
             x = np.uint64(r_freq[c, r]) * (x >> np.uint64(RANS_BITS)) + np.uint64(slot - r_cum[c, r])
             if x < RANS_L:
                 if pos >= n_words:
@@ -580,7 +603,17 @@ def _labels_run(labels, skips, n_classes, decoding, words, starts, freqs, sizes)
                     _rebuild(h_counts, h_seen, h_nxt, h_freq, h_cum, h_lut, 0, h_freq, -1, True)
                 if decoding:
                     slot = np.int64(x & RANS_MASK)
-                    hi = np.int64(h_lut[0, slot])
+                    if h_nxt[0] >= LUT_READY:
+                        hi = np.int64(h_lut[0, slot])
+                    else:  # binary search: the last symbol whose cum <= slot
+                        hi = 0
+                        top = h_counts.shape[1] - 1
+                        while hi < top:
+                            mid = (hi + top + 1) >> 1
+                            if h_cum[0, mid] <= slot:
+                                hi = mid
+                            else:
+                                top = mid - 1
                     x = np.uint64(h_freq[0, hi]) * (x >> np.uint64(RANS_BITS)) + np.uint64(slot - h_cum[0, hi])
                     if x < RANS_L:
                         if pos >= n_words:
@@ -600,7 +633,17 @@ def _labels_run(labels, skips, n_classes, decoding, words, starts, freqs, sizes)
                 _rebuild(l_counts, l_seen, l_nxt, l_freq, l_cum, l_lut, hi, l_freq, -1, True)
             if decoding:
                 slot = np.int64(x & RANS_MASK)
-                lo = np.int64(l_lut[hi, slot])
+                if l_nxt[hi] >= LUT_READY:
+                    lo = np.int64(l_lut[hi, slot])
+                else:  # binary search: the last symbol whose cum <= slot
+                    lo = 0
+                    top = l_counts.shape[1] - 1
+                    while lo < top:
+                        mid = (lo + top + 1) >> 1
+                        if l_cum[hi, mid] <= slot:
+                            lo = mid
+                        else:
+                            top = mid - 1
                 x = np.uint64(l_freq[hi, lo]) * (x >> np.uint64(RANS_BITS)) + np.uint64(slot - l_cum[hi, lo])
                 if x < RANS_L:
                     if pos >= n_words:
