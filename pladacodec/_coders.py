@@ -256,8 +256,9 @@ def _symbols_encode(symbols: np.ndarray, n_symbols: int) -> bytes:
     if len(used) <= 1:
         out += encode_varint(0)
     else:
-        ranks = np.searchsorted(used, symbols)
-        out += _ans_encode(ranks, _categorical(counts[used]))
+        rank_of = np.zeros(n_symbols, dtype=np.int32)
+        rank_of[used] = np.arange(len(used), dtype=np.int32)
+        out += _ans_encode(rank_of[symbols], _categorical(counts[used]))
     return bytes(out)
 
 
@@ -310,6 +311,11 @@ def indices_golomb_decode(params: Reader, body: Reader, count: int, base: int, n
     return indices_from_skips(skips, base, n_reference, "index stream")
 
 
+def bitmap_worth_trying(indices: np.ndarray, base: int) -> bool:
+    """The automatic choice skips bitmaps sparser than one entry per 64 positions: they never win."""
+    return len(indices) > 0 and (int(indices[-1]) - base + 1) <= 64 * len(indices)
+
+
 def bitmap_encode(indices: np.ndarray, base: int) -> tuple[bytes, bytes] | None:
     """Bitmap of [base, last] as bytes, ANS-coded with their histogram (§5.2); None if too wide."""
     if len(indices) == 0:
@@ -319,7 +325,7 @@ def bitmap_encode(indices: np.ndarray, base: int) -> tuple[bytes, bytes] | None:
         return None
     bitmap = np.zeros((span + 7) // 8, dtype=np.uint8)
     _kernels.bitmap_from_indices(indices, np.uint64(base), bitmap)
-    return encode_varint(span), _symbols_encode(bitmap.astype(np.int64), 256)
+    return encode_varint(span), _symbols_encode(bitmap, 256)
 
 
 def bitmap_decode(params: Reader, body: Reader, count: int, base: int, n_reference: int) -> np.ndarray:

@@ -159,9 +159,16 @@ def encode_block(
     labels: np.ndarray,
     base: int,
     n_classes: int,
-    index_methods: Sequence[int],
-    label_methods: Sequence[int],
+    index_methods: Sequence[int] | None = None,
+    label_methods: Sequence[int] | None = None,
 ) -> bytes:
+    """One block: every allowed method is tried and the smallest kept (None: automatic choice)."""
+    if index_methods is None:
+        index_methods = [
+            m for m in _INDEX_CODERS if m != S.INDEX_BITMAP_ANS or _coders.bitmap_worth_trying(indices, base)
+        ]
+    if label_methods is None:
+        label_methods = tuple(_LABEL_CODERS)
     index_method, index_params, index_body = _best(
         (m, _INDEX_CODERS[m][0](indices, base)) for m in index_methods
     )
@@ -184,8 +191,6 @@ def iter_encoded(
     label_methods: Sequence[int] | None = None,
 ) -> Iterator[bytes]:
     """Yield the file piece by piece (header, blocks, trailer) for streaming writes."""
-    index_methods = tuple(_INDEX_CODERS) if index_methods is None else index_methods
-    label_methods = tuple(_LABEL_CODERS) if label_methods is None else label_methods
     head = encode_header(header)
     running = crc32c(head)
     yield head

@@ -91,8 +91,8 @@ class StreamWriter:
         _api._check_methods(index_methods, _container._INDEX_CODERS, "index_methods")
         _api._check_methods(label_methods, _container._LABEL_CODERS, "label_methods")
         self.header = dataclasses.replace(header, n_selected=n_selected)
-        self._index_methods = tuple(_container._INDEX_CODERS) if index_methods is None else tuple(index_methods)
-        self._label_methods = tuple(_container._LABEL_CODERS) if label_methods is None else tuple(label_methods)
+        self._index_methods = None if index_methods is None else tuple(index_methods)
+        self._label_methods = None if label_methods is None else tuple(label_methods)
         self._pending_idx = np.empty(header.block_entries, dtype=np.uint64)
         self._pending_lab = np.empty(header.block_entries, dtype=np.int64)
         self._pending = 0
