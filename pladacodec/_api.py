@@ -9,13 +9,12 @@
 
 from __future__ import annotations
 
-import io
-import math
+import json
 import os
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Iterable, Mapping, Sequence, Union
+from typing import Any, Mapping, Sequence, Union
 
 import numpy as np
 
@@ -239,8 +238,6 @@ def _prepare(indices, labels, n_reference, n_classes, class_names, reference_fin
             raise PladaEncodeError(f"metadata is not JSON-serialisable: {exc}") from None
         if len(raw) > S.MAX_METADATA_BYTES:
             raise PladaEncodeError(f"metadata serialises to {len(raw):,} bytes; the limit is {S.MAX_METADATA_BYTES:,}")
-        import json
-
         metadata = json.loads(raw)
     block_entries = _as_count(block_entries, "block_entries", 1, S.MAX_BLOCK_ENTRIES)
 
