@@ -8,7 +8,7 @@
 # Every step can be rerun: prepare skips the PNGs it wrote, score resumes its shards.
 set -euo pipefail
 WORK=${1:-/tmp/plada_accept}
-WORKERS=${WORKERS:-2}
+WORKERS=${WORKERS:-auto}   # auto = 0 on 2 cores: workers would steal the forward pass's cores
 BATCH=${BATCH:-128}
 TEACHER="timm:tf_efficientnet_lite0:$WORK/teacher.pth"
 mkdir -p "$WORK"
@@ -24,8 +24,10 @@ time pladacodec score --teacher "$TEACHER" --reference "$WORK/reference" --out "
     --img-size 32 --crop-pct 1.0 --batch-size "$BATCH" --workers "$WORKERS"
 
 # 4. data loading is not the bottleneck: forward alone vs end-to-end on the same batches
-python -m pladacodec_bench.score_throughput throughput --teacher "$TEACHER" --reference "$WORK/reference" \
-    --img-size 32 --crop-pct 1.0 --batch-size "$BATCH" --workers "$WORKERS"
+for w in 0 2; do
+    python -m pladacodec_bench.score_throughput throughput --teacher "$TEACHER" --reference "$WORK/reference" \
+        --img-size 32 --crop-pct 1.0 --batch-size "$BATCH" --batches 12 --workers "$w"
+done
 
 # 5. selection: straight to .plada, and via a selection file + pack
 pladacodec select "$WORK/scores" --keep 1% --safety-net 0.2 --alpha -0.2 \

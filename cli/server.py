@@ -6,6 +6,7 @@ adapter (:mod:`pladacodec.teacher`) when it runs.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -104,7 +105,9 @@ def manifest(directory: str, out: str | None) -> None:
               help="File with one class name per line (overrides names from the teacher).")
 @click.option("--temperature", type=float, default=1.0, show_default=True, help="T in E = -T logsumexp(f/T).")
 @click.option("--batch-size", type=int, default=64, show_default=True)
-@click.option("--workers", type=int, default=2, show_default=True, help="DataLoader worker processes.")
+@click.option("--workers", default="auto", show_default=True,
+              help="DataLoader worker processes; auto = a quarter of the CPU cores on cpu (0 on a 2-core "
+              "machine, where workers would steal cores from the forward pass), all of them (up to 8) on cuda.")
 @click.option("--threads", type=int, default=None, help="torch intra-op threads of the scoring process.")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N (under torchrun: cuda:LOCAL_RANK).")
 @click.option("--shard-size", type=int, default=4096, show_default=True, help="Images per shard (unit of resume).")
@@ -117,7 +120,7 @@ def manifest(directory: str, out: str | None) -> None:
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def score(
     teacher_spec: str, reference_dir: str, manifest_path: str | None, out_dir: str, num_classes: int | None,
-    class_names: str | None, temperature: float, batch_size: int, workers: int, threads: int | None,
+    class_names: str | None, temperature: float, batch_size: int, workers: str, threads: int | None,
     device: str, shard_size: int, img_size: int | None, mean: str | None, std: str | None,
     interpolation: str | None, crop_pct: float | None, overwrite: bool, progress: bool,
 ) -> None:
@@ -127,6 +130,15 @@ def score(
     among the ranks and the result equals a one-process run.
     """
     from pladacodec import teacher as teacher_mod
+
+    if workers == "auto":
+        cores = os.cpu_count() or 1
+        n_workers = min(8, cores) if device.startswith("cuda") else min(8, cores // 4)
+    else:
+        try:
+            n_workers = int(workers)
+        except ValueError:
+            raise click.BadParameter(f"expected a number or auto, found {workers!r}", param_hint="--workers") from None
 
     if threads is not None:
         import torch
@@ -149,9 +161,9 @@ def score(
     if rank == 0:
         click.echo(f"reference {ref.n:,} images, fingerprint {ref.fingerprint.hex()}", err=True)
         click.echo(f"teacher {teacher_spec}, input {t.data_config.get('input_size')}, "
-                   f"{world} process(es), {workers} loader worker(s) each", err=True)
+                   f"{world} process(es), {n_workers} loader worker(s) each", err=True)
     result = teacher_mod.score(
-        t.model, dataset, out_dir=out_dir, batch_size=batch_size, num_workers=workers,
+        t.model, dataset, out_dir=out_dir, batch_size=batch_size, num_workers=n_workers,
         temperature=temperature, device=device, shard_size=shard_size,
         reference_fingerprint=ref.fingerprint, class_names=t.class_names, teacher_spec=teacher_spec,
         extra_meta={"data_config": {k: list(v) if isinstance(v, tuple) else v for k, v in t.data_config.items()}},

@@ -198,3 +198,34 @@ def test_efficientnet_lite0_pretrained_loads():
     model = teacher.load_efficientnet_lite0_pretrained(num_classes=5)
     assert model.get_classifier().out_features == 5
     assert not model.training
+
+
+def test_score_and_select_commands(tiny, folder, tmp_path):
+    from click.testing import CliRunner
+
+    import pladacodec
+    from pladacodec_cli.server import score as score_cmd
+    from pladacodec_cli.server import select as select_cmd
+
+    t, ref, dataset = tiny
+    out = tmp_path / "scores"
+    args = ["--teacher", SPEC, "--reference", str(folder), "--out", str(out), "--img-size", "16",
+            "--crop-pct", "1.0", "--mean", "0.5", "--std", "0.5", "--interpolation", "bilinear",
+            "--batch-size", "16", "--shard-size", "50", "--workers", "auto", "--no-progress"]
+    result = CliRunner().invoke(score_cmd, args)
+    assert result.exit_code == 0, result.output
+    assert "scored 120 images" in result.output
+    direct = teacher.score(t.model, dataset, batch_size=16, shard_size=50, progress=False)
+    scores = load_scores(out)
+    np.testing.assert_array_equal(scores.energy, direct.energy)
+    assert scores.class_names == t.class_names and scores.reference_fingerprint == ref.fingerprint
+    result = CliRunner().invoke(score_cmd, args)  # a rerun finds every shard done
+    assert result.exit_code == 0 and "3 finished shard(s) skipped" in result.output
+
+    task_path = tmp_path / "task.plada"
+    result = CliRunner().invoke(select_cmd, [str(out), "--count", "30", "--safety-net", "0.5",
+                                             "--reference", str(folder), "-o", str(task_path)])
+    assert result.exit_code == 0, result.output
+    task = pladacodec.read(task_path)
+    assert task.reference_fingerprint == ref.fingerprint and len(task.indices) == 30
+    assert task.class_names == t.class_names
