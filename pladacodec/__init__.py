@@ -24,11 +24,14 @@ from ._stream import StreamReader as StreamReader
 from ._stream import StreamWriter as StreamWriter
 from ._stream import iter_read as iter_read
 from ._stream import write_stream as write_stream
+from .reference import IMAGE_EXTENSIONS as IMAGE_EXTENSIONS
 from .reference import Reference as Reference
 from .reference import dataset_fingerprint as dataset_fingerprint
 from .reference import fingerprint as fingerprint
 from .reference import list_reference as list_reference
+from .selection import STRATEGIES as STRATEGIES
 from .selection import PladaSelectionError as PladaSelectionError
+from .selection import Scores as Scores
 from .selection import Selection as Selection
 from .selection import load_scores as load_scores
 from .selection import safety_net_quotas as safety_net_quotas
@@ -50,6 +53,8 @@ FORMAT_VERSION = (VERSION_MAJOR, VERSION_MINOR)
 _LAZY = {
     "PladaDataset": ".data:PladaDataset",
     "LabelledFolder": ".data:LabelledFolder",
+    "load_teacher": ".teacher:load_teacher",
+    "load_efficientnet_lite0_pretrained": ".teacher:load_efficientnet_lite0_pretrained",
 }
 
 
