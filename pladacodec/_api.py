@@ -241,8 +241,8 @@ def _prepare(indices, labels, n_reference, n_classes, class_names, reference_fin
         metadata = json.loads(raw)
     block_entries = _as_count(block_entries, "block_entries", 1, S.MAX_BLOCK_ENTRIES)
 
-    idx = idx.astype(np.uint64)
-    lab = lab.astype(np.int64)
+    idx = idx.astype(np.uint64, copy=False)
+    lab = lab.astype(np.int64, copy=False)
     if len(idx) > 1 and not bool(np.all(idx[1:] > idx[:-1])):
         order = np.argsort(idx, kind="stable")
         sorted_idx = idx[order]
