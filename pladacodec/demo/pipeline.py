@@ -186,7 +186,8 @@ def run_demo(config: DemoConfig | None = None, *, data: DemoData | None = None) 
     rows: list[dict[str, Any]] = []
     # the same selections in a randomly ordered pool: what the bytes would be without
     # the clustering a folder layout gives (report only)
-    shuffle = np.random.default_rng(cfg.seed).permutation(data.n_pool)
+    # (its own random stream: the random strategy's permutation must not be reused here)
+    shuffle = np.random.default_rng([cfg.seed, 0x5EED]).permutation(data.n_pool)
     t0 = time.perf_counter()
     for keep in cfg.keeps:
         for strat in strategies(cfg.safety_net):

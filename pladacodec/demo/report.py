@@ -81,7 +81,7 @@ def plot_report(report: dict[str, Any], path: str | Path) -> None:
     rows = report["rows"]
     keeps = sorted({r["keep"] for r in rows})
     names = list(dict.fromkeys(r["strategy"] for r in rows))
-    fig, ax = plt.subplots(figsize=(7.5, 4.2), dpi=120)
+    fig, ax = plt.subplots(figsize=(7.5, 4.8), dpi=120)
     width = 0.8 / len(names)
     for j, name in enumerate(names):
         xs, ys, labels = [], [], []
@@ -104,7 +104,7 @@ def plot_report(report: dict[str, Any], path: str | Path) -> None:
     lo = min(100 * r["student_accuracy"] for r in rows)
     ax.set_ylim(max(0, lo - 10), 100)
     ax.set_title("PLADA demo: Fashion-MNIST task sent as pseudo-labels on a mixed pool")
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=3, frameon=False)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
