@@ -30,7 +30,6 @@ Nothing here imports torch: the arrays are plain numpy.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import os
 import struct
 import warnings
@@ -45,6 +44,7 @@ __all__ = [
     "OPENCLIPART_DIR",
     "SOURCES",
     "DemoData",
+    "DemoDataError",
     "build_demo_data",
     "load_fashion_mnist",
     "load_distractors",
@@ -281,10 +281,3 @@ def build_demo_data(*, n_train: int = 6000, n_test: int | None = None,
         pool_source=sources, pool_true_label=true_labels,
     )
 
-
-def array_digest(images: np.ndarray) -> bytes:
-    """SHA-256 of an image array's shape and bytes: identifies an in-memory pool."""
-    h = hashlib.sha256()
-    h.update(repr((images.dtype.str, images.shape)).encode())
-    h.update(np.ascontiguousarray(images).tobytes())
-    return h.digest()
