@@ -35,8 +35,8 @@ constraints="$(mktemp)"
 trap 'rm -f "$constraints"' EXIT
 printf '%s\n' "${TORCH_PIN[@]}" > "$constraints"
 
-"$PYTHON" -m pip install --quiet "${TORCH_PIN[@]}"
-"$PYTHON" -m pip install --quiet -c "$constraints" -e "$ROOT[torch,demo,bench,dev]"
+"$PYTHON" -m pip install --quiet --root-user-action=ignore "${TORCH_PIN[@]}"
+"$PYTHON" -m pip install --quiet --root-user-action=ignore -c "$constraints" -e "$ROOT[torch,demo,bench,dev]"
 
 "$PYTHON" - <<'PY'
 import torch, torchvision, timm
