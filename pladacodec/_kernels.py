@@ -183,9 +183,12 @@ def _model_new(n_ctx, n_sym):
     counts = np.zeros((n_ctx, n_sym), dtype=np.int32)
     seen = np.zeros(n_ctx, dtype=np.int64)
     nxt = np.zeros(n_ctx, dtype=np.int64)  # 0: never built
-    freq = np.zeros((n_ctx, n_sym), dtype=np.int32)
-    cum = np.zeros((n_ctx, n_sym), dtype=np.int32)
-    lut = np.zeros((n_ctx, RANS_M), dtype=np.uint8)  # every alphabet has <= 256 symbols
+    # Tables of a context are written in full by its first rebuild before anything reads
+    # them (nxt == 0 until then; the slot table only once nxt >= LUT_READY), so they need
+    # no zeroing: that keeps the fixed cost of small blocks low.
+    freq = np.empty((n_ctx, n_sym), dtype=np.int32)
+    cum = np.empty((n_ctx, n_sym), dtype=np.int32)
+    lut = np.empty((n_ctx, RANS_M), dtype=np.uint8)  # every alphabet has <= 256 symbols
     return counts, seen, nxt, freq, cum, lut
 
 
