@@ -83,12 +83,11 @@ class PladaDataset(torch.utils.data.Dataset):
         if isinstance(reference, Reference):
             if reference.root is None:
                 raise PladaReferenceError("the reference has no root folder to read images from")
-            self._root: Path | None = reference.root
-            self._paths: tuple[str, ...] | None = reference.paths
+            self._reference: Reference | None = reference
             self._dataset = None
             n, fp, where = reference.n, reference.fingerprint, f"folder {str(reference.root)!r}"
         else:
-            self._root, self._paths, self._dataset = None, None, reference
+            self._reference, self._dataset = None, reference
             n, fp, where = len(reference), dataset_fingerprint(reference), type(reference).__name__
         expected_n = int(payload.n_reference)
         if n != expected_n:
@@ -128,14 +127,13 @@ class PladaDataset(torch.utils.data.Dataset):
 
     def reference_path(self, index: int) -> str:
         """The file of reference image *index* (folder references only)."""
-        if self._paths is None:
+        if self._reference is None:
             raise TypeError("this PladaDataset reads from a dataset, not a folder")
-        assert self._root is not None
-        return os.path.join(self._root, self._paths[index])
+        return str(self._reference.path(index))
 
     def reference_item(self, index: int) -> Any:
         """The raw image at reference *index* (before ``transform``)."""
-        if self._paths is not None:
+        if self._reference is not None:
             return self.loader(self.reference_path(index))
         item = self._dataset[index]
         return item[0] if isinstance(item, tuple) else item
