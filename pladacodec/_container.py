@@ -33,6 +33,7 @@ _INDEX_CODERS: dict[int, tuple[Callable, Callable]] = {
     S.INDEX_GOLOMB_ANS: (_coders.indices_golomb_encode, _coders.indices_golomb_decode),
     S.INDEX_BITMAP_ANS: (_coders.bitmap_encode, _coders.bitmap_decode),
     S.INDEX_CONTEXT: (_context.indices_context_encode, _context.indices_context_decode),
+    S.INDEX_CONTEXT2: (_context.indices_context2_encode, _context.indices_context2_decode),
 }
 # method id -> (encode(labels, C, indices, base) -> (params, body), decode(params, body, count, C, indices, base))
 _LABEL_CODERS: dict[int, tuple[Callable, Callable]] = {
@@ -41,14 +42,34 @@ _LABEL_CODERS: dict[int, tuple[Callable, Callable]] = {
         lambda params, body, count, c, indices, base: _coders.labels_iid_decode(params, body, count, c),
     ),
     S.LABEL_CONTEXT: (_context.labels_context_encode, _context.labels_context_decode),
+    S.LABEL_CONTEXT2: (_context.labels_context2_encode, _context.labels_context2_decode),
 }
 METHOD_NAMES = {
     ("index", S.INDEX_GOLOMB_ANS): "golomb-ans",
     ("index", S.INDEX_BITMAP_ANS): "bitmap-ans",
     ("index", S.INDEX_CONTEXT): "context-ans",
+    ("index", S.INDEX_CONTEXT2): "context-ans-2",
     ("label", S.LABEL_IID_ANS): "iid-ans",
     ("label", S.LABEL_CONTEXT): "context-ans",
+    ("label", S.LABEL_CONTEXT2): "context-ans-2",
 }
+
+
+def automatic_methods(kind: str) -> tuple[int, ...]:
+    """The methods the automatic choice tries: every one but the superseded (FORMAT.md §5)."""
+    coders = _INDEX_CODERS if kind == "index" else _LABEL_CODERS
+    return tuple(m for m in coders if (kind, m) not in S.SUPERSEDED_METHODS)
+
+
+def minor_version_for(index_methods: Sequence[int] | None, label_methods: Sequence[int] | None) -> int:
+    """The lowest minor version that defines every method a writer allowed these choices may use."""
+    index_methods = automatic_methods("index") if index_methods is None else index_methods
+    label_methods = automatic_methods("label") if label_methods is None else label_methods
+    return max(
+        [S.METHOD_MINOR_VERSION[("index", m)] for m in index_methods]
+        + [S.METHOD_MINOR_VERSION[("label", m)] for m in label_methods]
+        + [0]
+    )
 
 
 @dataclass(frozen=True)
@@ -101,7 +122,8 @@ def _field(tag: int, value: bytes) -> bytes:
     return encode_varint(tag) + encode_varint(len(value)) + value
 
 
-def encode_header(header: Header) -> bytes:
+def encode_header(header: Header, minor: int = S.VERSION_MINOR) -> bytes:
+    """Preamble + header fields + header CRC; ``minor`` is the version stamped (FORMAT.md §2)."""
     fields = [
         _field(S.TAG_N_REFERENCE, encode_varint(header.n_reference)),
         _field(S.TAG_N_SELECTED, encode_varint(header.n_selected)),
@@ -119,7 +141,7 @@ def encode_header(header: Header) -> bytes:
     if header.metadata is not None:
         fields.append(_field(S.TAG_METADATA, canonical_json(header.metadata)))
     body = b"".join(fields)
-    preamble = struct.pack(S.PREAMBLE_FORMAT, S.MAGIC, S.VERSION_MAJOR, S.VERSION_MINOR, 0, len(body))
+    preamble = struct.pack(S.PREAMBLE_FORMAT, S.MAGIC, S.VERSION_MAJOR, minor, 0, len(body))
     head = preamble + body
     return head + struct.pack(S.HEADER_CRC_FORMAT, crc32c(head))
 
@@ -165,10 +187,12 @@ def encode_block(
     """One block: every allowed method is tried and the smallest kept (None: automatic choice)."""
     if index_methods is None:
         index_methods = [
-            m for m in _INDEX_CODERS if m != S.INDEX_BITMAP_ANS or _coders.bitmap_worth_trying(indices, base)
+            m
+            for m in automatic_methods("index")
+            if m != S.INDEX_BITMAP_ANS or _coders.bitmap_worth_trying(indices, base)
         ]
     if label_methods is None:
-        label_methods = tuple(_LABEL_CODERS)
+        label_methods = automatic_methods("label")
     index_method, index_params, index_body = _best(
         (m, _INDEX_CODERS[m][0](indices, base)) for m in index_methods
     )
@@ -191,7 +215,7 @@ def iter_encoded(
     label_methods: Sequence[int] | None = None,
 ) -> Iterator[bytes]:
     """Yield the file piece by piece (header, blocks, trailer) for streaming writes."""
-    head = encode_header(header)
+    head = encode_header(header, minor_version_for(index_methods, label_methods))
     running = crc32c(head)
     yield head
     step = header.block_entries

@@ -4,7 +4,8 @@ Both run entirely in the numba kernels of :mod:`pladacodec._kernels`; this
 module sizes the buffers, frames the streams and turns kernel status codes
 into :class:`~pladacodec.PladaFormatError`.  There are no parameters: the
 models start from fixed tables and adapt with integer counts, so the section
-costs nothing beyond its words and raw bits.
+costs nothing beyond its words and raw bits (index method 4 adds one varint: the
+size of its token alphabet).
 """
 
 from __future__ import annotations
@@ -16,7 +17,16 @@ from ._bytes import Reader, encode_varint
 from ._coders import indices_from_skips, skips_from_indices
 from .errors import PladaFormatError
 
-__all__ = ["indices_context_encode", "indices_context_decode", "labels_context_encode", "labels_context_decode"]
+__all__ = [
+    "indices_context_encode",
+    "indices_context_decode",
+    "labels_context_encode",
+    "labels_context_decode",
+    "indices_context2_encode",
+    "indices_context2_decode",
+    "labels_context2_encode",
+    "labels_context2_decode",
+]
 
 _U32 = np.dtype("<u4")
 
@@ -75,5 +85,48 @@ def labels_context_decode(params: Reader, body: Reader, count: int, n_classes: i
     words = np.frombuffer(body.take(4 * n_words, "label stream words"), dtype=_U32).astype(np.uint32)
     out = np.empty(count, dtype=np.int64)
     if _kernels.ctx_labels_decode(words, skips_from_indices(indices, base), n_classes, out) < 0:
+        raise PladaFormatError("label stream: context-coded stream is inconsistent (wrong count or unused words)")
+    return out
+
+
+# --- second generation: index method 4 (FORMAT.md §5.7), label method 3 (§6.3) ---------------
+
+
+def indices_context2_encode(indices: np.ndarray, base: int) -> tuple[bytes, bytes]:
+    skips = skips_from_indices(indices, base)
+    n = len(skips)
+    n_tokens = int(_kernels.gap_tokens_needed(skips))
+    words = np.empty(n + 2, dtype=np.uint32)
+    raw = np.zeros(n * 5 + 8, dtype=np.uint8)
+    sizes = np.zeros(2, dtype=np.int64)
+    _kernels.ctx2_gaps_encode(skips, n_tokens, words, raw, sizes)
+    return encode_varint(n_tokens), _frame(words, int(sizes[0]), raw, int(sizes[1]))
+
+
+def indices_context2_decode(params: Reader, body: Reader, count: int, base: int, n_reference: int) -> np.ndarray:
+    n_tokens = params.varint("token alphabet size", maximum=_kernels.GAP_TOKENS)
+    if n_tokens < 1:
+        raise PladaFormatError("index stream: token alphabet size must be at least 1")
+    words, raw = _unframe(body, "index stream")
+    skips = np.empty(count, dtype=np.uint64)
+    used = _kernels.ctx2_gaps_decode(words, raw, n_tokens, skips)
+    if used < 0:
+        raise PladaFormatError("index stream: context-coded stream is inconsistent (wrong count or unused words)")
+    _check_raw(raw, used, "index stream")
+    return indices_from_skips(skips, base, n_reference, "index stream")
+
+
+def labels_context2_encode(labels: np.ndarray, n_classes: int, indices: np.ndarray, base: int) -> tuple[bytes, bytes]:
+    skips = skips_from_indices(indices, base)
+    words = np.empty(3 * len(labels) + 2, dtype=np.uint32)
+    n_words = _kernels.ctx2_labels_encode(np.ascontiguousarray(labels, dtype=np.int64), skips, n_classes, words)
+    return b"", encode_varint(n_words) + words[:n_words].astype(_U32, copy=False).tobytes()
+
+
+def labels_context2_decode(params: Reader, body: Reader, count: int, n_classes: int, indices: np.ndarray, base: int) -> np.ndarray:
+    n_words = body.varint("label stream word count", maximum=body.remaining // 4)
+    words = np.frombuffer(body.take(4 * n_words, "label stream words"), dtype=_U32).astype(np.uint32)
+    out = np.empty(count, dtype=np.int64)
+    if _kernels.ctx2_labels_decode(words, skips_from_indices(indices, base), n_classes, out) < 0:
         raise PladaFormatError("label stream: context-coded stream is inconsistent (wrong count or unused words)")
     return out

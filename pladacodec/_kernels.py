@@ -725,3 +725,558 @@ def ctx_labels_decode(words, skips, n_classes, out):
     if not _labels_run(out, skips, n_classes, True, words, dummy, dummy, sizes):
         return -1
     return 0
+
+
+# --- adaptive rANS, second generation (FORMAT.md §5.7, §6.3) -------------------------------
+#
+# Index method 4 and label method 3 refine methods 3 / 2 in three ways: 15-bit
+# probabilities (a 160-symbol table at 12 bits spends 4 % of its range on symbols that
+# never occur), an alphabet cut to the tokens the block can use, and young child contexts
+# that borrow their parent's table until they have seen CHILD_MIN symbols (fewer rebuilds:
+# small blocks decode several times faster).  Decoding a symbol looks up the bucket
+# ``slot >> LUT2_SHIFT`` of a 4,096-entry table, then steps forward over at most 2^3 slots.
+
+RANS2_BITS = 15
+RANS2_M = 1 << RANS2_BITS
+RANS2_MASK = np.uint64(RANS2_M - 1)
+LUT2_SHIFT = RANS2_BITS - 12
+LUT2_SIZE = 1 << 12
+CHILD_MIN = 4
+
+
+@nb.njit(cache=True, nogil=True)
+def _model2_new(n_ctx, n_sym, first):
+    counts = np.zeros((n_ctx, n_sym), dtype=np.int32)
+    seen = np.zeros(n_ctx, dtype=np.int64)
+    nxt = np.full(n_ctx, first, dtype=np.int64)  # first rebuild point (0: on first use)
+    freq = np.empty((n_ctx, n_sym), dtype=np.int32)
+    cum = np.empty((n_ctx, n_sym + 1), dtype=np.int32)
+    lut = np.empty((n_ctx, LUT2_SIZE), dtype=np.uint8)  # every alphabet has <= 256 symbols
+    return counts, seen, nxt, freq, cum, lut
+
+
+@nb.njit(cache=True, nogil=True)
+def _rebuild2(counts, seen, nxt, freq, cum, lut, c, pfreq, pc, with_lut, n_sym):
+    """§5.6's rebuild at M = 2^15 over the first n_sym symbols; fills the bucket table on request."""
+    total = np.int64(0)
+    for s in range(n_sym):
+        total += np.int64(counts[c, s])
+    if total >= HALVE_AT:
+        total = 0
+        for s in range(n_sym):
+            counts[c, s] = (counts[c, s] + 1) >> 1
+            total += counts[c, s]
+    spread = RANS2_M - n_sym
+    if pc >= 0:
+        denom = OBSERVATION_WEIGHT * RANS2_M * (total + PRIOR_STRENGTH)
+    else:
+        denom = OBSERVATION_WEIGHT * total + n_sym
+    used = 0
+    best = 0
+    for s in range(n_sym):
+        if pc >= 0:
+            w = OBSERVATION_WEIGHT * RANS2_M * np.int64(counts[c, s]) + OBSERVATION_WEIGHT * PRIOR_STRENGTH * np.int64(pfreq[pc, s])
+        else:
+            w = OBSERVATION_WEIGHT * np.int64(counts[c, s]) + 1
+        f = 1 + (w * spread) // denom
+        freq[c, s] = f
+        used += f
+        if f > freq[c, best]:
+            best = s
+    freq[c, best] += RANS2_M - used
+    start = 0
+    for s in range(n_sym):
+        cum[c, s] = start
+        start += freq[c, s]
+    cum[c, n_sym] = RANS2_M
+    if with_lut and seen[c] >= LUT_MIN_SEEN:
+        bucket_size = 1 << LUT2_SHIFT
+        for s in range(n_sym):
+            lo = (cum[c, s] + bucket_size - 1) >> LUT2_SHIFT
+            hi = (cum[c, s + 1] + bucket_size - 1) >> LUT2_SHIFT
+            for j in range(lo, hi):
+                lut[c, j] = np.uint8(s)
+    seen_c = seen[c]
+    if seen_c == 0:
+        nxt[c] = 1
+    else:
+        nxt[c] = seen_c * 2 if seen_c < REBUILD_STEP else seen_c + REBUILD_STEP
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _search2(cum, c, n_sym, slot):
+    """The symbol s with cum[c, s] <= slot < cum[c, s + 1], by binary search."""
+    s = 0
+    top = n_sym - 1
+    while s < top:
+        mid = (s + top + 1) >> 1
+        if cum[c, mid] <= slot:
+            s = mid
+        else:
+            top = mid - 1
+    return s
+
+
+@nb.njit(cache=True, nogil=True)
+def _gaps_run2(skips, n_tok, decoding, words, raw, starts, freqs, sizes):
+    """The gap model of index method 4, shared by encoder and decoder (see _gaps_run)."""
+    n = skips.shape[0]
+    counts, seen, nxt, freq, cum, lut = _model2_new(GAP_CONTEXTS, n_tok, CHILD_MIN)
+    p_counts, p_seen, p_nxt, p_freq, p_cum, p_lut = _model2_new(GAP_LEVELS, n_tok, 0)
+    g_counts, g_seen, g_nxt, g_freq, g_cum, g_lut = _model2_new(1, n_tok, 0)
+    ring = np.zeros(GAP_WINDOW, dtype=np.uint64)
+    window_sum = np.uint64(0)
+    mag1 = 0
+    bitpos = 0
+    raw_bits = raw.shape[0] * 8
+    n_words = words.shape[0]
+    x = RANS_L
+    pos = 0
+    m = 0
+    if decoding:
+        if n_words < 2:
+            return False
+        x = (np.uint64(words[0]) << np.uint64(32)) | np.uint64(words[1])
+        pos = 2
+        if x < RANS_L or x >= (np.uint64(1) << np.uint64(63)):
+            return False
+    for i in range(n):
+        level = _gap_level(window_sum)
+        c = level * GAP_MAG1_LEVELS + (mag1 if mag1 < GAP_MAG1_LEVELS else GAP_MAG1_LEVELS - 1)
+        tok = 0
+        v = np.uint64(0)
+        if not decoding:
+            v = skips[i]
+            if v < np.uint64(GAP_EXACT):
+                tok = np.int64(v)
+            else:
+                e = _bitlen(v) - 1
+                tok = GAP_EXACT + (e - 3) * (1 << GAP_SUB) + np.int64((v >> np.uint64(e - GAP_SUB)) & np.uint64((1 << GAP_SUB) - 1))
+        # step: the parent chain exists; a young child codes with its parent's table
+        if p_nxt[level] == 0:
+            if g_nxt[0] == 0:
+                _rebuild2(g_counts, g_seen, g_nxt, g_freq, g_cum, g_lut, 0, g_freq, -1, False, n_tok)
+            _rebuild2(p_counts, p_seen, p_nxt, p_freq, p_cum, p_lut, level, g_freq, 0, False, n_tok)
+        own = seen[c] >= CHILD_MIN
+        if decoding:
+            slot = np.int64(x & RANS2_MASK)
+            if own:
+                if nxt[c] >= LUT_READY:
+                    tok = np.int64(lut[c, slot >> LUT2_SHIFT])
+                    while cum[c, tok + 1] <= slot:
+                        tok += 1
+                else:
+                    tok = _search2(cum, c, n_tok, slot)
+                f = freq[c, tok]
+                st = cum[c, tok]
+            else:
+                tok = _search2(p_cum, level, n_tok, slot)
+                f = p_freq[level, tok]
+                st = p_cum[level, tok]
+            x = np.uint64(f) * (x >> np.uint64(RANS2_BITS)) + np.uint64(slot - st)
+            if x < RANS_L:
+                if pos >= n_words:
+                    return False
+                x = (x << np.uint64(32)) | np.uint64(words[pos])
+                pos += 1
+        else:
+            if tok >= n_tok:
+                return False
+            if own:
+                starts[m] = cum[c, tok]
+                freqs[m] = freq[c, tok]
+            else:
+                starts[m] = p_cum[level, tok]
+                freqs[m] = p_freq[level, tok]
+            m += 1
+        # step: adapt child, grandparent, parent, then rebuild the child if due
+        counts[c, tok] += 1
+        seen[c] += 1
+        g_counts[0, tok] += 1
+        g_seen[0] += 1
+        if g_seen[0] >= g_nxt[0]:
+            _rebuild2(g_counts, g_seen, g_nxt, g_freq, g_cum, g_lut, 0, g_freq, -1, False, n_tok)
+        p_counts[level, tok] += 1
+        p_seen[level] += 1
+        if p_seen[level] >= p_nxt[level]:
+            _rebuild2(p_counts, p_seen, p_nxt, p_freq, p_cum, p_lut, level, g_freq, 0, False, n_tok)
+        if seen[c] >= nxt[c]:
+            _rebuild2(counts, seen, nxt, freq, cum, lut, c, p_freq, level, True, n_tok)
+        # the raw low bits
+        if tok >= GAP_EXACT:
+            e = (tok - GAP_EXACT) // (1 << GAP_SUB) + 3
+            nraw = e - GAP_SUB
+            if decoding:
+                if bitpos + nraw > raw_bits:
+                    return False
+                low = np.uint64(0)
+                got = 0
+                while got < nraw:
+                    offset = bitpos & 7
+                    take = min(8 - offset, nraw - got)
+                    chunk = (np.uint64(raw[bitpos >> 3]) >> np.uint64(offset)) & np.uint64((1 << take) - 1)
+                    low |= chunk << np.uint64(got)
+                    got += take
+                    bitpos += take
+                top = (tok - GAP_EXACT) % (1 << GAP_SUB)
+                v = (np.uint64(1) << np.uint64(e)) | (np.uint64(top) << np.uint64(nraw)) | low
+            else:
+                value = v
+                width = nraw
+                while width > 0:
+                    offset = bitpos & 7
+                    take = min(8 - offset, width)
+                    raw[bitpos >> 3] |= np.uint8((value & np.uint64((1 << take) - 1)) << np.uint64(offset))
+                    value >>= np.uint64(take)
+                    width -= take
+                    bitpos += take
+        elif decoding:
+            v = np.uint64(tok)
+        if decoding:
+            skips[i] = v
+        mag1 = _gap_mag(tok)
+        slot_w = i % GAP_WINDOW
+        window_sum = window_sum - ring[slot_w] + v
+        ring[slot_w] = v
+    if decoding:
+        if x != RANS_L or pos != n_words:
+            return False
+        sizes[0] = pos
+    else:
+        sizes[0] = m
+    sizes[1] = bitpos
+    return True
+
+
+@nb.njit(cache=True, nogil=True)
+def _rans2_flush(starts, freqs, n, words):
+    """_rans_flush at M = 2^15."""
+    x = RANS_L
+    count = 0
+    for i in range(n - 1, -1, -1):
+        f = np.uint64(freqs[i])
+        x_max = ((RANS_L >> np.uint64(RANS2_BITS)) << np.uint64(32)) * f
+        if x >= x_max:
+            words[count] = np.uint32(x & np.uint64(0xFFFFFFFF))
+            count += 1
+            x >>= np.uint64(32)
+        x = ((x // f) << np.uint64(RANS2_BITS)) + (x % f) + np.uint64(starts[i])
+    words[count] = np.uint32(x & np.uint64(0xFFFFFFFF))
+    words[count + 1] = np.uint32(x >> np.uint64(32))
+    count += 2
+    for i in range(count // 2):
+        tmp = words[i]
+        words[i] = words[count - 1 - i]
+        words[count - 1 - i] = tmp
+    return count
+
+
+@nb.njit(nb.int64(nb.uint64[::1]), cache=True, nogil=True)
+def gap_tokens_needed(skips):
+    """1 + the largest token of §5.3 among ``skips`` (1 for no skips)."""
+    top = np.uint64(0)
+    for i in range(skips.shape[0]):
+        if skips[i] > top:
+            top = skips[i]
+    if top < np.uint64(GAP_EXACT):
+        return np.int64(top) + 1
+    e = _bitlen(top) - 1
+    return GAP_EXACT + (e - 3) * (1 << GAP_SUB) + np.int64((top >> np.uint64(e - GAP_SUB)) & np.uint64((1 << GAP_SUB) - 1)) + 1
+
+
+@nb.njit(nb.int64(nb.uint64[::1], nb.int64, nb.uint32[::1], nb.uint8[::1], nb.int64[::1]), cache=True, nogil=True)
+def ctx2_gaps_encode(skips, n_tok, words, raw, out_sizes):
+    """Index method 4: tokens + raw low bits; out_sizes = [n_words, n_raw_bits]; -1 if a token >= n_tok."""
+    n = skips.shape[0]
+    starts = np.empty(n, dtype=np.int32)
+    freqs = np.empty(n, dtype=np.int32)
+    sizes = np.zeros(2, dtype=np.int64)
+    if not _gaps_run2(skips, n_tok, False, words, raw, starts, freqs, sizes):
+        return -1
+    out_sizes[0] = _rans2_flush(starts, freqs, sizes[0], words)
+    out_sizes[1] = sizes[1]
+    return 0
+
+
+@nb.njit(nb.int64(nb.uint32[::1], nb.uint8[::1], nb.int64, nb.uint64[::1]), cache=True, nogil=True)
+def ctx2_gaps_decode(words, raw, n_tok, out):
+    """Inverse of ctx2_gaps_encode. Returns raw bits consumed, or -1 on a bad stream."""
+    dummy = np.zeros(0, dtype=np.int32)
+    sizes = np.zeros(2, dtype=np.int64)
+    if not _gaps_run2(out, n_tok, True, words, raw, dummy, dummy, sizes):
+        return -1
+    return sizes[1]
+
+
+# --- labels, second generation (FORMAT.md §6.3) ---------------------------------------------
+# Label method 2's model at M = 2^15; for C <= LABEL_EXCLUDE_MAX a label that is none of
+# the candidates is coded with the candidates excluded from the literal table (their
+# share, up to 3/C of the range, would otherwise be wasted on every such label).
+
+LABEL_EXCLUDE_MAX = 32
+
+
+@nb.njit(cache=True, nogil=True)
+def _labels_run2(labels, skips, n_classes, decoding, words, starts, freqs, sizes):
+    """The label model of label method 3, shared by encoder and decoder; False on a bad stream."""
+    n = labels.shape[0]
+    split = n_classes > 256
+    exclude = n_classes <= LABEL_EXCLUDE_MAX
+    n_hi = (n_classes + 255) // 256 if split else 1
+    n_lo = 256 if split else n_classes
+    r_sym = LABEL_CANDIDATES + 1
+    r_counts, r_seen, r_nxt, r_freq, r_cum, r_lut = _model2_new(LABEL_CONTEXTS, r_sym, 0)
+    q_counts, q_seen, q_nxt, q_freq, q_cum, q_lut = _model2_new(LABEL_PARENTS, r_sym, 0)
+    h_counts, h_seen, h_nxt, h_freq, h_cum, h_lut = _model2_new(1, n_hi, 0)
+    l_counts, l_seen, l_nxt, l_freq, l_cum, l_lut = _model2_new(n_hi, n_lo, 0)
+    x_freq = np.zeros(n_lo, dtype=np.int64)  # the literal table with the candidates excluded
+    x_cum = np.zeros(n_lo + 1, dtype=np.int64)
+    window = np.full(LABEL_WINDOW, -1, dtype=np.int64)
+    in_window = np.zeros(n_classes, dtype=np.int32)
+    recent = np.full(LABEL_RECENT, -1, dtype=np.int64)
+    cand = np.full(LABEL_CANDIDATES, -1, dtype=np.int64)
+    mode = -1
+    mode_count = 0
+    prev_hit = 0
+    n_words = words.shape[0]
+    x = RANS_L
+    pos = 0
+    m = 0
+    if decoding:
+        if n_words < 2:
+            return False
+        x = (np.uint64(words[0]) << np.uint64(32)) | np.uint64(words[1])
+        pos = 2
+        if x < RANS_L or x >= (np.uint64(1) << np.uint64(63)):
+            return False
+    for i in range(n):
+        cand[0] = mode
+        j = 1
+        for t in range(LABEL_RECENT):
+            if j < LABEL_CANDIDATES and recent[t] >= 0 and recent[t] != mode:
+                cand[j] = recent[t]
+                j += 1
+        while j < LABEL_CANDIDATES:
+            cand[j] = -1
+            j += 1
+        v = skips[i]
+        if v < np.uint64(GAP_EXACT):
+            mag = np.int64(v)
+        else:
+            mag = GAP_EXACT + _bitlen(v) - 4
+        if mag >= LABEL_MAG_LEVELS:
+            mag = LABEL_MAG_LEVELS - 1
+        strength = (mode_count - 1) * LABEL_STRENGTH_LEVELS // LABEL_WINDOW if mode_count > 0 else 0
+        pc = strength * 2 + prev_hit
+        c = mag * LABEL_PARENTS + pc
+        label = -1
+        r = LABEL_CANDIDATES
+        if not decoding:
+            label = labels[i]
+            for t in range(LABEL_CANDIDATES):
+                if cand[t] == label:
+                    r = t
+                    break
+        # step: code r in context c (parent pc)
+        if r_nxt[c] == 0:
+            if q_nxt[pc] == 0:
+                _rebuild2(q_counts, q_seen, q_nxt, q_freq, q_cum, q_lut, pc, q_freq, -1, False, r_sym)
+            _rebuild2(r_counts, r_seen, r_nxt, r_freq, r_cum, r_lut, c, q_freq, pc, False, r_sym)
+        if decoding:
+            slot = np.int64(x & RANS2_MASK)
+            r = 0
+            while r_cum[c, r + 1] <= slot:
+                r += 1
+            x = np.uint64(r_freq[c, r]) * (x >> np.uint64(RANS2_BITS)) + np.uint64(slot - r_cum[c, r])
+            if x < RANS_L:
+                if pos >= n_words:
+                    return False
+                x = (x << np.uint64(32)) | np.uint64(words[pos])
+                pos += 1
+        else:
+            starts[m] = r_cum[c, r]
+            freqs[m] = r_freq[c, r]
+            m += 1
+        r_counts[c, r] += 1
+        r_seen[c] += 1
+        q_counts[pc, r] += 1
+        q_seen[pc] += 1
+        if q_seen[pc] >= q_nxt[pc]:
+            _rebuild2(q_counts, q_seen, q_nxt, q_freq, q_cum, q_lut, pc, q_freq, -1, False, r_sym)
+        if r_seen[c] >= r_nxt[c]:
+            _rebuild2(r_counts, r_seen, r_nxt, r_freq, r_cum, r_lut, c, q_freq, pc, False, r_sym)
+        if r < LABEL_CANDIDATES:
+            label = cand[r]
+            if label < 0:
+                return False
+        elif exclude:
+            # step: the literal, from the adaptive table with the candidates' share removed
+            if l_nxt[0] == 0:
+                _rebuild2(l_counts, l_seen, l_nxt, l_freq, l_cum, l_lut, 0, l_freq, -1, False, n_lo)
+            gone = 0
+            for t in range(LABEL_CANDIDATES):
+                if cand[t] >= 0:
+                    gone += l_freq[0, cand[t]]
+            left = RANS2_M - gone
+            if left <= 0:
+                return False
+            scale = (np.int64(RANS2_M) << 16) // left  # >= 2^16: a kept symbol's frequency only grows
+            used = 0
+            best = -1
+            for s in range(n_lo):
+                x_freq[s] = (np.int64(l_freq[0, s]) * scale) >> 16
+            for t in range(LABEL_CANDIDATES):
+                if cand[t] >= 0:
+                    x_freq[cand[t]] = 0
+            for s in range(n_lo):
+                used += x_freq[s]
+                if best < 0 or x_freq[s] > x_freq[best]:
+                    best = s
+            x_freq[best] += RANS2_M - used
+            start = 0
+            for s in range(n_lo):
+                x_cum[s] = start
+                start += x_freq[s]
+            x_cum[n_lo] = RANS2_M
+            if decoding:
+                slot = np.int64(x & RANS2_MASK)
+                lo = 0
+                while x_cum[lo + 1] <= slot:
+                    lo += 1
+                x = np.uint64(x_freq[lo]) * (x >> np.uint64(RANS2_BITS)) + np.uint64(slot - x_cum[lo])
+                if x < RANS_L:
+                    if pos >= n_words:
+                        return False
+                    x = (x << np.uint64(32)) | np.uint64(words[pos])
+                    pos += 1
+                label = lo
+            else:
+                lo = label
+                if x_freq[lo] == 0:
+                    return False
+                starts[m] = x_cum[lo]
+                freqs[m] = x_freq[lo]
+                m += 1
+            l_counts[0, lo] += 1
+            l_seen[0] += 1
+            if l_seen[0] >= l_nxt[0]:
+                _rebuild2(l_counts, l_seen, l_nxt, l_freq, l_cum, l_lut, 0, l_freq, -1, False, n_lo)
+        else:
+            hi = 0
+            lo = 0
+            if not decoding:
+                hi = label >> 8 if split else 0
+                lo = label & 255 if split else label
+            if split:
+                # step: code the high part (one context, no parent)
+                if h_nxt[0] == 0:
+                    _rebuild2(h_counts, h_seen, h_nxt, h_freq, h_cum, h_lut, 0, h_freq, -1, True, n_hi)
+                if decoding:
+                    slot = np.int64(x & RANS2_MASK)
+                    if h_nxt[0] >= LUT_READY:
+                        hi = np.int64(h_lut[0, slot >> LUT2_SHIFT])
+                        while h_cum[0, hi + 1] <= slot:
+                            hi += 1
+                    else:
+                        hi = _search2(h_cum, 0, n_hi, slot)
+                    x = np.uint64(h_freq[0, hi]) * (x >> np.uint64(RANS2_BITS)) + np.uint64(slot - h_cum[0, hi])
+                    if x < RANS_L:
+                        if pos >= n_words:
+                            return False
+                        x = (x << np.uint64(32)) | np.uint64(words[pos])
+                        pos += 1
+                else:
+                    starts[m] = h_cum[0, hi]
+                    freqs[m] = h_freq[0, hi]
+                    m += 1
+                h_counts[0, hi] += 1
+                h_seen[0] += 1
+                if h_seen[0] >= h_nxt[0]:
+                    _rebuild2(h_counts, h_seen, h_nxt, h_freq, h_cum, h_lut, 0, h_freq, -1, True, n_hi)
+            # step: code the low part in the context of the high part
+            if l_nxt[hi] == 0:
+                _rebuild2(l_counts, l_seen, l_nxt, l_freq, l_cum, l_lut, hi, l_freq, -1, True, n_lo)
+            if decoding:
+                slot = np.int64(x & RANS2_MASK)
+                if l_nxt[hi] >= LUT_READY:
+                    lo = np.int64(l_lut[hi, slot >> LUT2_SHIFT])
+                    while l_cum[hi, lo + 1] <= slot:
+                        lo += 1
+                else:
+                    lo = _search2(l_cum, hi, n_lo, slot)
+                x = np.uint64(l_freq[hi, lo]) * (x >> np.uint64(RANS2_BITS)) + np.uint64(slot - l_cum[hi, lo])
+                if x < RANS_L:
+                    if pos >= n_words:
+                        return False
+                    x = (x << np.uint64(32)) | np.uint64(words[pos])
+                    pos += 1
+            else:
+                starts[m] = l_cum[hi, lo]
+                freqs[m] = l_freq[hi, lo]
+                m += 1
+            l_counts[hi, lo] += 1
+            l_seen[hi] += 1
+            if l_seen[hi] >= l_nxt[hi]:
+                _rebuild2(l_counts, l_seen, l_nxt, l_freq, l_cum, l_lut, hi, l_freq, -1, True, n_lo)
+            label = (hi << 8) + lo
+        if label >= n_classes:
+            return False
+        if decoding:
+            labels[i] = label
+        prev_hit = 1 if r == 0 else 0
+        if recent[0] != label:
+            t = LABEL_RECENT - 1
+            for q in range(LABEL_RECENT):
+                if recent[q] == label:
+                    t = q
+                    break
+            while t > 0:
+                recent[t] = recent[t - 1]
+                t -= 1
+            recent[0] = label
+        slot_w = i % LABEL_WINDOW
+        old = window[slot_w]
+        if old >= 0:
+            in_window[old] -= 1
+        window[slot_w] = label
+        in_window[label] += 1
+        if label == mode:
+            mode_count = in_window[label]
+        elif in_window[label] >= mode_count:
+            mode = label
+            mode_count = in_window[label]
+        elif old == mode:
+            mode_count = 0
+            for q in range(LABEL_WINDOW):
+                lab = window[(i - q) % LABEL_WINDOW]
+                if lab >= 0 and in_window[lab] > mode_count:
+                    mode = lab
+                    mode_count = in_window[lab]
+    if decoding:
+        if x != RANS_L or pos != n_words:
+            return False
+        sizes[0] = pos
+    else:
+        sizes[0] = m
+    return True
+
+
+@nb.njit(nb.int64(nb.int64[::1], nb.uint64[::1], nb.int64, nb.uint32[::1]), cache=True, nogil=True)
+def ctx2_labels_encode(labels, skips, n_classes, words):
+    """Label method 3 (skips give the gap context); returns the word count."""
+    n = labels.shape[0]
+    starts = np.empty(3 * n, dtype=np.int32)
+    freqs = np.empty(3 * n, dtype=np.int32)
+    sizes = np.zeros(1, dtype=np.int64)
+    _labels_run2(labels, skips, n_classes, False, words, starts, freqs, sizes)
+    return _rans2_flush(starts, freqs, sizes[0], words)
+
+
+@nb.njit(nb.int64(nb.uint32[::1], nb.uint64[::1], nb.int64, nb.int64[::1]), cache=True, nogil=True)
+def ctx2_labels_decode(words, skips, n_classes, out):
+    """Inverse of ctx2_labels_encode; returns 0, or -1 on a bad stream."""
+    dummy = np.zeros(0, dtype=np.int32)
+    sizes = np.zeros(1, dtype=np.int64)
+    if not _labels_run2(out, skips, n_classes, True, words, dummy, dummy, sizes):
+        return -1
+    return 0

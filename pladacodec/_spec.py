@@ -13,7 +13,7 @@ import struct
 # --- FORMAT.md §2 Preamble ---------------------------------------------------
 MAGIC = b"\x89PLADA\r\n"
 VERSION_MAJOR = 1  # the only major version this reader implements
-VERSION_MINOR = 0  # the highest minor version whose fields this reader knows
+VERSION_MINOR = 1  # the highest minor version whose fields and methods this reader knows
 PREAMBLE_FORMAT = "<8sBBHI"  # magic, major, minor, flags, header length
 PREAMBLE_SIZE = struct.calcsize(PREAMBLE_FORMAT)  # 16
 FLAGS_CRITICAL_MASK = 0x00FF  # unknown bits here: refuse the file
@@ -41,13 +41,30 @@ SECTION_CRC_SIZE = struct.calcsize(SECTION_CRC_FORMAT)
 # Index-section coding methods (FORMAT.md §5).  Ids are stable forever.
 INDEX_GOLOMB_ANS = 1  # gaps -> (quotient: ANS with a parametric geometric table, remainder: raw bits)
 INDEX_BITMAP_ANS = 2  # bitmap bytes -> ANS with a stored byte histogram
-INDEX_CONTEXT = 3  # adaptive context-mixing binary ANS over gap tokens (FORMAT.md §5.3)
-INDEX_METHODS = (INDEX_GOLOMB_ANS, INDEX_BITMAP_ANS, INDEX_CONTEXT)
+INDEX_CONTEXT = 3  # adaptive context-model rANS over gap tokens, 12-bit tables (FORMAT.md §5.3)
+INDEX_CONTEXT2 = 4  # the same model at 15 bits, a block-sized alphabet, borrowing children (§5.7; v1.1)
+INDEX_METHODS = (INDEX_GOLOMB_ANS, INDEX_BITMAP_ANS, INDEX_CONTEXT, INDEX_CONTEXT2)
 
 # Label-section coding methods (FORMAT.md §6).
 LABEL_IID_ANS = 1  # ANS with the block's label histogram stored exactly
-LABEL_CONTEXT = 2  # adaptive context-mixing binary ANS (FORMAT.md §6.2)
-LABEL_METHODS = (LABEL_IID_ANS, LABEL_CONTEXT)
+LABEL_CONTEXT = 2  # adaptive context-model rANS over candidate ranks, 12-bit tables (FORMAT.md §6.2)
+LABEL_CONTEXT2 = 3  # the same model at 15 bits, literals exclude the candidates (§6.3; v1.1)
+LABEL_METHODS = (LABEL_IID_ANS, LABEL_CONTEXT, LABEL_CONTEXT2)
+
+# The first minor version that defines each method: a file is stamped with the lowest
+# minor version that knows every method its writer may use (FORMAT.md §2).
+METHOD_MINOR_VERSION = {
+    ("index", INDEX_GOLOMB_ANS): 0,
+    ("index", INDEX_BITMAP_ANS): 0,
+    ("index", INDEX_CONTEXT): 0,
+    ("index", INDEX_CONTEXT2): 1,
+    ("label", LABEL_IID_ANS): 0,
+    ("label", LABEL_CONTEXT): 0,
+    ("label", LABEL_CONTEXT2): 1,
+}
+# Superseded methods: still decoded (forever) and available when forced, but the automatic
+# choice skips them because their successor codes the same model better (FORMAT.md §5, §6).
+SUPERSEDED_METHODS = {("index", INDEX_CONTEXT), ("label", LABEL_CONTEXT)}
 
 # --- FORMAT.md §7 Trailer ----------------------------------------------------
 TRAILER_FORMAT = "<I4s"  # CRC-32C of every byte before the trailer, end magic

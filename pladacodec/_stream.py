@@ -114,7 +114,9 @@ class StreamWriter:
             except OSError as exc:
                 raise PladaError(f"cannot write {str(self._path)!r}: {exc.strerror or exc}") from exc
             self._fh = os.fdopen(fd, "wb")
-        head = _container.encode_header(self.header)
+        head = _container.encode_header(
+            self.header, _container.minor_version_for(self._index_methods, self._label_methods)
+        )
         self._crc = 0
         self._emit(head)
 

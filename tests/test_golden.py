@@ -80,3 +80,17 @@ def test_no_stray_golden_files():
     expected = {p.name for name in CASES for p in golden_paths(name)}
     present = {p.name for p in GOLDEN_DIR.iterdir() if p.suffix in (".plada", ".json")}
     assert present <= expected, f"golden files without a case in common.golden_cases(): {sorted(present - expected)}"
+
+
+FROZEN_DIR = GOLDEN_DIR / "frozen"
+
+
+@pytest.mark.parametrize("path", sorted(FROZEN_DIR.glob("*.plada")), ids=lambda p: p.stem)
+def test_frozen_golden_file_still_decodes(path):
+    """Files an earlier writer produced (their case now encodes differently) decode forever."""
+    sidecar = load_sidecar(path.with_suffix(".json"))
+    assert payload_to_json(pladacodec.decode(path.read_bytes())) == sidecar["decoded"]
+
+
+def test_frozen_golden_files_exist():
+    assert sorted(p.stem for p in FROZEN_DIR.glob("*.plada")) == ["empty-v1.0"]
