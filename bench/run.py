@@ -4,7 +4,8 @@ For every workload profile and keep ratio it measures
 
 * the size of the default ``.plada`` file (best coding method per section) and of two
   forced-method variants, ``plada[golomb+iid]`` (index method 1, label method 1) and
-  ``plada[context+context]`` (index method 3, label method 2);
+  ``plada[context+context]`` (index method 3, label method 2: format 1.0's context models, to
+  show what the 1.1 methods 4 / 3 that the default now picks gain over them);
 * the size of every baseline in :data:`~pladacodec_bench.baselines.BASELINES` and the
   i.i.d. bound ``B`` (:func:`~pladacodec_bench.baselines.iid_bound_bits`);
 * encode and decode time (best of ``--repeats``) of ``.plada`` and of ``paper-list-zstd19``,
@@ -525,7 +526,7 @@ def summary_text(verdicts: list[dict]) -> str:
 
 LEGEND = """\
 Sizes in bytes (bound B = i.i.d. bound in bytes); `.plada` = default encode (best method per section);
-`golomb+iid` / `ctx+ctx` = forced index+label methods 1+1 / 3+2.  `/paper` = .plada / min(paper list, paper bitmap);
+`golomb+iid` / `ctx+ctx` = forced index+label methods 1+1 / 3+2 (format 1.0's context models).  `/paper` = .plada / min(paper list, paper bitmap);
 `/brotli-xz` = .plada / min(brotli-11, xz-9e); `/(1.005B+256)` for uniform profiles only.  Times: best of the
 repeats, wall clock; `dec M/s` = .plada decode throughput; `dec/paper` = .plada decode time / paper-list-zstd19
 decode time.  `paper enc ms` comes from the baseline cache when the baselines were cached."""

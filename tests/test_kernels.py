@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from pladacodec import _container, _kernels
+from pladacodec import _spec as S
 from pladacodec._bytes import Reader
 
 HERE = Path(__file__).resolve().parent
@@ -191,3 +192,56 @@ def test_kernels_in_subprocess(variable, tmp_path):
         args += ["-k", "not hostile_sections"]
     result = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, f"{variable}=1:\n{result.stdout[-4000:]}\n{result.stderr[-2000:]}"
+
+
+# --- context models on clustered selections (every path: young and mature contexts, bucket
+# tables, literals with and without excluded candidates, split labels) ---------------------
+
+
+def _clustered(rng, n_runs, n_classes):
+    """Dense runs with a dominant label each, sparse scattered picks between them."""
+    indices, labels, pos = [], [], 0
+    for _ in range(n_runs):
+        pos += int(rng.geometric(1e-4))
+        length = int(rng.integers(1, 400))
+        density = rng.uniform(0.05, 1.0)
+        run = pos + np.flatnonzero(rng.random(length) < density)
+        dominant = int(rng.integers(0, n_classes))
+        noisy = rng.random(run.size) < 0.15
+        labels.append(np.where(noisy, rng.integers(0, n_classes, run.size), dominant))
+        indices.append(run)
+        pos += length
+    return np.concatenate(indices).astype(np.uint64), np.concatenate(labels).astype(np.int64)
+
+
+@pytest.mark.parametrize("n_classes", [1, 2, 3, 4, 10, 32, 33, 256, 257, 1000])
+def test_context_coders_round_trip_on_clustered_selections(n_classes):
+    rng = np.random.default_rng(n_classes)
+    indices, labels = _clustered(rng, 120, n_classes)
+    for method in (S.INDEX_CONTEXT, S.INDEX_CONTEXT2):
+        encode, decode = _container._INDEX_CODERS[method]
+        params, body = encode(indices, 0)
+        assert np.array_equal(decode(Reader(params), Reader(body), len(indices), 0, int(indices[-1]) + 1), indices)
+    for method in (S.LABEL_CONTEXT, S.LABEL_CONTEXT2):
+        encode, decode = _container._LABEL_CODERS[method]
+        params, body = encode(labels, n_classes, indices, 0)
+        assert np.array_equal(decode(Reader(params), Reader(body), len(labels), n_classes, indices, 0), labels)
+
+
+def test_context2_token_alphabet_is_enforced():
+    """Method 4 codes only tokens below its declared alphabet; a smaller declaration fails cleanly."""
+    indices = np.array([0, 1, 2, 1000, 1001, 10**6], dtype=np.uint64)
+    skips = np.empty(indices.size, dtype=np.uint64)
+    _kernels.gaps_from_indices(indices, np.uint64(0), skips)
+    n_tokens = _kernels.gap_tokens_needed(skips)
+    words, raw, sizes = np.empty(16, np.uint32), np.zeros(64, np.uint8), np.zeros(2, np.int64)
+    assert _kernels.ctx2_gaps_encode(skips, n_tokens - 1, words, raw, sizes) == -1
+    assert _kernels.ctx2_gaps_encode(skips, n_tokens, words, raw, sizes) == 0
+    out = np.empty(indices.size, np.uint64)
+    good_words, good_raw = words[: sizes[0]].copy(), raw[: (sizes[1] + 7) // 8].copy()
+    assert _kernels.ctx2_gaps_decode(good_words, good_raw, n_tokens, out) == sizes[1]
+    assert np.array_equal(out, skips)
+    assert _kernels.gap_tokens_needed(np.zeros(0, np.uint64)) == 1
+    assert _kernels.gap_tokens_needed(np.array([7], np.uint64)) == 8
+    assert _kernels.gap_tokens_needed(np.array([2**39 + 2**38 + 2**37], np.uint64)) == 156  # 8 + 4 * (39 - 3) + 3, + 1
+    assert _kernels.gap_tokens_needed(np.array([2**41 - 1], np.uint64)) == _kernels.GAP_TOKENS
