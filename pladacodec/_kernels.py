@@ -741,7 +741,7 @@ RANS2_M = 1 << RANS2_BITS
 RANS2_MASK = np.uint64(RANS2_M - 1)
 LUT2_SHIFT = RANS2_BITS - 12
 LUT2_SIZE = 1 << 12
-CHILD_MIN = 4
+CHILD_MIN = 16
 
 
 @nb.njit(cache=True, nogil=True)
