@@ -64,6 +64,13 @@ class Reader:
         return struct.unpack(fmt, self.take(struct.calcsize(fmt), what))
 
     def varint(self, what: str, maximum: int | None = None) -> int:
+        pos = self.pos
+        if pos < self.end and self._view[pos] < 0x80:  # fast path: one byte (most varints)
+            result = self._view[pos]
+            if maximum is not None and result > maximum:
+                raise PladaFormatError(f"{what}: {result:,} exceeds the limit {maximum:,}")
+            self.pos = pos + 1
+            return result
         result = 0
         shift = 0
         start = self.pos

@@ -429,8 +429,10 @@ def decode_block(reader: Reader, header: Header, expected_entries: int, expected
 
 def parallel_map(fn, items: list, weight: int) -> list:
     """``[fn(x) for x in items]``, on threads when there is enough work (the kernels release the GIL)."""
+    if len(items) <= 1 or weight < PARALLEL_MIN_ENTRIES:
+        return [fn(item) for item in items]
     workers = min(len(items), os.cpu_count() or 1, MAX_THREADS)
-    if workers <= 1 or weight < PARALLEL_MIN_ENTRIES:
+    if workers <= 1:
         return [fn(item) for item in items]
     with ThreadPoolExecutor(max_workers=workers) as pool:
         return list(pool.map(fn, items))
