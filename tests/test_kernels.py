@@ -217,7 +217,7 @@ def _clustered(rng, n_runs, n_classes):
 @pytest.mark.parametrize("n_classes", [1, 2, 3, 4, 10, 32, 33, 256, 257, 1000])
 def test_context_coders_round_trip_on_clustered_selections(n_classes):
     rng = np.random.default_rng(n_classes)
-    indices, labels = _clustered(rng, 120, n_classes)
+    indices, labels = _clustered(rng, 40, n_classes)
     for method in (S.INDEX_CONTEXT, S.INDEX_CONTEXT2):
         encode, decode = _container._INDEX_CODERS[method]
         params, body = encode(indices, 0)
