@@ -817,6 +817,69 @@ def _search2(cum, c, n_sym, slot):
     return s
 
 
+GEO_DEN = 640  # a level's mean skip is (5 * (R8 - 8) + 32) / GEO_DEN (FORMAT.md §5.7)
+GEO_ONE = np.int64(1) << np.int64(31)  # Q31 fixed point
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _geo_survival(a, qpow):
+    """q^a in Q31 as the truncated product of q^(2^j) over the set bits j of a (lowest first)."""
+    result = GEO_ONE
+    j = 0
+    while a != 0:
+        if a & 1:
+            result = (result * qpow[j]) >> 31
+        a >>= 1
+        j += 1
+    return result
+
+
+@nb.njit(cache=True, nogil=True)
+def _geo_tables(n_tok):
+    """Per level, the tokens' shares of a geometric skip law whose mean follows the level (§5.7).
+
+    Integer only: q = num / (num + GEO_DEN) in Q31, powers by repeated squaring, masses by
+    differences of survivals, quantised to n_tok frequencies summing to RANS2_M.
+    """
+    out = np.empty((GAP_LEVELS, n_tok), dtype=np.int32)
+    mass = np.empty(n_tok, dtype=np.int64)
+    qpow = np.empty(GAP_MAX_EXP + 2, dtype=np.int64)
+    spread = RANS2_M - n_tok
+    for level in range(GAP_LEVELS):
+        b = level >> 1
+        r8 = 12 if b < 2 else (1 << (b + 2)) + (2 * (level & 1) + 1) * (1 << b)
+        num = np.int64(5 * (r8 - 8) + 32)
+        qpow[0] = (num << np.int64(31)) // (num + GEO_DEN)
+        for j in range(1, GAP_MAX_EXP + 2):
+            qpow[j] = (qpow[j - 1] * qpow[j - 1]) >> 31
+        total = np.int64(0)
+        for t in range(n_tok):
+            if t < GAP_EXACT:
+                lo = np.int64(t)
+                width = np.int64(1)
+            else:
+                e = (t - GAP_EXACT) // (1 << GAP_SUB) + 3
+                width = np.int64(1) << np.int64(e - GAP_SUB)
+                lo = (np.int64(1) << np.int64(e)) + np.int64((t - GAP_EXACT) % (1 << GAP_SUB)) * width
+            m = _geo_survival(lo, qpow)
+            if t < n_tok - 1:  # the last token takes the whole tail
+                m -= _geo_survival(lo + width, qpow)
+            if m < 0:
+                m = 0
+            mass[t] = m
+            total += m
+        used = 0
+        best = 0
+        for t in range(n_tok):
+            f = 1 + (mass[t] * spread) // total
+            out[level, t] = f
+            used += f
+            if f > out[level, best]:
+                best = t
+        out[level, best] += RANS2_M - used
+    return out
+
+
 @nb.njit(cache=True, nogil=True)
 def _gaps_run2(skips, n_tok, decoding, words, raw, starts, freqs, sizes):
     """The gap model of index method 4, shared by encoder and decoder (see _gaps_run)."""
@@ -824,6 +887,8 @@ def _gaps_run2(skips, n_tok, decoding, words, raw, starts, freqs, sizes):
     counts, seen, nxt, freq, cum, lut = _model2_new(GAP_CONTEXTS, n_tok, CHILD_MIN)
     p_counts, p_seen, p_nxt, p_freq, p_cum, p_lut = _model2_new(GAP_LEVELS, n_tok, 0)
     g_counts, g_seen, g_nxt, g_freq, g_cum, g_lut = _model2_new(1, n_tok, 0)
+    geo = _geo_tables(n_tok)
+    prior = np.empty((GAP_LEVELS, n_tok), dtype=np.int32)  # a parent's prior: grandparent + geometric
     ring = np.zeros(GAP_WINDOW, dtype=np.uint64)
     window_sum = np.uint64(0)
     mag1 = 0
@@ -856,7 +921,9 @@ def _gaps_run2(skips, n_tok, decoding, words, raw, starts, freqs, sizes):
         if p_nxt[level] == 0:
             if g_nxt[0] == 0:
                 _rebuild2(g_counts, g_seen, g_nxt, g_freq, g_cum, g_lut, 0, g_freq, -1, False, n_tok)
-            _rebuild2(p_counts, p_seen, p_nxt, p_freq, p_cum, p_lut, level, g_freq, 0, False, n_tok)
+            for t in range(n_tok):
+                prior[level, t] = (g_freq[0, t] + geo[level, t]) >> 1
+            _rebuild2(p_counts, p_seen, p_nxt, p_freq, p_cum, p_lut, level, prior, level, False, n_tok)
         own = seen[c] >= CHILD_MIN
         if decoding:
             slot = np.int64(x & RANS2_MASK)
@@ -899,7 +966,9 @@ def _gaps_run2(skips, n_tok, decoding, words, raw, starts, freqs, sizes):
         p_counts[level, tok] += 1
         p_seen[level] += 1
         if p_seen[level] >= p_nxt[level]:
-            _rebuild2(p_counts, p_seen, p_nxt, p_freq, p_cum, p_lut, level, g_freq, 0, False, n_tok)
+            for t in range(n_tok):
+                prior[level, t] = (g_freq[0, t] + geo[level, t]) >> 1
+            _rebuild2(p_counts, p_seen, p_nxt, p_freq, p_cum, p_lut, level, prior, level, False, n_tok)
         if seen[c] >= nxt[c]:
             _rebuild2(counts, seen, nxt, freq, cum, lut, c, p_freq, level, True, n_tok)
         # the raw low bits
