@@ -507,6 +507,9 @@ def decode_container(data, max_entries: int) -> tuple[Header, np.ndarray, np.nda
         label_parts.append(labels)
         layout.blocks.append(info)
         base = int(indices[-1]) + 1
-    indices = np.concatenate(index_parts) if index_parts else np.zeros(0, dtype=np.uint64)
-    labels = np.concatenate(label_parts) if label_parts else np.zeros(0, dtype=np.int64)
+    if len(index_parts) == 1:  # one block: no copy
+        indices, labels = index_parts[0], label_parts[0]
+    else:
+        indices = np.concatenate(index_parts) if index_parts else np.zeros(0, dtype=np.uint64)
+        labels = np.concatenate(label_parts) if label_parts else np.zeros(0, dtype=np.int64)
     return header, indices, labels.astype(np.int64, copy=False), layout

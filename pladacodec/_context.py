@@ -92,6 +92,16 @@ def labels_context_decode(params: Reader, body: Reader, count: int, n_classes: i
 # --- second generation: index method 4 (FORMAT.md §5.7), label method 3 (§6.3) ---------------
 
 
+_GEO: list = []
+
+
+def _geo() -> tuple[np.ndarray, np.ndarray]:
+    """The geometric survivals of §5.7, computed on first use and kept for the process."""
+    if not _GEO:
+        _GEO.extend(_kernels.geo_survivals())
+    return _GEO[0], _GEO[1]
+
+
 def indices_context2_encode(indices: np.ndarray, base: int) -> tuple[bytes, bytes]:
     skips = skips_from_indices(indices, base)
     n = len(skips)
@@ -99,7 +109,7 @@ def indices_context2_encode(indices: np.ndarray, base: int) -> tuple[bytes, byte
     words = np.empty(n + 2, dtype=np.uint32)
     raw = np.zeros(n * 5 + 8, dtype=np.uint8)
     sizes = np.zeros(2, dtype=np.int64)
-    _kernels.ctx2_gaps_encode(skips, n_tokens, words, raw, sizes)
+    _kernels.ctx2_gaps_encode(skips, n_tokens, words, raw, sizes, *_geo())
     return encode_varint(n_tokens), _frame(words, int(sizes[0]), raw, int(sizes[1]))
 
 
@@ -109,7 +119,7 @@ def indices_context2_decode(params: Reader, body: Reader, count: int, base: int,
         raise PladaFormatError("index stream: token alphabet size must be at least 1")
     words, raw = _unframe(body, "index stream")
     skips = np.empty(count, dtype=np.uint64)
-    used = _kernels.ctx2_gaps_decode(words, raw, n_tokens, skips)
+    used = _kernels.ctx2_gaps_decode(words, raw, n_tokens, skips, *_geo())
     if used < 0:
         raise PladaFormatError("index stream: context-coded stream is inconsistent (wrong count or unused words)")
     _check_raw(raw, used, "index stream")

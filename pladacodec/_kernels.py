@@ -834,17 +834,16 @@ def _geo_survival(a, qpow):
     return result
 
 
-@nb.njit(cache=True, nogil=True)
-def _geo_tables(n_tok):
-    """Per level, the tokens' shares of a geometric skip law whose mean follows the level (§5.7).
+@nb.njit(nb.types.UniTuple(nb.int64[:, ::1], 2)(), cache=True, nogil=True)
+def geo_survivals():
+    """surv(lo_t) and surv(lo_t + w_t) in Q31 for every level and all GAP_TOKENS tokens (§5.7).
 
-    Integer only: q = num / (num + GEO_DEN) in Q31, powers by repeated squaring, masses by
-    differences of survivals, quantised to n_tok frequencies summing to RANS2_M.
+    Integer only: q = num / (num + GEO_DEN) in Q31, powers by repeated squaring.  Computed
+    once per process (see pladacodec._context); blocks only quantise them.
     """
-    out = np.empty((GAP_LEVELS, n_tok), dtype=np.int32)
-    mass = np.empty(n_tok, dtype=np.int64)
+    lo_surv = np.empty((GAP_LEVELS, GAP_TOKENS), dtype=np.int64)
+    hi_surv = np.empty((GAP_LEVELS, GAP_TOKENS), dtype=np.int64)
     qpow = np.empty(GAP_MAX_EXP + 2, dtype=np.int64)
-    spread = RANS2_M - n_tok
     for level in range(GAP_LEVELS):
         b = level >> 1
         r8 = 12 if b < 2 else (1 << (b + 2)) + (2 * (level & 1) + 1) * (1 << b)
@@ -852,8 +851,7 @@ def _geo_tables(n_tok):
         qpow[0] = (num << np.int64(31)) // (num + GEO_DEN)
         for j in range(1, GAP_MAX_EXP + 2):
             qpow[j] = (qpow[j - 1] * qpow[j - 1]) >> 31
-        total = np.int64(0)
-        for t in range(n_tok):
+        for t in range(GAP_TOKENS):
             if t < GAP_EXACT:
                 lo = np.int64(t)
                 width = np.int64(1)
@@ -861,9 +859,24 @@ def _geo_tables(n_tok):
                 e = (t - GAP_EXACT) // (1 << GAP_SUB) + 3
                 width = np.int64(1) << np.int64(e - GAP_SUB)
                 lo = (np.int64(1) << np.int64(e)) + np.int64((t - GAP_EXACT) % (1 << GAP_SUB)) * width
-            m = _geo_survival(lo, qpow)
-            if t < n_tok - 1:  # the last token takes the whole tail
-                m -= _geo_survival(lo + width, qpow)
+            lo_surv[level, t] = _geo_survival(lo, qpow)
+            hi_surv[level, t] = _geo_survival(lo + width, qpow)
+    return lo_surv, hi_surv
+
+
+@nb.njit(cache=True, nogil=True)
+def _geo_tables(n_tok, lo_surv, hi_surv):
+    """Per level, the tokens' shares of the level's geometric skip law over n_tok tokens (§5.7),
+    quantised to frequencies summing to RANS2_M; the last token takes the whole tail."""
+    out = np.empty((GAP_LEVELS, n_tok), dtype=np.int32)
+    mass = np.empty(n_tok, dtype=np.int64)
+    spread = RANS2_M - n_tok
+    for level in range(GAP_LEVELS):
+        total = np.int64(0)
+        for t in range(n_tok):
+            m = lo_surv[level, t]
+            if t < n_tok - 1:
+                m -= hi_surv[level, t]
             if m < 0:
                 m = 0
             mass[t] = m
@@ -881,13 +894,13 @@ def _geo_tables(n_tok):
 
 
 @nb.njit(cache=True, nogil=True)
-def _gaps_run2(skips, n_tok, decoding, words, raw, starts, freqs, sizes):
+def _gaps_run2(skips, n_tok, decoding, words, raw, starts, freqs, sizes, lo_surv, hi_surv):
     """The gap model of index method 4, shared by encoder and decoder (see _gaps_run)."""
     n = skips.shape[0]
     counts, seen, nxt, freq, cum, lut = _model2_new(GAP_CONTEXTS, n_tok, CHILD_MIN)
     p_counts, p_seen, p_nxt, p_freq, p_cum, p_lut = _model2_new(GAP_LEVELS, n_tok, 0)
     g_counts, g_seen, g_nxt, g_freq, g_cum, g_lut = _model2_new(1, n_tok, 0)
-    geo = _geo_tables(n_tok)
+    geo = _geo_tables(n_tok, lo_surv, hi_surv)
     prior = np.empty((GAP_LEVELS, n_tok), dtype=np.int32)  # a parent's prior: grandparent + geometric
     ring = np.zeros(GAP_WINDOW, dtype=np.uint64)
     window_sum = np.uint64(0)
@@ -1053,26 +1066,34 @@ def gap_tokens_needed(skips):
     return GAP_EXACT + (e - 3) * (1 << GAP_SUB) + np.int64((top >> np.uint64(e - GAP_SUB)) & np.uint64((1 << GAP_SUB) - 1)) + 1
 
 
-@nb.njit(nb.int64(nb.uint64[::1], nb.int64, nb.uint32[::1], nb.uint8[::1], nb.int64[::1]), cache=True, nogil=True)
-def ctx2_gaps_encode(skips, n_tok, words, raw, out_sizes):
+@nb.njit(
+    nb.int64(nb.uint64[::1], nb.int64, nb.uint32[::1], nb.uint8[::1], nb.int64[::1], nb.int64[:, ::1], nb.int64[:, ::1]),
+    cache=True,
+    nogil=True,
+)
+def ctx2_gaps_encode(skips, n_tok, words, raw, out_sizes, lo_surv, hi_surv):
     """Index method 4: tokens + raw low bits; out_sizes = [n_words, n_raw_bits]; -1 if a token >= n_tok."""
     n = skips.shape[0]
     starts = np.empty(n, dtype=np.int32)
     freqs = np.empty(n, dtype=np.int32)
     sizes = np.zeros(2, dtype=np.int64)
-    if not _gaps_run2(skips, n_tok, False, words, raw, starts, freqs, sizes):
+    if not _gaps_run2(skips, n_tok, False, words, raw, starts, freqs, sizes, lo_surv, hi_surv):
         return -1
     out_sizes[0] = _rans2_flush(starts, freqs, sizes[0], words)
     out_sizes[1] = sizes[1]
     return 0
 
 
-@nb.njit(nb.int64(nb.uint32[::1], nb.uint8[::1], nb.int64, nb.uint64[::1]), cache=True, nogil=True)
-def ctx2_gaps_decode(words, raw, n_tok, out):
+@nb.njit(
+    nb.int64(nb.uint32[::1], nb.uint8[::1], nb.int64, nb.uint64[::1], nb.int64[:, ::1], nb.int64[:, ::1]),
+    cache=True,
+    nogil=True,
+)
+def ctx2_gaps_decode(words, raw, n_tok, out, lo_surv, hi_surv):
     """Inverse of ctx2_gaps_encode. Returns raw bits consumed, or -1 on a bad stream."""
     dummy = np.zeros(0, dtype=np.int32)
     sizes = np.zeros(2, dtype=np.int64)
-    if not _gaps_run2(out, n_tok, True, words, raw, dummy, dummy, sizes):
+    if not _gaps_run2(out, n_tok, True, words, raw, dummy, dummy, sizes, lo_surv, hi_surv):
         return -1
     return sizes[1]
 

@@ -234,12 +234,13 @@ def test_context2_token_alphabet_is_enforced():
     skips = np.empty(indices.size, dtype=np.uint64)
     _kernels.gaps_from_indices(indices, np.uint64(0), skips)
     n_tokens = _kernels.gap_tokens_needed(skips)
+    geo = _kernels.geo_survivals()
     words, raw, sizes = np.empty(16, np.uint32), np.zeros(64, np.uint8), np.zeros(2, np.int64)
-    assert _kernels.ctx2_gaps_encode(skips, n_tokens - 1, words, raw, sizes) == -1
-    assert _kernels.ctx2_gaps_encode(skips, n_tokens, words, raw, sizes) == 0
+    assert _kernels.ctx2_gaps_encode(skips, n_tokens - 1, words, raw, sizes, *geo) == -1
+    assert _kernels.ctx2_gaps_encode(skips, n_tokens, words, raw, sizes, *geo) == 0
     out = np.empty(indices.size, np.uint64)
     good_words, good_raw = words[: sizes[0]].copy(), raw[: (sizes[1] + 7) // 8].copy()
-    assert _kernels.ctx2_gaps_decode(good_words, good_raw, n_tokens, out) == sizes[1]
+    assert _kernels.ctx2_gaps_decode(good_words, good_raw, n_tokens, out, *geo) == sizes[1]
     assert np.array_equal(out, skips)
     assert _kernels.gap_tokens_needed(np.zeros(0, np.uint64)) == 1
     assert _kernels.gap_tokens_needed(np.array([7], np.uint64)) == 8
