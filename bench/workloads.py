@@ -96,10 +96,13 @@ from __future__ import annotations
 import dataclasses
 import zlib
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 __all__ = [
+    "REAL_DIR",
+    "real_selections",
     "IMAGENET_1K",
     "IMAGENET_21K",
     "PROFILES",
@@ -305,3 +308,36 @@ def _structured_selection(params: WorkloadParams, k: int, rng: np.random.Generat
     safety_picks = is_safety[indices] & (safety_class[folder] >= 0)
     labels[safety_picks] = safety_class[folder[safety_picks]]
     return indices, labels
+
+
+# --- selections a real teacher made on real images ---------------------------------------
+
+REAL_DIR = Path(__file__).resolve().parent / "data" / "real"
+
+
+def real_selections(directory: Path = REAL_DIR) -> list[tuple[str, float, Selection]]:
+    """``(profile, keep, selection)`` for every ``.plada`` task in ``directory`` (data/real/README.md).
+
+    The profile is ``real-<strategy>`` from the file's metadata name, ``keep`` is k / N.
+    """
+    import pladacodec
+
+    out = []
+    for path in sorted(Path(directory).glob("*.plada")):
+        task = pladacodec.read(path)
+        name = (task.metadata or {}).get("name") or path.stem
+        keep = task.indices.size / task.n_reference
+        out.append(
+            (
+                f"real-{name}",
+                keep,
+                Selection(
+                    indices=task.indices.astype(np.uint64),
+                    labels=task.labels.astype(np.int64),
+                    n_reference=task.n_reference,
+                    n_classes=task.n_classes,
+                    name=f"real-{name}@{keep:g}",
+                ),
+            )
+        )
+    return out

@@ -24,7 +24,12 @@ __all__ = ["bench"]
 @click.option("--quick", is_flag=True, help="Two small profiles at keep 0.1% and 1%, 1 repeat (< 30 s).")
 @click.option("--no-cache", is_flag=True, help="Recompute the baselines instead of reading baselines-cache.json.")
 @click.option("--no-plots", is_flag=True, help="Skip the PNG plots.")
-def bench(profiles, keeps, repeats, seed, out, quick, no_cache, no_plots):
+@click.option(
+    "--real/--no-real",
+    default=None,
+    help="Also the teacher's selections on real images in bench/data/real (default: on, off with --quick).",
+)
+def bench(profiles, keeps, repeats, seed, out, quick, no_cache, no_plots, real):
     """Measure .plada against the paper's pipeline, brotli/xz and the i.i.d. bound.
 
     Prints a markdown table and a PASS/FAIL summary against the acceptance
@@ -36,7 +41,7 @@ def bench(profiles, keeps, repeats, seed, out, quick, no_cache, no_plots):
     except ImportError as exc:
         raise UserError(f"the benchmark needs the bench extra: pip install 'pladacodec[bench]' ({exc})") from None
     try:
-        config = bench_run.build_config(profiles, keeps, repeats, seed, out, quick, not no_cache, not no_plots)
+        config = bench_run.build_config(profiles, keeps, repeats, seed, out, quick, not no_cache, not no_plots, real)
     except ValueError as exc:
         raise UserError(str(exc)) from None
     document = bench_run.run(config)

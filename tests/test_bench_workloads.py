@@ -107,3 +107,16 @@ def test_iid_bound_is_near_uniform_baseline_floor():
 def test_smallest_uint():
     assert smallest_uint(255) == np.uint8 and smallest_uint(256) == np.uint16
     assert smallest_uint(2**32) == np.uint64
+
+
+def test_real_selections_load():
+    """The teacher's selections on real images (bench/data/real) load as sorted, in-range selections."""
+    from pladacodec_bench.workloads import real_selections
+
+    rows = real_selections()
+    assert len(rows) == 8
+    for profile, keep, sel in rows:
+        assert profile.startswith("real-") and sel.n_reference == 69_098 and sel.n_classes == 10
+        assert sel.k in (691, 6_910) and abs(keep - sel.k / sel.n_reference) < 1e-12
+        assert bool((sel.indices[1:] > sel.indices[:-1]).all()) and int(sel.indices[-1]) < sel.n_reference
+        assert int(sel.labels.min()) >= 0 and int(sel.labels.max()) < 10
