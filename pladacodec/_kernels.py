@@ -1104,6 +1104,8 @@ def ctx2_gaps_decode(words, raw, n_tok, out, lo_surv, hi_surv):
 # share, up to 3/C of the range, would otherwise be wasted on every such label).
 
 LABEL_EXCLUDE_MAX = 32
+LABEL_BOUNDARY_FACTOR = 4  # a skip > 4 x the mean of the previous 16 skips + 8 clears the label window
+LABEL_BOUNDARY_SLACK = 8
 
 
 @nb.njit(cache=True, nogil=True)
@@ -1128,6 +1130,8 @@ def _labels_run2(labels, skips, n_classes, decoding, words, starts, freqs, sizes
     mode = -1
     mode_count = 0
     prev_hit = 0
+    gap_ring = np.zeros(GAP_WINDOW, dtype=np.uint64)  # the previous 16 skips, for boundary detection
+    gap_sum = np.uint64(0)
     n_words = words.shape[0]
     x = RANS_L
     pos = 0
@@ -1150,6 +1154,16 @@ def _labels_run2(labels, skips, n_classes, decoding, words, starts, freqs, sizes
             cand[j] = -1
             j += 1
         v = skips[i]
+        # a skip far above the local mean starts a new run (likely a new folder): forget the window
+        if i >= GAP_WINDOW and v > np.uint64(LABEL_BOUNDARY_FACTOR) * (gap_sum // np.uint64(GAP_WINDOW)) + np.uint64(LABEL_BOUNDARY_SLACK):
+            for q in range(LABEL_WINDOW):
+                if window[q] >= 0:
+                    in_window[window[q]] -= 1
+                window[q] = -1
+            mode = -1
+            mode_count = 0
+        gap_sum = gap_sum - gap_ring[i % GAP_WINDOW] + v
+        gap_ring[i % GAP_WINDOW] = v
         if v < np.uint64(GAP_EXACT):
             mag = np.int64(v)
         else:
