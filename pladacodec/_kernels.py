@@ -742,6 +742,12 @@ RANS2_MASK = np.uint64(RANS2_M - 1)
 LUT2_SHIFT = RANS2_BITS - 12
 LUT2_SIZE = 1 << 12
 CHILD_MIN = 16
+# A run boundary (methods 4 and label 3): a skip > 4 x the mean of the previous 16 skips + 8
+# (entries >= 16).  After one, the gap model takes its density from the skips since the
+# boundary once there are GAP_FRESH_MIN of them; the label model empties its window.
+BOUNDARY_FACTOR = 4
+BOUNDARY_SLACK = 8
+GAP_FRESH_MIN = 4
 
 
 @nb.njit(cache=True, nogil=True)
@@ -904,6 +910,8 @@ def _gaps_run2(skips, n_tok, decoding, words, raw, starts, freqs, sizes, lo_surv
     prior = np.empty((GAP_LEVELS, n_tok), dtype=np.int32)  # a parent's prior: grandparent + geometric
     ring = np.zeros(GAP_WINDOW, dtype=np.uint64)
     window_sum = np.uint64(0)
+    since = GAP_WINDOW  # skips since the last run boundary (capped), and their sum
+    since_sum = np.uint64(0)
     mag1 = 0
     bitpos = 0
     raw_bits = raw.shape[0] * 8
@@ -920,6 +928,8 @@ def _gaps_run2(skips, n_tok, decoding, words, raw, starts, freqs, sizes, lo_surv
             return False
     for i in range(n):
         level = _gap_level(window_sum)
+        if GAP_FRESH_MIN <= since < GAP_WINDOW:  # a new run: its own density, scaled to 16 skips
+            level = _gap_level(since_sum * np.uint64(GAP_WINDOW) // np.uint64(since))
         c = level * GAP_MAG1_LEVELS + (mag1 if mag1 < GAP_MAG1_LEVELS else GAP_MAG1_LEVELS - 1)
         tok = 0
         v = np.uint64(0)
@@ -1017,6 +1027,12 @@ def _gaps_run2(skips, n_tok, decoding, words, raw, starts, freqs, sizes, lo_surv
         if decoding:
             skips[i] = v
         mag1 = _gap_mag(tok)
+        if i >= GAP_WINDOW and v > np.uint64(BOUNDARY_FACTOR) * (window_sum // np.uint64(GAP_WINDOW)) + np.uint64(BOUNDARY_SLACK):
+            since = 0
+            since_sum = np.uint64(0)
+        elif since < GAP_WINDOW:
+            since += 1
+            since_sum += v
         slot_w = i % GAP_WINDOW
         window_sum = window_sum - ring[slot_w] + v
         ring[slot_w] = v
@@ -1104,8 +1120,6 @@ def ctx2_gaps_decode(words, raw, n_tok, out, lo_surv, hi_surv):
 # share, up to 3/C of the range, would otherwise be wasted on every such label).
 
 LABEL_EXCLUDE_MAX = 32
-LABEL_BOUNDARY_FACTOR = 4  # a skip > 4 x the mean of the previous 16 skips + 8 clears the label window
-LABEL_BOUNDARY_SLACK = 8
 
 
 @nb.njit(cache=True, nogil=True)
@@ -1155,7 +1169,7 @@ def _labels_run2(labels, skips, n_classes, decoding, words, starts, freqs, sizes
             j += 1
         v = skips[i]
         # a skip far above the local mean starts a new run (likely a new folder): forget the window
-        if i >= GAP_WINDOW and v > np.uint64(LABEL_BOUNDARY_FACTOR) * (gap_sum // np.uint64(GAP_WINDOW)) + np.uint64(LABEL_BOUNDARY_SLACK):
+        if i >= GAP_WINDOW and v > np.uint64(BOUNDARY_FACTOR) * (gap_sum // np.uint64(GAP_WINDOW)) + np.uint64(BOUNDARY_SLACK):
             for q in range(LABEL_WINDOW):
                 if window[q] >= 0:
                     in_window[window[q]] -= 1

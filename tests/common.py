@@ -181,6 +181,39 @@ def _method_case(index_method: int, label_method: int) -> Callable[[], tuple]:
     return build
 
 
+def _clustered_selection(n_classes: int, seed: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """~2,500 entries in 200,000 as a PLADA server selects them: dense runs with a dominant label
+    (folders a teacher likes), jumps between them (run boundaries) and scattered singles."""
+    rng = np.random.default_rng(seed)
+    indices, labels, pos = [], [], 0
+    for _ in range(40):
+        pos += int(rng.integers(100, 4_000))
+        length = int(rng.integers(20, 400))
+        run = pos + np.flatnonzero(rng.random(length) < rng.uniform(0.1, 0.95))
+        dominant = int(rng.integers(0, n_classes))
+        noisy = rng.random(run.size) < 0.1
+        indices.append(run)
+        labels.append(np.where(noisy, rng.integers(0, n_classes, run.size), dominant))
+        pos += length
+    scattered = rng.choice(np.setdiff1d(np.arange(200_000), np.concatenate(indices)), 60, replace=False)
+    indices.append(scattered)
+    labels.append(rng.integers(0, n_classes, scattered.size))
+    order = np.argsort(np.concatenate(indices))
+    return np.concatenate(indices)[order].astype(np.uint64), np.concatenate(labels)[order].astype(np.int64), 200_000
+
+
+def _clustered_case(n_classes: int, seed: int) -> Callable[[], tuple]:
+    """Context-ANS 2 (index 4, label 3) over every path: mature contexts, run boundaries, literals
+    with excluded candidates (C <= 32) or split in two parts (C > 256)."""
+
+    def build():
+        indices, labels, n = _clustered_selection(n_classes, seed)
+        kwargs = dict(n_classes=n_classes, index_methods=[S.INDEX_CONTEXT2], label_methods=[S.LABEL_CONTEXT2])
+        return indices, labels, n, kwargs
+
+    return build
+
+
 def _extras_case():
     indices = np.array([3, 14, 15, 92, 653, 589, 793, 238, 462, 643, 383, 279], dtype=np.uint64)
     labels = np.array([0, 1, 2, 2, 1, 0, 0, 1, 2, 2, 1, 0], dtype=np.int64)
@@ -215,6 +248,8 @@ def golden_cases() -> dict[str, Callable[[], tuple]]:
     cases = {
         golden_method_name(i, c): _method_case(i, c) for i in S.INDEX_METHODS for c in S.LABEL_METHODS
     }
+    cases["clustered-c10"] = _clustered_case(10, 7)
+    cases["clustered-c300"] = _clustered_case(300, 8)
     cases["extras"] = _extras_case
     cases["empty"] = _empty_case
     cases["wide"] = _wide_case
@@ -223,6 +258,8 @@ def golden_cases() -> dict[str, Callable[[], tuple]]:
 
 def golden_methods(name: str) -> tuple[int, int] | None:
     """(index method, label method) that a golden case forces, or None for the special cases."""
+    if name.startswith("clustered-"):
+        return S.INDEX_CONTEXT2, S.LABEL_CONTEXT2
     for i in S.INDEX_METHODS:
         for c in S.LABEL_METHODS:
             if name == golden_method_name(i, c):
