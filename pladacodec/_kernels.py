@@ -871,32 +871,33 @@ def geo_survivals():
 
 
 @nb.njit(cache=True, nogil=True)
-def _geo_tables(n_tok, lo_surv, hi_surv):
-    """Per level, the tokens' shares of the level's geometric skip law over n_tok tokens (§5.7),
-    quantised to frequencies summing to RANS2_M; the last token takes the whole tail."""
-    out = np.empty((GAP_LEVELS, n_tok), dtype=np.int32)
-    mass = np.empty(n_tok, dtype=np.int64)
+def _geo_row(level, n_tok, lo_surv, hi_surv, out):
+    """out[level] <- the tokens' shares of the level's geometric skip law over n_tok tokens (§5.7),
+    quantised to frequencies summing to RANS2_M; the last token takes the whole tail.  Built when
+    the level's parent context is first used, so a small block pays only for the levels it meets."""
     spread = RANS2_M - n_tok
-    for level in range(GAP_LEVELS):
-        total = np.int64(0)
-        for t in range(n_tok):
-            m = lo_surv[level, t]
-            if t < n_tok - 1:
-                m -= hi_surv[level, t]
-            if m < 0:
-                m = 0
-            mass[t] = m
-            total += m
-        used = 0
-        best = 0
-        for t in range(n_tok):
-            f = 1 + (mass[t] * spread) // total
-            out[level, t] = f
-            used += f
-            if f > out[level, best]:
-                best = t
-        out[level, best] += RANS2_M - used
-    return out
+    total = np.int64(0)
+    for t in range(n_tok):
+        m = lo_surv[level, t]
+        if t < n_tok - 1:
+            m -= hi_surv[level, t]
+        if m < 0:
+            m = 0
+        total += m
+    used = 0
+    best = 0
+    for t in range(n_tok):
+        m = lo_surv[level, t]
+        if t < n_tok - 1:
+            m -= hi_surv[level, t]
+        if m < 0:
+            m = 0
+        f = 1 + (m * spread) // total
+        out[level, t] = f
+        used += f
+        if f > out[level, best]:
+            best = t
+    out[level, best] += RANS2_M - used
 
 
 @nb.njit(cache=True, nogil=True)
@@ -906,7 +907,7 @@ def _gaps_run2(skips, n_tok, decoding, words, raw, starts, freqs, sizes, lo_surv
     counts, seen, nxt, freq, cum, lut = _model2_new(GAP_CONTEXTS, n_tok, CHILD_MIN)
     p_counts, p_seen, p_nxt, p_freq, p_cum, p_lut = _model2_new(GAP_LEVELS, n_tok, 0)
     g_counts, g_seen, g_nxt, g_freq, g_cum, g_lut = _model2_new(1, n_tok, 0)
-    geo = _geo_tables(n_tok, lo_surv, hi_surv)
+    geo = np.empty((GAP_LEVELS, n_tok), dtype=np.int32)  # filled per level on first use
     prior = np.empty((GAP_LEVELS, n_tok), dtype=np.int32)  # a parent's prior: grandparent + geometric
     ring = np.zeros(GAP_WINDOW, dtype=np.uint64)
     window_sum = np.uint64(0)
@@ -942,6 +943,7 @@ def _gaps_run2(skips, n_tok, decoding, words, raw, starts, freqs, sizes, lo_surv
                 tok = GAP_EXACT + (e - 3) * (1 << GAP_SUB) + np.int64((v >> np.uint64(e - GAP_SUB)) & np.uint64((1 << GAP_SUB) - 1))
         # step: the parent chain exists; a young child codes with its parent's table
         if p_nxt[level] == 0:
+            _geo_row(level, n_tok, lo_surv, hi_surv, geo)
             if g_nxt[0] == 0:
                 _rebuild2(g_counts, g_seen, g_nxt, g_freq, g_cum, g_lut, 0, g_freq, -1, False, n_tok)
             for t in range(n_tok):
