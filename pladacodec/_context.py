@@ -53,40 +53,62 @@ def _check_raw(raw: np.ndarray, used_bits: int, what: str) -> None:
         raise PladaFormatError(f"{what}: non-zero padding bits")
 
 
-def indices_context_encode(indices: np.ndarray, base: int) -> tuple[bytes, bytes]:
-    skips = skips_from_indices(indices, base)
+def _gaps_encode(skips: np.ndarray, run) -> bytes:
+    """Buffers for a gap kernel; ``run(skips, words, raw, sizes)`` fills them; returns the body."""
     n = len(skips)
     words = np.empty(n + 2, dtype=np.uint32)
     raw = np.zeros(n * 5 + 8, dtype=np.uint8)
     sizes = np.zeros(2, dtype=np.int64)
-    _kernels.ctx_gaps_encode(skips, words, raw, sizes)
-    return b"", _frame(words, int(sizes[0]), raw, int(sizes[1]))
+    run(skips, words, raw, sizes)
+    return _frame(words, int(sizes[0]), raw, int(sizes[1]))
 
 
-def indices_context_decode(params: Reader, body: Reader, count: int, base: int, n_reference: int) -> np.ndarray:
+def _gaps_decode(body: Reader, count: int, base: int, n_reference: int, run) -> np.ndarray:
+    """Unframe, run ``run(words, raw, skips) -> raw bits used or < 0``, check, rebuild the indices."""
     words, raw = _unframe(body, "index stream")
     skips = np.empty(count, dtype=np.uint64)
-    used = _kernels.ctx_gaps_decode(words, raw, skips)
+    used = run(words, raw, skips)
     if used < 0:
         raise PladaFormatError("index stream: context-coded stream is inconsistent (wrong count or unused words)")
     _check_raw(raw, used, "index stream")
     return indices_from_skips(skips, base, n_reference, "index stream")
 
 
-def labels_context_encode(labels: np.ndarray, n_classes: int, indices: np.ndarray, base: int) -> tuple[bytes, bytes]:
+def _labels_encode(labels: np.ndarray, indices: np.ndarray, base: int, run) -> bytes:
+    """``run(labels, skips, words) -> n_words``, framed as varint(n_words) + words."""
     skips = skips_from_indices(indices, base)
     words = np.empty(3 * len(labels) + 2, dtype=np.uint32)
-    n_words = _kernels.ctx_labels_encode(np.ascontiguousarray(labels, dtype=np.int64), skips, n_classes, words)
-    return b"", encode_varint(n_words) + words[:n_words].astype(_U32, copy=False).tobytes()
+    n_words = run(np.ascontiguousarray(labels, dtype=np.int64), skips, words)
+    return encode_varint(n_words) + words[:n_words].astype(_U32, copy=False).tobytes()
 
 
-def labels_context_decode(params: Reader, body: Reader, count: int, n_classes: int, indices: np.ndarray, base: int) -> np.ndarray:
+def _labels_decode(body: Reader, count: int, indices: np.ndarray, base: int, run) -> np.ndarray:
+    """Unframe, run ``run(words, skips, out) -> 0 or < 0``, check."""
     n_words = body.varint("label stream word count", maximum=body.remaining // 4)
     words = np.frombuffer(body.take(4 * n_words, "label stream words"), dtype=_U32).astype(np.uint32)
     out = np.empty(count, dtype=np.int64)
-    if _kernels.ctx_labels_decode(words, skips_from_indices(indices, base), n_classes, out) < 0:
+    if run(words, skips_from_indices(indices, base), out) < 0:
         raise PladaFormatError("label stream: context-coded stream is inconsistent (wrong count or unused words)")
     return out
+
+
+# --- index method 3 (FORMAT.md §5.3), label method 2 (§6.2) -----------------------------------
+
+
+def indices_context_encode(indices: np.ndarray, base: int) -> tuple[bytes, bytes]:
+    return b"", _gaps_encode(skips_from_indices(indices, base), _kernels.ctx_gaps_encode)
+
+
+def indices_context_decode(params: Reader, body: Reader, count: int, base: int, n_reference: int) -> np.ndarray:
+    return _gaps_decode(body, count, base, n_reference, _kernels.ctx_gaps_decode)
+
+
+def labels_context_encode(labels: np.ndarray, n_classes: int, indices: np.ndarray, base: int) -> tuple[bytes, bytes]:
+    return b"", _labels_encode(labels, indices, base, lambda lab, skips, words: _kernels.ctx_labels_encode(lab, skips, n_classes, words))
+
+
+def labels_context_decode(params: Reader, body: Reader, count: int, n_classes: int, indices: np.ndarray, base: int) -> np.ndarray:
+    return _labels_decode(body, count, indices, base, lambda words, skips, out: _kernels.ctx_labels_decode(words, skips, n_classes, out))
 
 
 # --- second generation: index method 4 (FORMAT.md §5.7), label method 3 (§6.3) ---------------
@@ -98,45 +120,29 @@ _GEO: list = []
 def _geo() -> tuple[np.ndarray, np.ndarray]:
     """The geometric survivals of §5.7, computed on first use and kept for the process."""
     if not _GEO:
-        _GEO.extend(_kernels.geo_survivals())
-    return _GEO[0], _GEO[1]
+        _GEO.append(_kernels.geo_survivals())
+    return _GEO[0]
 
 
 def indices_context2_encode(indices: np.ndarray, base: int) -> tuple[bytes, bytes]:
     skips = skips_from_indices(indices, base)
-    n = len(skips)
     n_tokens = int(_kernels.gap_tokens_needed(skips))
-    words = np.empty(n + 2, dtype=np.uint32)
-    raw = np.zeros(n * 5 + 8, dtype=np.uint8)
-    sizes = np.zeros(2, dtype=np.int64)
-    _kernels.ctx2_gaps_encode(skips, n_tokens, words, raw, sizes, *_geo())
-    return encode_varint(n_tokens), _frame(words, int(sizes[0]), raw, int(sizes[1]))
+    geo = _geo()
+    body = _gaps_encode(skips, lambda s, words, raw, sizes: _kernels.ctx2_gaps_encode(s, n_tokens, words, raw, sizes, *geo))
+    return encode_varint(n_tokens), body
 
 
 def indices_context2_decode(params: Reader, body: Reader, count: int, base: int, n_reference: int) -> np.ndarray:
     n_tokens = params.varint("token alphabet size", maximum=_kernels.GAP_TOKENS)
     if n_tokens < 1:
         raise PladaFormatError("index stream: token alphabet size must be at least 1")
-    words, raw = _unframe(body, "index stream")
-    skips = np.empty(count, dtype=np.uint64)
-    used = _kernels.ctx2_gaps_decode(words, raw, n_tokens, skips, *_geo())
-    if used < 0:
-        raise PladaFormatError("index stream: context-coded stream is inconsistent (wrong count or unused words)")
-    _check_raw(raw, used, "index stream")
-    return indices_from_skips(skips, base, n_reference, "index stream")
+    geo = _geo()
+    return _gaps_decode(body, count, base, n_reference, lambda words, raw, skips: _kernels.ctx2_gaps_decode(words, raw, n_tokens, skips, *geo))
 
 
 def labels_context2_encode(labels: np.ndarray, n_classes: int, indices: np.ndarray, base: int) -> tuple[bytes, bytes]:
-    skips = skips_from_indices(indices, base)
-    words = np.empty(3 * len(labels) + 2, dtype=np.uint32)
-    n_words = _kernels.ctx2_labels_encode(np.ascontiguousarray(labels, dtype=np.int64), skips, n_classes, words)
-    return b"", encode_varint(n_words) + words[:n_words].astype(_U32, copy=False).tobytes()
+    return b"", _labels_encode(labels, indices, base, lambda lab, skips, words: _kernels.ctx2_labels_encode(lab, skips, n_classes, words))
 
 
 def labels_context2_decode(params: Reader, body: Reader, count: int, n_classes: int, indices: np.ndarray, base: int) -> np.ndarray:
-    n_words = body.varint("label stream word count", maximum=body.remaining // 4)
-    words = np.frombuffer(body.take(4 * n_words, "label stream words"), dtype=_U32).astype(np.uint32)
-    out = np.empty(count, dtype=np.int64)
-    if _kernels.ctx2_labels_decode(words, skips_from_indices(indices, base), n_classes, out) < 0:
-        raise PladaFormatError("label stream: context-coded stream is inconsistent (wrong count or unused words)")
-    return out
+    return _labels_decode(body, count, indices, base, lambda words, skips, out: _kernels.ctx2_labels_decode(words, skips, n_classes, out))
