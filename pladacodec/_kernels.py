@@ -742,6 +742,7 @@ RANS2_MASK = np.uint64(RANS2_M - 1)
 LUT2_SHIFT = RANS2_BITS - 12
 LUT2_SIZE = 1 << 12
 CHILD_MIN = 16
+PRIOR_STRENGTH2 = 256  # methods 4 / 3: a prior table is worth this many observations (64 in 3 / 2)
 # A run boundary (methods 4 and label 3): a skip > 4 x the mean of the previous 16 skips + 8
 # (entries >= 16).  After one, the gap model takes its density from the skips since the
 # boundary once there are GAP_FRESH_MIN of them; the label model empties its window.
@@ -774,14 +775,14 @@ def _rebuild2(counts, seen, nxt, freq, cum, lut, c, pfreq, pc, with_lut, n_sym):
             total += counts[c, s]
     spread = RANS2_M - n_sym
     if pc >= 0:
-        denom = OBSERVATION_WEIGHT * RANS2_M * (total + PRIOR_STRENGTH)
+        denom = OBSERVATION_WEIGHT * RANS2_M * (total + PRIOR_STRENGTH2)
     else:
         denom = OBSERVATION_WEIGHT * total + n_sym
     used = 0
     best = 0
     for s in range(n_sym):
         if pc >= 0:
-            w = OBSERVATION_WEIGHT * RANS2_M * np.int64(counts[c, s]) + OBSERVATION_WEIGHT * PRIOR_STRENGTH * np.int64(pfreq[pc, s])
+            w = OBSERVATION_WEIGHT * RANS2_M * np.int64(counts[c, s]) + OBSERVATION_WEIGHT * PRIOR_STRENGTH2 * np.int64(pfreq[pc, s])
         else:
             w = OBSERVATION_WEIGHT * np.int64(counts[c, s]) + 1
         f = 1 + (w * spread) // denom
