@@ -381,7 +381,10 @@ def test_decode_time_is_bounded_per_byte_with_many_classes():
     data = pladacodec.encode(idx, rng.integers(0, S.MAX_CLASSES, 200), 10**6, n_classes=S.MAX_CLASSES,
                              block_entries=1, label_methods=[S.LABEL_IID_ANS])
     pladacodec.decode(data)
-    started = time.perf_counter()
-    pladacodec.decode(data)
-    per_byte = (time.perf_counter() - started) / len(data)
+    times = []
+    for _ in range(3):  # best of 3: a busy machine must not fail a bound meant for O(C) blow-ups
+        started = time.perf_counter()
+        pladacodec.decode(data)
+        times.append(time.perf_counter() - started)
+    per_byte = min(times) / len(data)
     assert per_byte < 20e-6, f"{per_byte * 1e6:.0f} us per byte"  # 64 KiB would take > 1.3 s
