@@ -108,3 +108,26 @@ def test_reader_refuses_truncated_and_damaged_files(tmp_path):
         list(iter_read(io.BytesIO(data + b"\0")))
     with pytest.raises(pladacodec.PladaError, match="cannot read"):
         list(iter_read(tmp_path / "missing.plada"))
+
+
+@pytest.mark.parametrize(
+    "methods, minor",
+    [
+        ({}, 1),  # the automatic choice may use the 1.1 methods
+        ({"index_methods": [1], "label_methods": [1]}, 0),
+        ({"index_methods": [1, 2, 3], "label_methods": [1, 2]}, 0),  # every 1.0 method
+        ({"index_methods": [4], "label_methods": [1]}, 1),
+        ({"index_methods": [1], "label_methods": [3]}, 1),
+    ],
+)
+def test_writers_stamp_the_lowest_minor_version_their_methods_need(tmp_path, methods, minor):
+    """FORMAT.md §2: a file written with 1.0 methods only stays readable by a 1.0 reader."""
+    rng = np.random.default_rng(minor)
+    indices = np.sort(rng.choice(10_000, 300, replace=False)).astype(np.uint64)
+    labels = rng.integers(0, 5, 300)
+    blob = pladacodec.encode(indices, labels, 10_000, n_classes=5, **methods)
+    assert blob[8:10] == bytes([1, minor])
+    assert pladacodec.decode(blob).version == (1, minor)
+    path = tmp_path / "streamed.plada"
+    write_stream(path, [(indices, labels)], n_reference=10_000, n_selected=300, n_classes=5, **methods)
+    assert path.read_bytes() == blob
