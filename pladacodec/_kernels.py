@@ -729,12 +729,17 @@ def ctx_labels_decode(words, skips, n_classes, out):
 
 # --- adaptive rANS, second generation (FORMAT.md §5.7, §6.3) -------------------------------
 #
-# Index method 4 and label method 3 refine methods 3 / 2 in three ways: 15-bit
-# probabilities (a 160-symbol table at 12 bits spends 4 % of its range on symbols that
-# never occur), an alphabet cut to the tokens the block can use, and young child contexts
-# that borrow their parent's table until they have seen CHILD_MIN symbols (fewer rebuilds:
-# small blocks decode several times faster).  Decoding a symbol looks up the bucket
-# ``slot >> LUT2_SHIFT`` of a 4,096-entry table, then steps forward over at most 2^3 slots.
+# Index method 4 and label method 3 refine methods 3 / 2 (each step measured on the bench's
+# 18 structured rows before it was kept): 15-bit probabilities (a 160-symbol table at 12 bits
+# spends 4 % of its range on symbols that never occur); an alphabet cut to the tokens the
+# block can use; young child contexts that borrow their parent's table until they have seen
+# CHILD_MIN symbols (fewer rebuilds: small blocks decode several times faster); parents whose
+# prior mixes the grandparent with a per-level geometric skip law (integers only, see
+# geo_survivals); run boundaries (a jump far above the local mean: usually a new folder) after
+# which the gap model measures the new run's density and the label model forgets its window;
+# priors worth PRIOR_STRENGTH2 observations.  Decoding a symbol of a mature context looks up
+# the bucket ``slot >> LUT2_SHIFT`` of a 4,096-entry table, then steps forward over at most
+# 2^3 slots.
 
 RANS2_BITS = 15
 RANS2_M = 1 << RANS2_BITS
@@ -1118,9 +1123,10 @@ def ctx2_gaps_decode(words, raw, n_tok, out, lo_surv, hi_surv):
 
 
 # --- labels, second generation (FORMAT.md §6.3) ---------------------------------------------
-# Label method 2's model at M = 2^15; for C <= LABEL_EXCLUDE_MAX a label that is none of
-# the candidates is coded with the candidates excluded from the literal table (their
-# share, up to 3/C of the range, would otherwise be wasted on every such label).
+# Label method 2's model at M = 2^15 with PRIOR_STRENGTH2, a window that empties at run
+# boundaries, and, for C <= LABEL_EXCLUDE_MAX, literals coded with the candidates excluded
+# from the literal table (their share, up to 3/C of the range, would otherwise be wasted on
+# every such label).
 
 LABEL_EXCLUDE_MAX = 32
 
