@@ -277,7 +277,10 @@ def encode(
     Indices may come in any order; they are sorted together with their labels.
     ``n_classes`` defaults to ``len(class_names)`` or ``max(labels) + 1``.
     ``index_methods`` / ``label_methods`` restrict the coding methods tried
-    (ids from FORMAT.md); by default every method is tried and the smallest kept.
+    (ids from FORMAT.md); by default every method but the superseded ones (index 3,
+    label 2) is tried per block and the smallest kept. The file is stamped with the
+    lowest format minor version that defines every allowed method: pass only 1.0
+    methods (index 1-3, label 1-2) to write a file that 1.0 readers decode.
     """
     header, idx, lab = _prepare(
         indices, labels, n_reference, n_classes, class_names, reference_fingerprint, metadata, block_entries
