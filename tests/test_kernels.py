@@ -186,7 +186,8 @@ def test_hostile_sections_stay_in_bounds():
 def test_kernels_in_subprocess(variable, tmp_path):
     env = dict(os.environ, PLADA_KERNEL_SUBPROCESS="1", NUMBA_CACHE_DIR=str(tmp_path / "numba-cache"))
     env[variable] = "1"
-    args = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(Path(__file__)), "-x"]
+    # the golden files too: pure-Python integer arithmetic must decode exactly what the JIT encoded
+    args = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(Path(__file__)), str(HERE / "test_golden.py"), "-x"]
     if variable == "NUMBA_DISABLE_JIT":
         # plain-Python kernels are ~100x slower: keep the fuzz run and big widths out
         args += ["-k", "not hostile_sections"]
