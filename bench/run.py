@@ -385,19 +385,30 @@ def _synthetic(row: dict) -> bool:
     return not row.get("real", False)
 
 
+def _size_checks(prefix: str, scope: str, applies: Callable[[dict], bool]) -> tuple[Check, Check]:
+    """The two size targets (vs the paper's pipeline, vs brotli/xz) over the rows ``applies`` picks."""
+    return (
+        Check(
+            f"{prefix}vs paper pipeline",
+            f"<= {TARGET_VS_PAPER:.2f} x min(paper list, paper bitmap), {scope}",
+            lambda row: row["ratios"]["vs_paper"],
+            TARGET_VS_PAPER,
+            applies,
+        ),
+        Check(
+            f"{prefix}vs brotli-11/xz-9e",
+            f"<= {TARGET_VS_GENERIC:.2f} x min(brotli-11, xz-9e), {scope}",
+            lambda row: row["ratios"]["vs_generic"],
+            TARGET_VS_GENERIC,
+            applies,
+        ),
+    )
+
+
 CHECKS = (
-    Check(
-        "size vs paper pipeline",
-        f"<= {TARGET_VS_PAPER:.2f} x min(paper list, paper bitmap), structured, keep 0.1/1/10 %",
-        lambda row: row["ratios"]["vs_paper"],
-        TARGET_VS_PAPER,
-        lambda row: _synthetic(row) and not row["uniform"] and _at_target_keep(row),
-    ),
-    Check(
-        "size vs brotli-11/xz-9e",
-        f"<= {TARGET_VS_GENERIC:.2f} x min(brotli-11, xz-9e), structured, keep 0.1/1/10 %",
-        lambda row: row["ratios"]["vs_generic"],
-        TARGET_VS_GENERIC,
+    *_size_checks(
+        "size ",
+        "structured, keep 0.1/1/10 %",
         lambda row: _synthetic(row) and not row["uniform"] and _at_target_keep(row),
     ),
     Check(
@@ -412,7 +423,7 @@ CHECKS = (
         f">= {TARGET_DECODE_M_PER_S:g} M entries/s, every synthetic row",
         lambda row: row["decode_m_entries_per_s"],
         TARGET_DECODE_M_PER_S,
-        lambda row: _synthetic(row),
+        _synthetic,
         higher_is_better=True,
     ),
     Check(
@@ -420,20 +431,11 @@ CHECKS = (
         f"<= {TARGET_DECODE_VS_PAPER:g} x paper-list-zstd19 decode time, every synthetic row",
         lambda row: row["decode_vs_paper"],
         TARGET_DECODE_VS_PAPER,
-        lambda row: _synthetic(row),
+        _synthetic,
     ),
-    Check(
-        "real selections vs paper pipeline",
-        f"<= {TARGET_VS_PAPER:.2f} x min(paper list, paper bitmap), teacher selections on real images (reported)",
-        lambda row: row["ratios"]["vs_paper"],
-        TARGET_VS_PAPER,
-        lambda row: not _synthetic(row),
-    ),
-    Check(
-        "real selections vs brotli-11/xz-9e",
-        f"<= {TARGET_VS_GENERIC:.2f} x min(brotli-11, xz-9e), teacher selections on real images (reported)",
-        lambda row: row["ratios"]["vs_generic"],
-        TARGET_VS_GENERIC,
+    *_size_checks(
+        "real selections ",
+        "teacher selections on real images (reported)",
         lambda row: not _synthetic(row),
     ),
 )
@@ -682,24 +684,19 @@ def run(config: BenchConfig) -> dict:
     cache = BaselineCache(out / CACHE_FILE, config.use_cache)
     _warm_up()
     rows = []
-    for profile in config.profiles:
-        for keep in config.keeps:
-            row_start = time.perf_counter()
+    synthetic = ((profile, keep, None) for profile in config.profiles for keep in config.keeps)
+    real = real_selections() if config.real else []
+    for profile, keep, sel in [*synthetic, *real]:
+        row_start = time.perf_counter()
+        if sel is None:
             sel = make_selection(profile, keep, config.seed)
-            row = measure_row(sel, profile, keep, config, cache)
-            rows.append(row)
-            _log(
-                f"{profile:<20} {_keep_text(row['keep']):>6} k={row['k']:>10,}  .plada {row['sizes'][PLADA]:>12,} B"
-                f"  /paper {row['ratios']['vs_paper']:.3f}  /brotli-xz {row['ratios']['vs_generic']:.3f}"
-                f"  {'cached' if row['baselines_cached'] else 'measured'} baselines"
-                f"  {time.perf_counter() - row_start:6.1f} s"
-            )
-    for profile, keep, sel in real_selections() if config.real else []:
         row = measure_row(sel, profile, keep, config, cache)
         rows.append(row)
         _log(
             f"{profile:<20} {_keep_text(row['keep']):>6} k={row['k']:>10,}  .plada {row['sizes'][PLADA]:>12,} B"
             f"  /paper {row['ratios']['vs_paper']:.3f}  /brotli-xz {row['ratios']['vs_generic']:.3f}"
+            f"  {'cached' if row['baselines_cached'] else 'measured'} baselines"
+            f"  {time.perf_counter() - row_start:6.1f} s"
         )
     verdicts = evaluate(rows)
     table, summary = markdown_table(rows), summary_text(verdicts)

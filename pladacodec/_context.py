@@ -10,6 +10,8 @@ size of its token alphabet).
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from . import _kernels
@@ -114,14 +116,10 @@ def labels_context_decode(params: Reader, body: Reader, count: int, n_classes: i
 # --- second generation: index method 4 (FORMAT.md §5.7), label method 3 (§6.3) ---------------
 
 
-_GEO: list = []
-
-
+@functools.cache
 def _geo() -> tuple[np.ndarray, np.ndarray]:
     """The geometric survivals of §5.7, computed on first use and kept for the process."""
-    if not _GEO:
-        _GEO.append(_kernels.geo_survivals())
-    return _GEO[0]
+    return _kernels.geo_survivals()
 
 
 def indices_context2_encode(indices: np.ndarray, base: int) -> tuple[bytes, bytes]:

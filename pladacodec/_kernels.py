@@ -163,7 +163,10 @@ def indices_from_gaps(gaps, base, limit, out):
 #
 # Speed note: the per-symbol steps are written out inside each kernel's loop
 # (``# step:`` comments), not called, because passing the model arrays to a
-# function costs numba reference-count traffic worth ~10x the step itself.
+# function costs numba reference-count traffic worth ~10x the step itself.  Even
+# ``inline="always"`` helpers for the label window / candidate updates made label
+# decoding 25-45 % slower (measured), so the two label generations repeat those steps;
+# table construction (_model_new, _rebuild, _rans_flush) and the raw-bit area are shared.
 
 RANS_BITS = 12
 RANS_M = 1 << RANS_BITS
@@ -175,27 +178,35 @@ PRIOR_STRENGTH = 64  # the parent table is worth this many observations
 REBUILD_STEP = 1024
 HALVE_AT = 1 << 16
 LUT_MIN_SEEN = 256  # young contexts decode by binary search; the slot->symbol table pays off later
+LUT_SIZE = 1 << 12  # slot -> symbol entries per context (methods 4 / 3: buckets of 8 slots)
 LUT_READY = 2 * LUT_MIN_SEEN  # nxt >= this <=> the last rebuild filled the table
 
 
 @nb.njit(cache=True, nogil=True)
-def _model_new(n_ctx, n_sym):
+def _model_new(n_ctx, n_sym, first):
+    """Adaptive tables for n_ctx contexts over n_sym symbols; a context is first built when its
+    ``seen`` reaches ``first`` (0: on first use)."""
     counts = np.zeros((n_ctx, n_sym), dtype=np.int32)
     seen = np.zeros(n_ctx, dtype=np.int64)
-    nxt = np.zeros(n_ctx, dtype=np.int64)  # 0: never built
+    nxt = np.full(n_ctx, first, dtype=np.int64)
     # Tables of a context are written in full by its first rebuild before anything reads
-    # them (nxt == 0 until then; the slot table only once nxt >= LUT_READY), so they need
-    # no zeroing: that keeps the fixed cost of small blocks low.
+    # them (the slot table only once nxt >= LUT_READY), so they need no zeroing: that keeps
+    # the fixed cost of small blocks low.
     freq = np.empty((n_ctx, n_sym), dtype=np.int32)
-    cum = np.empty((n_ctx, n_sym), dtype=np.int32)
-    lut = np.empty((n_ctx, RANS_M), dtype=np.uint8)  # every alphabet has <= 256 symbols
+    cum = np.empty((n_ctx, n_sym + 1), dtype=np.int32)  # cum[c, n_sym] = M after a rebuild
+    lut = np.empty((n_ctx, LUT_SIZE), dtype=np.uint8)  # every alphabet has <= 256 symbols
     return counts, seen, nxt, freq, cum, lut
 
 
 @nb.njit(cache=True, nogil=True)
-def _rebuild(counts, seen, nxt, freq, cum, lut, c, pfreq, pc, with_lut):
-    """Quantise context c's counts (plus the parent table pfreq[pc] if pc >= 0) to a table summing to RANS_M."""
-    n_sym = counts.shape[1]
+def _rebuild(counts, seen, nxt, freq, cum, lut, c, pfreq, pc, with_lut, n_sym, bits, strength):
+    """Quantise context c's counts over its first n_sym symbols (plus the prior table pfreq[pc],
+    worth ``strength`` observations, if pc >= 0) to a table summing to M = 2^bits (§5.6).
+
+    With ``with_lut``, once the context has seen LUT_MIN_SEEN symbols, ``lut[c, j]`` becomes
+    the symbol holding slot ``j << (bits - 12)`` (every slot when bits = 12).
+    """
+    m = np.int64(1) << bits
     total = np.int64(0)
     for s in range(n_sym):
         total += np.int64(counts[c, s])
@@ -204,10 +215,10 @@ def _rebuild(counts, seen, nxt, freq, cum, lut, c, pfreq, pc, with_lut):
         for s in range(n_sym):
             counts[c, s] = (counts[c, s] + 1) >> 1
             total += counts[c, s]
-    spread = RANS_M - n_sym
+    spread = m - n_sym
     if pc >= 0:
-        # weight_s = OBS * M * count_s + OBS * STRENGTH * parent_freq_s  (the parent sums to M)
-        denom = OBSERVATION_WEIGHT * RANS_M * (total + PRIOR_STRENGTH)
+        # weight_s = OBS * M * count_s + OBS * strength * prior_s  (the prior sums to about M)
+        denom = OBSERVATION_WEIGHT * m * (total + strength)
     else:
         # weight_s = OBS * count_s + 1
         denom = OBSERVATION_WEIGHT * total + n_sym
@@ -215,7 +226,7 @@ def _rebuild(counts, seen, nxt, freq, cum, lut, c, pfreq, pc, with_lut):
     best = 0
     for s in range(n_sym):
         if pc >= 0:
-            w = OBSERVATION_WEIGHT * RANS_M * np.int64(counts[c, s]) + OBSERVATION_WEIGHT * PRIOR_STRENGTH * np.int64(pfreq[pc, s])
+            w = OBSERVATION_WEIGHT * m * np.int64(counts[c, s]) + OBSERVATION_WEIGHT * strength * np.int64(pfreq[pc, s])
         else:
             w = OBSERVATION_WEIGHT * np.int64(counts[c, s]) + 1
         f = 1 + (w * spread) // denom
@@ -223,15 +234,18 @@ def _rebuild(counts, seen, nxt, freq, cum, lut, c, pfreq, pc, with_lut):
         used += f
         if f > freq[c, best]:
             best = s
-    freq[c, best] += RANS_M - used
-    fill = with_lut and seen[c] >= LUT_MIN_SEEN
+    freq[c, best] += m - used
     start = 0
     for s in range(n_sym):
         cum[c, s] = start
-        if fill:
-            for j in range(start, start + freq[c, s]):
-                lut[c, j] = np.uint8(s)
         start += freq[c, s]
+    cum[c, n_sym] = m
+    if with_lut and seen[c] >= LUT_MIN_SEEN:
+        shift = bits - 12
+        bucket = (1 << shift) - 1
+        for s in range(n_sym):
+            for j in range((cum[c, s] + bucket) >> shift, (cum[c, s + 1] + bucket) >> shift):
+                lut[c, j] = np.uint8(s)
     seen_c = seen[c]
     if seen_c == 0:
         nxt[c] = 1
@@ -240,18 +254,19 @@ def _rebuild(counts, seen, nxt, freq, cum, lut, c, pfreq, pc, with_lut):
 
 
 @nb.njit(cache=True, nogil=True)
-def _rans_flush(starts, freqs, n, words):
-    """Encode recorded symbols in reverse; returns the word count, words in decoding order."""
+def _rans_flush(starts, freqs, n, words, bits):
+    """Encode recorded symbols (probabilities over 2^bits) in reverse; returns the word count,
+    words in decoding order."""
     x = RANS_L
     count = 0
     for i in range(n - 1, -1, -1):
         f = np.uint64(freqs[i])
-        x_max = ((RANS_L >> np.uint64(RANS_BITS)) << np.uint64(32)) * f
+        x_max = ((RANS_L >> np.uint64(bits)) << np.uint64(32)) * f
         if x >= x_max:
             words[count] = np.uint32(x & np.uint64(0xFFFFFFFF))
             count += 1
             x >>= np.uint64(32)
-        x = ((x // f) << np.uint64(RANS_BITS)) + (x % f) + np.uint64(starts[i])
+        x = ((x // f) << np.uint64(bits)) + (x % f) + np.uint64(starts[i])
     words[count] = np.uint32(x & np.uint64(0xFFFFFFFF))
     words[count + 1] = np.uint32(x >> np.uint64(32))
     count += 2
@@ -260,6 +275,34 @@ def _rans_flush(starts, freqs, n, words):
         words[i] = words[count - 1 - i]
         words[count - 1 - i] = tmp
     return count
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _raw_take(raw, bitpos, width):
+    """The ``width`` bits at ``bitpos`` of the raw-bit area (LSB-first); returns (value, new bitpos)."""
+    value = np.uint64(0)
+    got = 0
+    while got < width:
+        offset = bitpos & 7
+        take = min(8 - offset, width - got)
+        chunk = (np.uint64(raw[bitpos >> 3]) >> np.uint64(offset)) & np.uint64((1 << take) - 1)
+        value |= chunk << np.uint64(got)
+        got += take
+        bitpos += take
+    return value, bitpos
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _raw_put(raw, bitpos, value, width):
+    """Append the low ``width`` bits of ``value`` at ``bitpos`` (``raw`` zeroed); returns the new bitpos."""
+    while width > 0:
+        offset = bitpos & 7
+        take = min(8 - offset, width)
+        raw[bitpos >> 3] |= np.uint8((value & np.uint64((1 << take) - 1)) << np.uint64(offset))
+        value >>= np.uint64(take)
+        width -= take
+        bitpos += take
+    return bitpos
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
@@ -331,9 +374,9 @@ def _gaps_run(skips, decoding, words, raw, starts, freqs, sizes):
     Returns False on a stream that is inconsistent in any way.
     """
     n = skips.shape[0]
-    counts, seen, nxt, freq, cum, lut = _model_new(GAP_CONTEXTS, GAP_TOKENS)
-    p_counts, p_seen, p_nxt, p_freq, p_cum, p_lut = _model_new(GAP_LEVELS, GAP_TOKENS)
-    g_counts, g_seen, g_nxt, g_freq, g_cum, g_lut = _model_new(1, GAP_TOKENS)
+    counts, seen, nxt, freq, cum, lut = _model_new(GAP_CONTEXTS, GAP_TOKENS, 0)
+    p_counts, p_seen, p_nxt, p_freq, p_cum, p_lut = _model_new(GAP_LEVELS, GAP_TOKENS, 0)
+    g_counts, g_seen, g_nxt, g_freq, g_cum, g_lut = _model_new(1, GAP_TOKENS, 0)
     ring = np.zeros(GAP_WINDOW, dtype=np.uint64)
     window_sum = np.uint64(0)
     mag1 = 0
@@ -368,9 +411,9 @@ def _gaps_run(skips, decoding, words, raw, starts, freqs, sizes):
         if nxt[c] == 0:
             if p_nxt[level] == 0:
                 if g_nxt[0] == 0:
-                    _rebuild(g_counts, g_seen, g_nxt, g_freq, g_cum, g_lut, 0, g_freq, -1, False)
-                _rebuild(p_counts, p_seen, p_nxt, p_freq, p_cum, p_lut, level, g_freq, 0, False)
-            _rebuild(counts, seen, nxt, freq, cum, lut, c, p_freq, level, True)
+                    _rebuild(g_counts, g_seen, g_nxt, g_freq, g_cum, g_lut, 0, g_freq, -1, False, g_counts.shape[1], RANS_BITS, PRIOR_STRENGTH)
+                _rebuild(p_counts, p_seen, p_nxt, p_freq, p_cum, p_lut, level, g_freq, 0, False, p_counts.shape[1], RANS_BITS, PRIOR_STRENGTH)
+            _rebuild(counts, seen, nxt, freq, cum, lut, c, p_freq, level, True, counts.shape[1], RANS_BITS, PRIOR_STRENGTH)
         # step: code the token
         if decoding:
             slot = np.int64(x & RANS_MASK)
@@ -401,13 +444,13 @@ def _gaps_run(skips, decoding, words, raw, starts, freqs, sizes):
         g_counts[0, tok] += 1
         g_seen[0] += 1
         if g_seen[0] >= g_nxt[0]:
-            _rebuild(g_counts, g_seen, g_nxt, g_freq, g_cum, g_lut, 0, g_freq, -1, False)
+            _rebuild(g_counts, g_seen, g_nxt, g_freq, g_cum, g_lut, 0, g_freq, -1, False, g_counts.shape[1], RANS_BITS, PRIOR_STRENGTH)
         p_counts[level, tok] += 1
         p_seen[level] += 1
         if p_seen[level] >= p_nxt[level]:
-            _rebuild(p_counts, p_seen, p_nxt, p_freq, p_cum, p_lut, level, g_freq, 0, False)
+            _rebuild(p_counts, p_seen, p_nxt, p_freq, p_cum, p_lut, level, g_freq, 0, False, p_counts.shape[1], RANS_BITS, PRIOR_STRENGTH)
         if seen[c] >= nxt[c]:
-            _rebuild(counts, seen, nxt, freq, cum, lut, c, p_freq, level, True)
+            _rebuild(counts, seen, nxt, freq, cum, lut, c, p_freq, level, True, counts.shape[1], RANS_BITS, PRIOR_STRENGTH)
         # the raw low bits
         if tok >= GAP_EXACT:
             e = (tok - GAP_EXACT) // (1 << GAP_SUB) + 3
@@ -415,27 +458,11 @@ def _gaps_run(skips, decoding, words, raw, starts, freqs, sizes):
             if decoding:
                 if bitpos + nraw > raw_bits:
                     return False
-                low = np.uint64(0)
-                got = 0
-                while got < nraw:
-                    offset = bitpos & 7
-                    take = min(8 - offset, nraw - got)
-                    chunk = (np.uint64(raw[bitpos >> 3]) >> np.uint64(offset)) & np.uint64((1 << take) - 1)
-                    low |= chunk << np.uint64(got)
-                    got += take
-                    bitpos += take
+                low, bitpos = _raw_take(raw, bitpos, nraw)
                 top = (tok - GAP_EXACT) % (1 << GAP_SUB)
                 v = (np.uint64(1) << np.uint64(e)) | (np.uint64(top) << np.uint64(nraw)) | low
             else:
-                value = v
-                width = nraw
-                while width > 0:
-                    offset = bitpos & 7
-                    take = min(8 - offset, width)
-                    raw[bitpos >> 3] |= np.uint8((value & np.uint64((1 << take) - 1)) << np.uint64(offset))
-                    value >>= np.uint64(take)
-                    width -= take
-                    bitpos += take
+                bitpos = _raw_put(raw, bitpos, v, nraw)
         elif decoding:
             v = np.uint64(tok)
         if decoding:
@@ -462,7 +489,7 @@ def ctx_gaps_encode(skips, words, raw, out_sizes):
     freqs = np.empty(n, dtype=np.int32)
     sizes = np.zeros(2, dtype=np.int64)
     _gaps_run(skips, False, words, raw, starts, freqs, sizes)
-    out_sizes[0] = _rans_flush(starts, freqs, sizes[0], words)
+    out_sizes[0] = _rans_flush(starts, freqs, sizes[0], words, RANS_BITS)
     out_sizes[1] = sizes[1]
     return 0
 
@@ -503,10 +530,10 @@ def _labels_run(labels, skips, n_classes, decoding, words, starts, freqs, sizes)
     split = n_classes > 256
     n_hi = (n_classes + 255) // 256 if split else 1
     n_lo = 256 if split else n_classes
-    r_counts, r_seen, r_nxt, r_freq, r_cum, r_lut = _model_new(LABEL_CONTEXTS, LABEL_CANDIDATES + 1)
-    q_counts, q_seen, q_nxt, q_freq, q_cum, q_lut = _model_new(LABEL_PARENTS, LABEL_CANDIDATES + 1)
-    h_counts, h_seen, h_nxt, h_freq, h_cum, h_lut = _model_new(1, n_hi)
-    l_counts, l_seen, l_nxt, l_freq, l_cum, l_lut = _model_new(n_hi, n_lo)
+    r_counts, r_seen, r_nxt, r_freq, r_cum, r_lut = _model_new(LABEL_CONTEXTS, LABEL_CANDIDATES + 1, 0)
+    q_counts, q_seen, q_nxt, q_freq, q_cum, q_lut = _model_new(LABEL_PARENTS, LABEL_CANDIDATES + 1, 0)
+    h_counts, h_seen, h_nxt, h_freq, h_cum, h_lut = _model_new(1, n_hi, 0)
+    l_counts, l_seen, l_nxt, l_freq, l_cum, l_lut = _model_new(n_hi, n_lo, 0)
     window = np.full(LABEL_WINDOW, -1, dtype=np.int64)
     in_window = np.zeros(n_classes, dtype=np.int32)
     recent = np.full(LABEL_RECENT, -1, dtype=np.int64)
@@ -526,16 +553,12 @@ def _labels_run(labels, skips, n_classes, decoding, words, starts, freqs, sizes)
         if x < RANS_L or x >= (np.uint64(1) << np.uint64(63)):
             return False
     for i in range(n):
-        # candidates: the window's mode, then recent distinct labels other than it
         cand[0] = mode
         j = 1
         for t in range(LABEL_RECENT):
             if j < LABEL_CANDIDATES and recent[t] >= 0 and recent[t] != mode:
                 cand[j] = recent[t]
                 j += 1
-        while j < LABEL_CANDIDATES:
-            cand[j] = -1
-            j += 1
         v = skips[i]
         if v < np.uint64(GAP_EXACT):
             mag = np.int64(v)
@@ -557,8 +580,8 @@ def _labels_run(labels, skips, n_classes, decoding, words, starts, freqs, sizes)
         # step: code r in context c (parent pc)
         if r_nxt[c] == 0:
             if q_nxt[pc] == 0:
-                _rebuild(q_counts, q_seen, q_nxt, q_freq, q_cum, q_lut, pc, q_freq, -1, False)
-            _rebuild(r_counts, r_seen, r_nxt, r_freq, r_cum, r_lut, c, q_freq, pc, True)
+                _rebuild(q_counts, q_seen, q_nxt, q_freq, q_cum, q_lut, pc, q_freq, -1, False, q_counts.shape[1], RANS_BITS, PRIOR_STRENGTH)
+            _rebuild(r_counts, r_seen, r_nxt, r_freq, r_cum, r_lut, c, q_freq, pc, True, r_counts.shape[1], RANS_BITS, PRIOR_STRENGTH)
         if decoding:
             slot = np.int64(x & RANS_MASK)
             if r_nxt[c] >= LUT_READY:
@@ -587,9 +610,9 @@ def _labels_run(labels, skips, n_classes, decoding, words, starts, freqs, sizes)
         q_counts[pc, r] += 1
         q_seen[pc] += 1
         if q_seen[pc] >= q_nxt[pc]:
-            _rebuild(q_counts, q_seen, q_nxt, q_freq, q_cum, q_lut, pc, q_freq, -1, False)
+            _rebuild(q_counts, q_seen, q_nxt, q_freq, q_cum, q_lut, pc, q_freq, -1, False, q_counts.shape[1], RANS_BITS, PRIOR_STRENGTH)
         if r_seen[c] >= r_nxt[c]:
-            _rebuild(r_counts, r_seen, r_nxt, r_freq, r_cum, r_lut, c, q_freq, pc, True)
+            _rebuild(r_counts, r_seen, r_nxt, r_freq, r_cum, r_lut, c, q_freq, pc, True, r_counts.shape[1], RANS_BITS, PRIOR_STRENGTH)
         if r < LABEL_CANDIDATES:
             label = cand[r]
             if label < 0:
@@ -603,7 +626,7 @@ def _labels_run(labels, skips, n_classes, decoding, words, starts, freqs, sizes)
             if split:
                 # step: code the high part (one context, no parent)
                 if h_nxt[0] == 0:
-                    _rebuild(h_counts, h_seen, h_nxt, h_freq, h_cum, h_lut, 0, h_freq, -1, True)
+                    _rebuild(h_counts, h_seen, h_nxt, h_freq, h_cum, h_lut, 0, h_freq, -1, True, h_counts.shape[1], RANS_BITS, PRIOR_STRENGTH)
                 if decoding:
                     slot = np.int64(x & RANS_MASK)
                     if h_nxt[0] >= LUT_READY:
@@ -630,10 +653,10 @@ def _labels_run(labels, skips, n_classes, decoding, words, starts, freqs, sizes)
                 h_counts[0, hi] += 1
                 h_seen[0] += 1
                 if h_seen[0] >= h_nxt[0]:
-                    _rebuild(h_counts, h_seen, h_nxt, h_freq, h_cum, h_lut, 0, h_freq, -1, True)
+                    _rebuild(h_counts, h_seen, h_nxt, h_freq, h_cum, h_lut, 0, h_freq, -1, True, h_counts.shape[1], RANS_BITS, PRIOR_STRENGTH)
             # step: code the low part in the context of the high part
             if l_nxt[hi] == 0:
-                _rebuild(l_counts, l_seen, l_nxt, l_freq, l_cum, l_lut, hi, l_freq, -1, True)
+                _rebuild(l_counts, l_seen, l_nxt, l_freq, l_cum, l_lut, hi, l_freq, -1, True, l_counts.shape[1], RANS_BITS, PRIOR_STRENGTH)
             if decoding:
                 slot = np.int64(x & RANS_MASK)
                 if l_nxt[hi] >= LUT_READY:
@@ -660,14 +683,13 @@ def _labels_run(labels, skips, n_classes, decoding, words, starts, freqs, sizes)
             l_counts[hi, lo] += 1
             l_seen[hi] += 1
             if l_seen[hi] >= l_nxt[hi]:
-                _rebuild(l_counts, l_seen, l_nxt, l_freq, l_cum, l_lut, hi, l_freq, -1, True)
+                _rebuild(l_counts, l_seen, l_nxt, l_freq, l_cum, l_lut, hi, l_freq, -1, True, l_counts.shape[1], RANS_BITS, PRIOR_STRENGTH)
             label = (hi << 8) + lo
             if label >= n_classes:
                 return False
         if decoding:
             labels[i] = label
         prev_hit = 1 if r == 0 else 0
-        # recent distinct labels, most recent first
         if recent[0] != label:
             t = LABEL_RECENT - 1
             for q in range(LABEL_RECENT):
@@ -678,7 +700,6 @@ def _labels_run(labels, skips, n_classes, decoding, words, starts, freqs, sizes)
                 recent[t] = recent[t - 1]
                 t -= 1
             recent[0] = label
-        # the window and its mode (ties: the most recent label)
         slot = i % LABEL_WINDOW
         old = window[slot]
         if old >= 0:
@@ -714,7 +735,7 @@ def ctx_labels_encode(labels, skips, n_classes, words):
     freqs = np.empty(3 * n, dtype=np.int32)
     sizes = np.zeros(1, dtype=np.int64)
     _labels_run(labels, skips, n_classes, False, words, starts, freqs, sizes)
-    return _rans_flush(starts, freqs, sizes[0], words)
+    return _rans_flush(starts, freqs, sizes[0], words, RANS_BITS)
 
 
 @nb.njit(nb.int64(nb.uint32[::1], nb.uint64[::1], nb.int64, nb.int64[::1]), cache=True, nogil=True)
@@ -745,7 +766,6 @@ RANS2_BITS = 15
 RANS2_M = 1 << RANS2_BITS
 RANS2_MASK = np.uint64(RANS2_M - 1)
 LUT2_SHIFT = RANS2_BITS - 12
-LUT2_SIZE = 1 << 12
 CHILD_MIN = 16
 PRIOR_STRENGTH2 = 256  # methods 4 / 3: a prior table is worth this many observations (64 in 3 / 2)
 # A run boundary (methods 4 and label 3): a skip > 4 x the mean of the previous 16 skips + 8
@@ -756,63 +776,10 @@ BOUNDARY_SLACK = 8
 GAP_FRESH_MIN = 4
 
 
-@nb.njit(cache=True, nogil=True)
-def _model2_new(n_ctx, n_sym, first):
-    counts = np.zeros((n_ctx, n_sym), dtype=np.int32)
-    seen = np.zeros(n_ctx, dtype=np.int64)
-    nxt = np.full(n_ctx, first, dtype=np.int64)  # first rebuild point (0: on first use)
-    freq = np.empty((n_ctx, n_sym), dtype=np.int32)
-    cum = np.empty((n_ctx, n_sym + 1), dtype=np.int32)
-    lut = np.empty((n_ctx, LUT2_SIZE), dtype=np.uint8)  # every alphabet has <= 256 symbols
-    return counts, seen, nxt, freq, cum, lut
-
-
-@nb.njit(cache=True, nogil=True)
-def _rebuild2(counts, seen, nxt, freq, cum, lut, c, pfreq, pc, with_lut, n_sym):
-    """§5.6's rebuild at M = 2^15 over the first n_sym symbols; fills the bucket table on request."""
-    total = np.int64(0)
-    for s in range(n_sym):
-        total += np.int64(counts[c, s])
-    if total >= HALVE_AT:
-        total = 0
-        for s in range(n_sym):
-            counts[c, s] = (counts[c, s] + 1) >> 1
-            total += counts[c, s]
-    spread = RANS2_M - n_sym
-    if pc >= 0:
-        denom = OBSERVATION_WEIGHT * RANS2_M * (total + PRIOR_STRENGTH2)
-    else:
-        denom = OBSERVATION_WEIGHT * total + n_sym
-    used = 0
-    best = 0
-    for s in range(n_sym):
-        if pc >= 0:
-            w = OBSERVATION_WEIGHT * RANS2_M * np.int64(counts[c, s]) + OBSERVATION_WEIGHT * PRIOR_STRENGTH2 * np.int64(pfreq[pc, s])
-        else:
-            w = OBSERVATION_WEIGHT * np.int64(counts[c, s]) + 1
-        f = 1 + (w * spread) // denom
-        freq[c, s] = f
-        used += f
-        if f > freq[c, best]:
-            best = s
-    freq[c, best] += RANS2_M - used
-    start = 0
-    for s in range(n_sym):
-        cum[c, s] = start
-        start += freq[c, s]
-    cum[c, n_sym] = RANS2_M
-    if with_lut and seen[c] >= LUT_MIN_SEEN:
-        bucket_size = 1 << LUT2_SHIFT
-        for s in range(n_sym):
-            lo = (cum[c, s] + bucket_size - 1) >> LUT2_SHIFT
-            hi = (cum[c, s + 1] + bucket_size - 1) >> LUT2_SHIFT
-            for j in range(lo, hi):
-                lut[c, j] = np.uint8(s)
-    seen_c = seen[c]
-    if seen_c == 0:
-        nxt[c] = 1
-    else:
-        nxt[c] = seen_c * 2 if seen_c < REBUILD_STEP else seen_c + REBUILD_STEP
+@nb.njit(cache=True, nogil=True, inline="always")
+def _run_boundary(i, v, window_sum):
+    """Entry i (skip v) starts a new run: v > 4 x the mean of the previous 16 skips + 8 (§5.7, §6.3)."""
+    return i >= GAP_WINDOW and v > np.uint64(BOUNDARY_FACTOR) * (window_sum // np.uint64(GAP_WINDOW)) + np.uint64(BOUNDARY_SLACK)
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
@@ -910,9 +877,9 @@ def _geo_row(level, n_tok, lo_surv, hi_surv, out):
 def _gaps_run2(skips, n_tok, decoding, words, raw, starts, freqs, sizes, lo_surv, hi_surv):
     """The gap model of index method 4, shared by encoder and decoder (see _gaps_run)."""
     n = skips.shape[0]
-    counts, seen, nxt, freq, cum, lut = _model2_new(GAP_CONTEXTS, n_tok, CHILD_MIN)
-    p_counts, p_seen, p_nxt, p_freq, p_cum, p_lut = _model2_new(GAP_LEVELS, n_tok, 0)
-    g_counts, g_seen, g_nxt, g_freq, g_cum, g_lut = _model2_new(1, n_tok, 0)
+    counts, seen, nxt, freq, cum, lut = _model_new(GAP_CONTEXTS, n_tok, CHILD_MIN)
+    p_counts, p_seen, p_nxt, p_freq, p_cum, p_lut = _model_new(GAP_LEVELS, n_tok, 0)
+    g_counts, g_seen, g_nxt, g_freq, g_cum, g_lut = _model_new(1, n_tok, 0)
     geo = np.empty((GAP_LEVELS, n_tok), dtype=np.int32)  # filled per level on first use
     prior = np.empty((GAP_LEVELS, n_tok), dtype=np.int32)  # a parent's prior: grandparent + geometric
     ring = np.zeros(GAP_WINDOW, dtype=np.uint64)
@@ -951,10 +918,10 @@ def _gaps_run2(skips, n_tok, decoding, words, raw, starts, freqs, sizes, lo_surv
         if p_nxt[level] == 0:
             _geo_row(level, n_tok, lo_surv, hi_surv, geo)
             if g_nxt[0] == 0:
-                _rebuild2(g_counts, g_seen, g_nxt, g_freq, g_cum, g_lut, 0, g_freq, -1, False, n_tok)
+                _rebuild(g_counts, g_seen, g_nxt, g_freq, g_cum, g_lut, 0, g_freq, -1, False, n_tok, RANS2_BITS, PRIOR_STRENGTH2)
             for t in range(n_tok):
                 prior[level, t] = (g_freq[0, t] + geo[level, t]) >> 1
-            _rebuild2(p_counts, p_seen, p_nxt, p_freq, p_cum, p_lut, level, prior, level, False, n_tok)
+            _rebuild(p_counts, p_seen, p_nxt, p_freq, p_cum, p_lut, level, prior, level, False, n_tok, RANS2_BITS, PRIOR_STRENGTH2)
         own = seen[c] >= CHILD_MIN
         if decoding:
             slot = np.int64(x & RANS2_MASK)
@@ -993,15 +960,15 @@ def _gaps_run2(skips, n_tok, decoding, words, raw, starts, freqs, sizes, lo_surv
         g_counts[0, tok] += 1
         g_seen[0] += 1
         if g_seen[0] >= g_nxt[0]:
-            _rebuild2(g_counts, g_seen, g_nxt, g_freq, g_cum, g_lut, 0, g_freq, -1, False, n_tok)
+            _rebuild(g_counts, g_seen, g_nxt, g_freq, g_cum, g_lut, 0, g_freq, -1, False, n_tok, RANS2_BITS, PRIOR_STRENGTH2)
         p_counts[level, tok] += 1
         p_seen[level] += 1
         if p_seen[level] >= p_nxt[level]:
             for t in range(n_tok):
                 prior[level, t] = (g_freq[0, t] + geo[level, t]) >> 1
-            _rebuild2(p_counts, p_seen, p_nxt, p_freq, p_cum, p_lut, level, prior, level, False, n_tok)
+            _rebuild(p_counts, p_seen, p_nxt, p_freq, p_cum, p_lut, level, prior, level, False, n_tok, RANS2_BITS, PRIOR_STRENGTH2)
         if seen[c] >= nxt[c]:
-            _rebuild2(counts, seen, nxt, freq, cum, lut, c, p_freq, level, True, n_tok)
+            _rebuild(counts, seen, nxt, freq, cum, lut, c, p_freq, level, True, n_tok, RANS2_BITS, PRIOR_STRENGTH2)
         # the raw low bits
         if tok >= GAP_EXACT:
             e = (tok - GAP_EXACT) // (1 << GAP_SUB) + 3
@@ -1009,33 +976,17 @@ def _gaps_run2(skips, n_tok, decoding, words, raw, starts, freqs, sizes, lo_surv
             if decoding:
                 if bitpos + nraw > raw_bits:
                     return False
-                low = np.uint64(0)
-                got = 0
-                while got < nraw:
-                    offset = bitpos & 7
-                    take = min(8 - offset, nraw - got)
-                    chunk = (np.uint64(raw[bitpos >> 3]) >> np.uint64(offset)) & np.uint64((1 << take) - 1)
-                    low |= chunk << np.uint64(got)
-                    got += take
-                    bitpos += take
+                low, bitpos = _raw_take(raw, bitpos, nraw)
                 top = (tok - GAP_EXACT) % (1 << GAP_SUB)
                 v = (np.uint64(1) << np.uint64(e)) | (np.uint64(top) << np.uint64(nraw)) | low
             else:
-                value = v
-                width = nraw
-                while width > 0:
-                    offset = bitpos & 7
-                    take = min(8 - offset, width)
-                    raw[bitpos >> 3] |= np.uint8((value & np.uint64((1 << take) - 1)) << np.uint64(offset))
-                    value >>= np.uint64(take)
-                    width -= take
-                    bitpos += take
+                bitpos = _raw_put(raw, bitpos, v, nraw)
         elif decoding:
             v = np.uint64(tok)
         if decoding:
             skips[i] = v
         mag1 = _gap_mag(tok)
-        if i >= GAP_WINDOW and v > np.uint64(BOUNDARY_FACTOR) * (window_sum // np.uint64(GAP_WINDOW)) + np.uint64(BOUNDARY_SLACK):
+        if _run_boundary(i, v, window_sum):
             since = 0
             since_sum = np.uint64(0)
         elif since < GAP_WINDOW:
@@ -1052,29 +1003,6 @@ def _gaps_run2(skips, n_tok, decoding, words, raw, starts, freqs, sizes, lo_surv
         sizes[0] = m
     sizes[1] = bitpos
     return True
-
-
-@nb.njit(cache=True, nogil=True)
-def _rans2_flush(starts, freqs, n, words):
-    """_rans_flush at M = 2^15."""
-    x = RANS_L
-    count = 0
-    for i in range(n - 1, -1, -1):
-        f = np.uint64(freqs[i])
-        x_max = ((RANS_L >> np.uint64(RANS2_BITS)) << np.uint64(32)) * f
-        if x >= x_max:
-            words[count] = np.uint32(x & np.uint64(0xFFFFFFFF))
-            count += 1
-            x >>= np.uint64(32)
-        x = ((x // f) << np.uint64(RANS2_BITS)) + (x % f) + np.uint64(starts[i])
-    words[count] = np.uint32(x & np.uint64(0xFFFFFFFF))
-    words[count + 1] = np.uint32(x >> np.uint64(32))
-    count += 2
-    for i in range(count // 2):
-        tmp = words[i]
-        words[i] = words[count - 1 - i]
-        words[count - 1 - i] = tmp
-    return count
 
 
 @nb.njit(nb.int64(nb.uint64[::1]), cache=True, nogil=True)
@@ -1103,7 +1031,7 @@ def ctx2_gaps_encode(skips, n_tok, words, raw, out_sizes, lo_surv, hi_surv):
     sizes = np.zeros(2, dtype=np.int64)
     if not _gaps_run2(skips, n_tok, False, words, raw, starts, freqs, sizes, lo_surv, hi_surv):
         return -1
-    out_sizes[0] = _rans2_flush(starts, freqs, sizes[0], words)
+    out_sizes[0] = _rans_flush(starts, freqs, sizes[0], words, RANS2_BITS)
     out_sizes[1] = sizes[1]
     return 0
 
@@ -1140,10 +1068,10 @@ def _labels_run2(labels, skips, n_classes, decoding, words, starts, freqs, sizes
     n_hi = (n_classes + 255) // 256 if split else 1
     n_lo = 256 if split else n_classes
     r_sym = LABEL_CANDIDATES + 1
-    r_counts, r_seen, r_nxt, r_freq, r_cum, r_lut = _model2_new(LABEL_CONTEXTS, r_sym, 0)
-    q_counts, q_seen, q_nxt, q_freq, q_cum, q_lut = _model2_new(LABEL_PARENTS, r_sym, 0)
-    h_counts, h_seen, h_nxt, h_freq, h_cum, h_lut = _model2_new(1, n_hi, 0)
-    l_counts, l_seen, l_nxt, l_freq, l_cum, l_lut = _model2_new(n_hi, n_lo, 0)
+    r_counts, r_seen, r_nxt, r_freq, r_cum, r_lut = _model_new(LABEL_CONTEXTS, r_sym, 0)
+    q_counts, q_seen, q_nxt, q_freq, q_cum, q_lut = _model_new(LABEL_PARENTS, r_sym, 0)
+    h_counts, h_seen, h_nxt, h_freq, h_cum, h_lut = _model_new(1, n_hi, 0)
+    l_counts, l_seen, l_nxt, l_freq, l_cum, l_lut = _model_new(n_hi, n_lo, 0)
     x_freq = np.zeros(n_lo, dtype=np.int64)  # the literal table with the candidates excluded
     x_cum = np.zeros(n_lo + 1, dtype=np.int64)
     window = np.full(LABEL_WINDOW, -1, dtype=np.int64)
@@ -1173,12 +1101,9 @@ def _labels_run2(labels, skips, n_classes, decoding, words, starts, freqs, sizes
             if j < LABEL_CANDIDATES and recent[t] >= 0 and recent[t] != mode:
                 cand[j] = recent[t]
                 j += 1
-        while j < LABEL_CANDIDATES:
-            cand[j] = -1
-            j += 1
         v = skips[i]
         # a skip far above the local mean starts a new run (likely a new folder): forget the window
-        if i >= GAP_WINDOW and v > np.uint64(BOUNDARY_FACTOR) * (gap_sum // np.uint64(GAP_WINDOW)) + np.uint64(BOUNDARY_SLACK):
+        if _run_boundary(i, v, gap_sum):
             for q in range(LABEL_WINDOW):
                 if window[q] >= 0:
                     in_window[window[q]] -= 1
@@ -1207,8 +1132,8 @@ def _labels_run2(labels, skips, n_classes, decoding, words, starts, freqs, sizes
         # step: code r in context c (parent pc)
         if r_nxt[c] == 0:
             if q_nxt[pc] == 0:
-                _rebuild2(q_counts, q_seen, q_nxt, q_freq, q_cum, q_lut, pc, q_freq, -1, False, r_sym)
-            _rebuild2(r_counts, r_seen, r_nxt, r_freq, r_cum, r_lut, c, q_freq, pc, False, r_sym)
+                _rebuild(q_counts, q_seen, q_nxt, q_freq, q_cum, q_lut, pc, q_freq, -1, False, r_sym, RANS2_BITS, PRIOR_STRENGTH2)
+            _rebuild(r_counts, r_seen, r_nxt, r_freq, r_cum, r_lut, c, q_freq, pc, False, r_sym, RANS2_BITS, PRIOR_STRENGTH2)
         if decoding:
             slot = np.int64(x & RANS2_MASK)
             r = 0
@@ -1229,9 +1154,9 @@ def _labels_run2(labels, skips, n_classes, decoding, words, starts, freqs, sizes
         q_counts[pc, r] += 1
         q_seen[pc] += 1
         if q_seen[pc] >= q_nxt[pc]:
-            _rebuild2(q_counts, q_seen, q_nxt, q_freq, q_cum, q_lut, pc, q_freq, -1, False, r_sym)
+            _rebuild(q_counts, q_seen, q_nxt, q_freq, q_cum, q_lut, pc, q_freq, -1, False, r_sym, RANS2_BITS, PRIOR_STRENGTH2)
         if r_seen[c] >= r_nxt[c]:
-            _rebuild2(r_counts, r_seen, r_nxt, r_freq, r_cum, r_lut, c, q_freq, pc, False, r_sym)
+            _rebuild(r_counts, r_seen, r_nxt, r_freq, r_cum, r_lut, c, q_freq, pc, False, r_sym, RANS2_BITS, PRIOR_STRENGTH2)
         if r < LABEL_CANDIDATES:
             label = cand[r]
             if label < 0:
@@ -1239,7 +1164,7 @@ def _labels_run2(labels, skips, n_classes, decoding, words, starts, freqs, sizes
         elif exclude:
             # step: the literal, from the adaptive table with the candidates' share removed
             if l_nxt[0] == 0:
-                _rebuild2(l_counts, l_seen, l_nxt, l_freq, l_cum, l_lut, 0, l_freq, -1, False, n_lo)
+                _rebuild(l_counts, l_seen, l_nxt, l_freq, l_cum, l_lut, 0, l_freq, -1, False, n_lo, RANS2_BITS, PRIOR_STRENGTH2)
             gone = 0
             for t in range(LABEL_CANDIDATES):
                 if cand[t] >= 0:
@@ -1287,7 +1212,7 @@ def _labels_run2(labels, skips, n_classes, decoding, words, starts, freqs, sizes
             l_counts[0, lo] += 1
             l_seen[0] += 1
             if l_seen[0] >= l_nxt[0]:
-                _rebuild2(l_counts, l_seen, l_nxt, l_freq, l_cum, l_lut, 0, l_freq, -1, False, n_lo)
+                _rebuild(l_counts, l_seen, l_nxt, l_freq, l_cum, l_lut, 0, l_freq, -1, False, n_lo, RANS2_BITS, PRIOR_STRENGTH2)
         else:
             hi = 0
             lo = 0
@@ -1297,7 +1222,7 @@ def _labels_run2(labels, skips, n_classes, decoding, words, starts, freqs, sizes
             if split:
                 # step: code the high part (one context, no parent)
                 if h_nxt[0] == 0:
-                    _rebuild2(h_counts, h_seen, h_nxt, h_freq, h_cum, h_lut, 0, h_freq, -1, True, n_hi)
+                    _rebuild(h_counts, h_seen, h_nxt, h_freq, h_cum, h_lut, 0, h_freq, -1, True, n_hi, RANS2_BITS, PRIOR_STRENGTH2)
                 if decoding:
                     slot = np.int64(x & RANS2_MASK)
                     if h_nxt[0] >= LUT_READY:
@@ -1319,10 +1244,10 @@ def _labels_run2(labels, skips, n_classes, decoding, words, starts, freqs, sizes
                 h_counts[0, hi] += 1
                 h_seen[0] += 1
                 if h_seen[0] >= h_nxt[0]:
-                    _rebuild2(h_counts, h_seen, h_nxt, h_freq, h_cum, h_lut, 0, h_freq, -1, True, n_hi)
+                    _rebuild(h_counts, h_seen, h_nxt, h_freq, h_cum, h_lut, 0, h_freq, -1, True, n_hi, RANS2_BITS, PRIOR_STRENGTH2)
             # step: code the low part in the context of the high part
             if l_nxt[hi] == 0:
-                _rebuild2(l_counts, l_seen, l_nxt, l_freq, l_cum, l_lut, hi, l_freq, -1, True, n_lo)
+                _rebuild(l_counts, l_seen, l_nxt, l_freq, l_cum, l_lut, hi, l_freq, -1, True, n_lo, RANS2_BITS, PRIOR_STRENGTH2)
             if decoding:
                 slot = np.int64(x & RANS2_MASK)
                 if l_nxt[hi] >= LUT_READY:
@@ -1344,7 +1269,7 @@ def _labels_run2(labels, skips, n_classes, decoding, words, starts, freqs, sizes
             l_counts[hi, lo] += 1
             l_seen[hi] += 1
             if l_seen[hi] >= l_nxt[hi]:
-                _rebuild2(l_counts, l_seen, l_nxt, l_freq, l_cum, l_lut, hi, l_freq, -1, True, n_lo)
+                _rebuild(l_counts, l_seen, l_nxt, l_freq, l_cum, l_lut, hi, l_freq, -1, True, n_lo, RANS2_BITS, PRIOR_STRENGTH2)
             label = (hi << 8) + lo
         if label >= n_classes:
             return False
@@ -1361,11 +1286,11 @@ def _labels_run2(labels, skips, n_classes, decoding, words, starts, freqs, sizes
                 recent[t] = recent[t - 1]
                 t -= 1
             recent[0] = label
-        slot_w = i % LABEL_WINDOW
-        old = window[slot_w]
+        slot = i % LABEL_WINDOW
+        old = window[slot]
         if old >= 0:
             in_window[old] -= 1
-        window[slot_w] = label
+        window[slot] = label
         in_window[label] += 1
         if label == mode:
             mode_count = in_window[label]
@@ -1396,7 +1321,7 @@ def ctx2_labels_encode(labels, skips, n_classes, words):
     freqs = np.empty(3 * n, dtype=np.int32)
     sizes = np.zeros(1, dtype=np.int64)
     _labels_run2(labels, skips, n_classes, False, words, starts, freqs, sizes)
-    return _rans2_flush(starts, freqs, sizes[0], words)
+    return _rans_flush(starts, freqs, sizes[0], words, RANS2_BITS)
 
 
 @nb.njit(nb.int64(nb.uint32[::1], nb.uint64[::1], nb.int64, nb.int64[::1]), cache=True, nogil=True)
