@@ -1,4 +1,8 @@
-"""Section coders built on constriction's ANS (FORMAT.md §5.1, §5.2, §6.1).
+"""Section coders with stored or parametric tables (FORMAT.md §5.1, §5.2, §5.8, §6.1, §6.4).
+
+Methods 1 / 2 / label 1 use constriction's ANS; their v1.2 successors (index method 5,
+label method 4) code the same models with the static two-state rANS of
+:mod:`pladacodec._kernels` (FORMAT.md §5.8), which decodes several times faster.
 
 Every probability table handed to constriction is derived from integers that
 are stored in (or derived bit-exactly from) the file, converted to float64
@@ -31,6 +35,9 @@ from ._spec import (
     GOLOMB_W0,
     MAX_BITMAP_SPAN,
     MAX_N_REFERENCE,
+    STATIC_BITS,
+    STATIC_BITS_LARGE,
+    STATIC_MAX_SMALL_ALPHABET,
 )
 from .errors import PladaFormatError
 
@@ -45,6 +52,10 @@ __all__ = [
     "bitmap_decode",
     "indices_golomb_encode",
     "indices_golomb_decode",
+    "indices_golomb_rans_encode",
+    "indices_golomb_rans_decode",
+    "labels_iid_rans_encode",
+    "labels_iid_rans_decode",
 ]
 
 _U32 = np.dtype("<u4")
@@ -102,6 +113,44 @@ def _ans_decode(reader: Reader, model, count: int, what: str) -> np.ndarray:
 _SENTINEL_MODEL = constriction.stream.model.Uniform(1 << 16)
 
 
+# --- static two-state rANS plumbing (§5.8) ----------------------------------------------
+
+
+def _static_table(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """(freq, cum, bits) of §5.8 for positive integer weights."""
+    weights = np.array(weights, dtype=np.int64)  # a writable copy (golomb_weights are read-only)
+    bits = STATIC_BITS if len(weights) <= STATIC_MAX_SMALL_ALPHABET else STATIC_BITS_LARGE
+    freq = np.empty(len(weights), dtype=np.int32)
+    cum = np.empty(len(weights) + 1, dtype=np.int32)
+    if _kernels.static_table(weights, bits, freq, cum) < 0:
+        raise PladaFormatError(f"an alphabet of {len(weights):,} symbols does not fit a {bits}-bit table")
+    return freq, cum, bits
+
+
+@functools.lru_cache(maxsize=64)
+def _golomb_static_table(a: int) -> tuple[np.ndarray, np.ndarray, int]:
+    return _static_table(golomb_weights(a))
+
+
+def _static_encode(symbols: np.ndarray, table: tuple[np.ndarray, np.ndarray, int]) -> bytes:
+    """varint(word count) + words of the static two-state rANS stream of ``symbols``."""
+    freq, cum, bits = table
+    words = np.empty(len(symbols) + 4, dtype=np.uint32)
+    n_words = _kernels.static_rans_encode(np.ascontiguousarray(symbols, dtype=np.int32), freq, cum, bits, words)
+    return encode_varint(n_words) + words[:n_words].astype(_U32, copy=False).tobytes()
+
+
+def _static_decode(reader: Reader, table: tuple[np.ndarray, np.ndarray, int], count: int, what: str) -> np.ndarray:
+    """Inverse of :func:`_static_encode`: exactly ``count`` symbols, every word used, final states 2^31."""
+    freq, cum, bits = table
+    n_words = reader.varint(f"{what} word count", maximum=reader.remaining // 4)
+    words = np.frombuffer(reader.take(4 * n_words, f"{what} words"), dtype=_U32).astype(np.uint32)
+    out = np.empty(count, dtype=np.int32)
+    if _kernels.static_rans_decode(words, freq, cum, bits, out) < 0:
+        raise PladaFormatError(f"{what}: invalid rANS stream for {count:,} symbols")
+    return out
+
+
 # --- Golomb-ANS: parametric geometric coder for non-negative integers (§5.1) ------
 
 
@@ -146,10 +195,11 @@ def _golomb_cost_bits(x: np.ndarray, b: int) -> tuple[float, int]:
     return bits, a
 
 
-def golomb_encode(x: np.ndarray) -> tuple[bytes, bytes]:
+def golomb_encode(x: np.ndarray, static: bool = False) -> tuple[bytes, bytes]:
     """Code non-negative integers ``x`` (uint64); returns (params, body).
 
-    x = q * 2**b + r: q is ANS-coded with a geometric table of parameter a,
+    x = q * 2**b + r: q is ANS-coded with a geometric table of parameter a
+    (constriction, §5.1; or with ``static``, the two-state rANS of §5.8),
     r is stored in b raw bits, quotients beyond the table as varints.
     """
     x = np.ascontiguousarray(x, dtype=np.uint64)
@@ -168,7 +218,10 @@ def golomb_encode(x: np.ndarray) -> tuple[bytes, bytes]:
     escape = len(weights) - 1
     q = x >> np.uint64(b)
     symbols = np.minimum(q, escape).astype(np.int32)
-    body = bytearray(_ans_encode(symbols, _golomb_model(a)))
+    if static:
+        body = bytearray(_static_encode(symbols, _golomb_static_table(a)))
+    else:
+        body = bytearray(_ans_encode(symbols, _golomb_model(a)))
     if b:
         raw = np.zeros((len(x) * b + 7) // 8, dtype=np.uint8)
         _kernels.pack_bits(x & np.uint64((1 << b) - 1), b, raw)
@@ -178,14 +231,17 @@ def golomb_encode(x: np.ndarray) -> tuple[bytes, bytes]:
     return struct.pack(GOLOMB_PARAMS_FORMAT, b, a), bytes(body)
 
 
-def golomb_decode(params: Reader, body: Reader, count: int, what: str) -> np.ndarray:
+def golomb_decode(params: Reader, body: Reader, count: int, what: str, static: bool = False) -> np.ndarray:
     """Inverse of :func:`golomb_encode`; values are bounded by MAX_N_REFERENCE."""
     b, a = params.unpack(GOLOMB_PARAMS_FORMAT, f"{what} parameters")
     if b > GOLOMB_MAX_WIDTH:
         raise PladaFormatError(f"{what}: remainder width {b} exceeds {GOLOMB_MAX_WIDTH}")
     weights = golomb_weights(a)
     escape = len(weights) - 1
-    q = _ans_decode(body, _golomb_model(a), count, what).astype(np.uint64)
+    if static:
+        q = _static_decode(body, _golomb_static_table(a), count, what).astype(np.uint64)
+    else:
+        q = _ans_decode(body, _golomb_model(a), count, what).astype(np.uint64)
     if b:
         raw = np.frombuffer(body.take((count * b + 7) // 8, f"{what} remainder bits"), dtype=np.uint8)
         r = np.empty(count, dtype=np.uint64)
@@ -204,7 +260,7 @@ def golomb_decode(params: Reader, body: Reader, count: int, what: str) -> np.nda
 # --- Histograms (§5.4) -------------------------------------------------------------------------
 
 
-def histogram_encode(counts: np.ndarray) -> bytes:
+def histogram_encode(counts: np.ndarray, static: bool = False) -> bytes:
     """Code a histogram whose total the decoder knows, sparsely.
 
     varint(u = bins in use), then Golomb-ANS of the skips between the used bins,
@@ -218,25 +274,25 @@ def histogram_encode(counts: np.ndarray) -> bytes:
     if len(used):
         positions = np.diff(used, prepend=-1) - 1
         for values in (positions, counts[used][:-1] - 1):
-            params, body = golomb_encode(np.asarray(values, dtype=np.uint64))
+            params, body = golomb_encode(np.asarray(values, dtype=np.uint64), static)
             out += params + body
     return bytes(out)
 
 
-def histogram_decode(reader: Reader, n_bins: int, total: int, what: str) -> tuple[np.ndarray, np.ndarray]:
+def histogram_decode(reader: Reader, n_bins: int, total: int, what: str, static: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Inverse of :func:`histogram_encode`: (used bins, their counts), all counts >= 1."""
     n_used = reader.varint(f"{what} bins in use", maximum=min(n_bins, total))
     if n_used == 0:
         if total:
             raise PladaFormatError(f"{what}: no bin in use for a total of {total:,}")
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    skips = golomb_decode(reader, reader, n_used, f"{what} bins")
+    skips = golomb_decode(reader, reader, n_used, f"{what} bins", static)
     if int(skips.max()) >= n_bins:
         raise PladaFormatError(f"{what}: bin beyond {n_bins:,}")
     bins = np.cumsum(skips.astype(np.int64) + 1) - 1
     if int(bins[-1]) >= n_bins:
         raise PladaFormatError(f"{what}: bin {int(bins[-1]):,} beyond {n_bins:,}")
-    head = golomb_decode(reader, reader, n_used - 1, f"{what} counts")
+    head = golomb_decode(reader, reader, n_used - 1, f"{what} counts", static)
     if len(head) and int(head.max()) >= total:
         raise PladaFormatError(f"{what}: a bin count exceeds the total {total:,}")
     counts = np.empty(n_used, dtype=np.int64)
@@ -248,27 +304,34 @@ def histogram_decode(reader: Reader, n_bins: int, total: int, what: str) -> tupl
     return bins, counts
 
 
-def _symbols_encode(symbols: np.ndarray, n_symbols: int) -> bytes:
-    """Sparse histogram + i.i.d. ANS stream of each symbol's rank among the used ones."""
+def _symbols_encode(symbols: np.ndarray, n_symbols: int, static: bool = False) -> bytes:
+    """Sparse histogram + i.i.d. ANS stream of each symbol's rank among the used ones
+    (§5.5; with ``static``, every stream is the two-state rANS of §5.8)."""
     counts = np.bincount(symbols, minlength=n_symbols).astype(np.int64)
-    out = bytearray(histogram_encode(counts))
+    out = bytearray(histogram_encode(counts, static))
     used = np.flatnonzero(counts)
     if len(used) <= 1:
         out += encode_varint(0)
     else:
         rank_of = np.zeros(n_symbols, dtype=np.int32)
         rank_of[used] = np.arange(len(used), dtype=np.int32)
-        out += _ans_encode(rank_of[symbols], _categorical(counts[used]))
+        if static:
+            out += _static_encode(rank_of[symbols], _static_table(counts[used]))
+        else:
+            out += _ans_encode(rank_of[symbols], _categorical(counts[used]))
     return bytes(out)
 
 
-def _symbols_decode(reader: Reader, n_symbols: int, count: int, what: str) -> np.ndarray:
-    bins, counts = histogram_decode(reader, n_symbols, count, f"{what} histogram")
+def _symbols_decode(reader: Reader, n_symbols: int, count: int, what: str, static: bool = False) -> np.ndarray:
+    bins, counts = histogram_decode(reader, n_symbols, count, f"{what} histogram", static)
     if len(bins) <= 1:
         if reader.varint(f"{what} word count") != 0:
             raise PladaFormatError(f"{what}: a constant stream must have no ANS words")
         return np.full(count, bins[0] if len(bins) else 0, dtype=np.int64)
-    ranks = _ans_decode(reader, _categorical(counts), count, what)
+    if static:
+        ranks = _static_decode(reader, _static_table(counts), count, what)
+    else:
+        ranks = _ans_decode(reader, _categorical(counts), count, what)
     if not np.array_equal(np.bincount(ranks, minlength=len(bins)), counts):
         raise PladaFormatError(f"{what}: decoded symbols disagree with the stored histogram")
     return bins[ranks]
@@ -283,6 +346,14 @@ def labels_iid_encode(labels: np.ndarray, n_classes: int) -> tuple[bytes, bytes]
 
 def labels_iid_decode(params: Reader, body: Reader, count: int, n_classes: int) -> np.ndarray:
     return _symbols_decode(body, n_classes, count, "label stream")
+
+
+def labels_iid_rans_encode(labels: np.ndarray, n_classes: int) -> tuple[bytes, bytes]:
+    return b"", _symbols_encode(np.asarray(labels, dtype=np.int64), n_classes, static=True)
+
+
+def labels_iid_rans_decode(params: Reader, body: Reader, count: int, n_classes: int) -> np.ndarray:
+    return _symbols_decode(body, n_classes, count, "label stream", static=True)
 
 
 # --- Indices ---------------------------------------------------------------------------
@@ -308,6 +379,15 @@ def indices_golomb_encode(indices: np.ndarray, base: int) -> tuple[bytes, bytes]
 
 def indices_golomb_decode(params: Reader, body: Reader, count: int, base: int, n_reference: int) -> np.ndarray:
     skips = golomb_decode(params, body, count, "index stream")
+    return indices_from_skips(skips, base, n_reference, "index stream")
+
+
+def indices_golomb_rans_encode(indices: np.ndarray, base: int) -> tuple[bytes, bytes]:
+    return golomb_encode(skips_from_indices(indices, base), static=True)
+
+
+def indices_golomb_rans_decode(params: Reader, body: Reader, count: int, base: int, n_reference: int) -> np.ndarray:
+    skips = golomb_decode(params, body, count, "index stream", static=True)
     return indices_from_skips(skips, base, n_reference, "index stream")
 
 

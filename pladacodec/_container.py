@@ -34,6 +34,7 @@ _INDEX_CODERS: dict[int, tuple[Callable, Callable]] = {
     S.INDEX_BITMAP_ANS: (_coders.bitmap_encode, _coders.bitmap_decode),
     S.INDEX_CONTEXT: (_context.indices_context_encode, _context.indices_context_decode),
     S.INDEX_CONTEXT2: (_context.indices_context2_encode, _context.indices_context2_decode),
+    S.INDEX_GOLOMB_RANS: (_coders.indices_golomb_rans_encode, _coders.indices_golomb_rans_decode),
 }
 # method id -> (encode(labels, C, indices, base) -> (params, body), decode(params, body, count, C, indices, base))
 _LABEL_CODERS: dict[int, tuple[Callable, Callable]] = {
@@ -43,15 +44,21 @@ _LABEL_CODERS: dict[int, tuple[Callable, Callable]] = {
     ),
     S.LABEL_CONTEXT: (_context.labels_context_encode, _context.labels_context_decode),
     S.LABEL_CONTEXT2: (_context.labels_context2_encode, _context.labels_context2_decode),
+    S.LABEL_IID_RANS: (
+        lambda labels, c, indices, base: _coders.labels_iid_rans_encode(labels, c),
+        lambda params, body, count, c, indices, base: _coders.labels_iid_rans_decode(params, body, count, c),
+    ),
 }
 METHOD_NAMES = {
     ("index", S.INDEX_GOLOMB_ANS): "golomb-ans",
     ("index", S.INDEX_BITMAP_ANS): "bitmap-ans",
     ("index", S.INDEX_CONTEXT): "context-ans",
     ("index", S.INDEX_CONTEXT2): "context-ans-2",
+    ("index", S.INDEX_GOLOMB_RANS): "golomb-rans",
     ("label", S.LABEL_IID_ANS): "iid-ans",
     ("label", S.LABEL_CONTEXT): "context-ans",
     ("label", S.LABEL_CONTEXT2): "context-ans-2",
+    ("label", S.LABEL_IID_RANS): "iid-rans",
 }
 
 

@@ -305,29 +305,19 @@ def _raw_put(raw, bitpos, value, width):
     return bitpos
 
 
-@nb.njit(cache=True, nogil=True, inline="always")
-def _bitlen(v):
-    """Number of significant bits of a uint64 (0 for 0), by binary search."""
-    n = 0
-    if v >= np.uint64(1) << np.uint64(32):
-        v >>= np.uint64(32)
-        n += 32
-    if v >= np.uint64(1) << np.uint64(16):
-        v >>= np.uint64(16)
-        n += 16
-    if v >= np.uint64(1) << np.uint64(8):
-        v >>= np.uint64(8)
-        n += 8
-    if v >= np.uint64(1) << np.uint64(4):
-        v >>= np.uint64(4)
-        n += 4
-    if v >= np.uint64(1) << np.uint64(2):
-        v >>= np.uint64(2)
-        n += 2
-    if v >= np.uint64(1) << np.uint64(1):
-        v >>= np.uint64(1)
-        n += 1
-    return n + np.int64(v)
+if nb.config.DISABLE_JIT:
+
+    def _bitlen(v):
+        """Number of significant bits of a uint64 (0 for 0)."""
+        return int(v).bit_length()
+
+else:
+    from numba.cpython.unsafe.numbers import leading_zeros as _leading_zeros
+
+    @nb.njit(cache=True, nogil=True, inline="always")
+    def _bitlen(v):
+        """Number of significant bits of a uint64 (0 for 0): one count-leading-zeros instruction."""
+        return 64 - np.int64(_leading_zeros(np.uint64(v)))
 
 
 # --- gaps (FORMAT.md §5.3) ------------------------------------------------------------------
@@ -783,6 +773,15 @@ def _run_boundary(i, v, window_sum):
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
+def _renorm(x, wpad, pos, n_words):
+    """Refill the rANS state from ``wpad`` (the words plus one zero) without a branch; a read
+    past the words moves pos beyond n_words, which the end-of-stream check rejects."""
+    refilled = (x << np.uint64(32)) | np.uint64(wpad[min(pos, n_words)])
+    need = x < RANS_L
+    return (refilled if need else x), pos + np.int64(need)
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
 def _search2(cum, c, n_sym, slot):
     """The symbol s with cum[c, s] <= slot < cum[c, s + 1], by binary search."""
     s = 0
@@ -893,9 +892,11 @@ def _gaps_run2(skips, n_tok, decoding, words, raw, starts, freqs, sizes, lo_surv
     x = RANS_L
     pos = 0
     m = 0
+    wpad = np.zeros(n_words + 1 if decoding else 0, dtype=np.uint32)
     if decoding:
         if n_words < 2:
             return False
+        wpad[:n_words] = words
         x = (np.uint64(words[0]) << np.uint64(32)) | np.uint64(words[1])
         pos = 2
         if x < RANS_L or x >= (np.uint64(1) << np.uint64(63)):
@@ -939,11 +940,7 @@ def _gaps_run2(skips, n_tok, decoding, words, raw, starts, freqs, sizes, lo_surv
                 f = p_freq[level, tok]
                 st = p_cum[level, tok]
             x = np.uint64(f) * (x >> np.uint64(RANS2_BITS)) + np.uint64(slot - st)
-            if x < RANS_L:
-                if pos >= n_words:
-                    return False
-                x = (x << np.uint64(32)) | np.uint64(words[pos])
-                pos += 1
+            x, pos = _renorm(x, wpad, pos, n_words)
         else:
             if tok >= n_tok:
                 return False
@@ -1087,9 +1084,11 @@ def _labels_run2(labels, skips, n_classes, decoding, words, starts, freqs, sizes
     x = RANS_L
     pos = 0
     m = 0
+    wpad = np.zeros(n_words + 1 if decoding else 0, dtype=np.uint32)
     if decoding:
         if n_words < 2:
             return False
+        wpad[:n_words] = words
         x = (np.uint64(words[0]) << np.uint64(32)) | np.uint64(words[1])
         pos = 2
         if x < RANS_L or x >= (np.uint64(1) << np.uint64(63)):
@@ -1136,15 +1135,10 @@ def _labels_run2(labels, skips, n_classes, decoding, words, starts, freqs, sizes
             _rebuild(r_counts, r_seen, r_nxt, r_freq, r_cum, r_lut, c, q_freq, pc, False, r_sym, RANS2_BITS, PRIOR_STRENGTH2)
         if decoding:
             slot = np.int64(x & RANS2_MASK)
-            r = 0
-            while r_cum[c, r + 1] <= slot:
-                r += 1
+            # r = how many of the (increasing) bounds cum[c, 1..3] lie at or below the slot
+            r = np.int64(r_cum[c, 1] <= slot) + np.int64(r_cum[c, 2] <= slot) + np.int64(r_cum[c, 3] <= slot)
             x = np.uint64(r_freq[c, r]) * (x >> np.uint64(RANS2_BITS)) + np.uint64(slot - r_cum[c, r])
-            if x < RANS_L:
-                if pos >= n_words:
-                    return False
-                x = (x << np.uint64(32)) | np.uint64(words[pos])
-                pos += 1
+            x, pos = _renorm(x, wpad, pos, n_words)
         else:
             starts[m] = r_cum[c, r]
             freqs[m] = r_freq[c, r]
@@ -1196,11 +1190,7 @@ def _labels_run2(labels, skips, n_classes, decoding, words, starts, freqs, sizes
                 while x_cum[lo + 1] <= slot:
                     lo += 1
                 x = np.uint64(x_freq[lo]) * (x >> np.uint64(RANS2_BITS)) + np.uint64(slot - x_cum[lo])
-                if x < RANS_L:
-                    if pos >= n_words:
-                        return False
-                    x = (x << np.uint64(32)) | np.uint64(words[pos])
-                    pos += 1
+                x, pos = _renorm(x, wpad, pos, n_words)
                 label = lo
             else:
                 lo = label
@@ -1232,11 +1222,7 @@ def _labels_run2(labels, skips, n_classes, decoding, words, starts, freqs, sizes
                     else:
                         hi = _search2(h_cum, 0, n_hi, slot)
                     x = np.uint64(h_freq[0, hi]) * (x >> np.uint64(RANS2_BITS)) + np.uint64(slot - h_cum[0, hi])
-                    if x < RANS_L:
-                        if pos >= n_words:
-                            return False
-                        x = (x << np.uint64(32)) | np.uint64(words[pos])
-                        pos += 1
+                    x, pos = _renorm(x, wpad, pos, n_words)
                 else:
                     starts[m] = h_cum[0, hi]
                     freqs[m] = h_freq[0, hi]
@@ -1257,11 +1243,7 @@ def _labels_run2(labels, skips, n_classes, decoding, words, starts, freqs, sizes
                 else:
                     lo = _search2(l_cum, hi, n_lo, slot)
                 x = np.uint64(l_freq[hi, lo]) * (x >> np.uint64(RANS2_BITS)) + np.uint64(slot - l_cum[hi, lo])
-                if x < RANS_L:
-                    if pos >= n_words:
-                        return False
-                    x = (x << np.uint64(32)) | np.uint64(words[pos])
-                    pos += 1
+                x, pos = _renorm(x, wpad, pos, n_words)
             else:
                 starts[m] = l_cum[hi, lo]
                 freqs[m] = l_freq[hi, lo]
@@ -1330,5 +1312,130 @@ def ctx2_labels_decode(words, skips, n_classes, out):
     dummy = np.zeros(0, dtype=np.int32)
     sizes = np.zeros(1, dtype=np.int64)
     if not _labels_run2(out, skips, n_classes, True, words, dummy, dummy, sizes):
+        return -1
+    return 0
+
+
+# --- static two-state rANS (FORMAT.md §5.8): index method 5, label method 4 -----------------
+# A fixed table per stream, two interleaved states (entry i uses state i mod 2) so that the
+# decoder's two dependency chains overlap, and a slot table of 2^12 buckets per stream.
+
+STATIC_LUT_BITS = 12
+
+
+@nb.njit(nb.int64(nb.int64[::1], nb.int64, nb.int32[::1], nb.int32[::1]), cache=True, nogil=True)
+def static_table(weights, bits, freq, cum):
+    """Quantise positive integer weights to frequencies summing to 2^bits (§5.8); 0, or -1 if
+    the alphabet does not fit (every symbol needs a frequency of at least 1)."""
+    a = weights.shape[0]
+    m = np.int64(1) << bits
+    if a < 1 or a >= m:
+        return -1
+    total = np.int64(0)
+    for s in range(a):
+        total += weights[s]
+    spread = m - a
+    used = np.int64(0)
+    best = 0
+    for s in range(a):
+        f = 1 + (weights[s] * spread) // total
+        freq[s] = f
+        used += f
+        if f > freq[best]:
+            best = s
+    freq[best] += m - used
+    start = 0
+    for s in range(a):
+        cum[s] = start
+        start += freq[s]
+    cum[a] = m
+    return 0
+
+
+@nb.njit(nb.int64(nb.int32[::1], nb.int32[::1], nb.int32[::1], nb.int64, nb.uint32[::1]), cache=True, nogil=True)
+def static_rans_encode(symbols, freq, cum, bits, words):
+    """Encode symbols (each < len(freq)) with two interleaved states; returns the word count
+    (0 for no symbol), words in decoding order: state 0 (high, low), state 1 (high, low), ..."""
+    n = symbols.shape[0]
+    if n == 0:
+        return 0
+    ub = np.uint64(bits)
+    unit = (RANS_L >> ub) << np.uint64(32)
+    e0 = RANS_L
+    e1 = RANS_L
+    count = 0
+    for i in range(n - 1, -1, -1):
+        s = symbols[i]
+        f = np.uint64(freq[s])
+        x = e1 if i & 1 else e0
+        if x >= unit * f:
+            words[count] = np.uint32(x & np.uint64(0xFFFFFFFF))
+            count += 1
+            x >>= np.uint64(32)
+        x = ((x // f) << ub) + (x % f) + np.uint64(cum[s])
+        if i & 1:
+            e1 = x
+        else:
+            e0 = x
+    words[count] = np.uint32(e1 & np.uint64(0xFFFFFFFF))
+    words[count + 1] = np.uint32(e1 >> np.uint64(32))
+    words[count + 2] = np.uint32(e0 & np.uint64(0xFFFFFFFF))
+    words[count + 3] = np.uint32(e0 >> np.uint64(32))
+    count += 4
+    for i in range(count // 2):
+        tmp = words[i]
+        words[i] = words[count - 1 - i]
+        words[count - 1 - i] = tmp
+    return count
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _static_step(x, freq, cum, lut, shift, mask, ub):
+    """Decode one symbol from state x: (symbol, state before refill)."""
+    slot = np.int64(x & mask)
+    s = np.int64(lut[slot >> shift])
+    while cum[s + 1] <= slot:
+        s += 1
+    return s, np.uint64(freq[s]) * (x >> ub) + np.uint64(slot - cum[s])
+
+
+@nb.njit(nb.int64(nb.uint32[::1], nb.int32[::1], nb.int32[::1], nb.int64, nb.int32[::1]), cache=True, nogil=True)
+def static_rans_decode(words, freq, cum, bits, out):
+    """Inverse of static_rans_encode (the table from static_table); 0, or -1 on a bad stream."""
+    n = out.shape[0]
+    n_words = words.shape[0]
+    if n == 0:
+        return 0 if n_words == 0 else -1
+    if n_words < 4:
+        return -1
+    a = freq.shape[0]
+    shift = bits - STATIC_LUT_BITS
+    bucket = (np.int64(1) << shift) - 1
+    lut = np.empty(1 << STATIC_LUT_BITS, dtype=np.int32)
+    for s in range(a):
+        for j in range((np.int64(cum[s]) + bucket) >> shift, (np.int64(cum[s + 1]) + bucket) >> shift):
+            lut[j] = s
+    wpad = np.zeros(n_words + 1, dtype=np.uint32)
+    wpad[:n_words] = words
+    top = np.uint64(1) << np.uint64(63)
+    x0 = (np.uint64(words[0]) << np.uint64(32)) | np.uint64(words[1])
+    x1 = (np.uint64(words[2]) << np.uint64(32)) | np.uint64(words[3])
+    if x0 < RANS_L or x0 >= top or x1 < RANS_L or x1 >= top:
+        return -1
+    pos = 4
+    ub = np.uint64(bits)
+    mask = np.uint64((np.int64(1) << bits) - 1)
+    for i in range(0, n - 1, 2):
+        s0, x0 = _static_step(x0, freq, cum, lut, shift, mask, ub)
+        x0, pos = _renorm(x0, wpad, pos, n_words)
+        s1, x1 = _static_step(x1, freq, cum, lut, shift, mask, ub)
+        x1, pos = _renorm(x1, wpad, pos, n_words)
+        out[i] = s0
+        out[i + 1] = s1
+    if n & 1:
+        s0, x0 = _static_step(x0, freq, cum, lut, shift, mask, ub)
+        x0, pos = _renorm(x0, wpad, pos, n_words)
+        out[n - 1] = s0
+    if x0 != RANS_L or x1 != RANS_L or pos != n_words:
         return -1
     return 0

@@ -13,7 +13,7 @@ import struct
 # --- FORMAT.md §2 Preamble ---------------------------------------------------
 MAGIC = b"\x89PLADA\r\n"
 VERSION_MAJOR = 1  # the only major version this reader implements
-VERSION_MINOR = 1  # the highest minor version whose fields and methods this reader knows
+VERSION_MINOR = 2  # the highest minor version whose fields and methods this reader knows
 PREAMBLE_FORMAT = "<8sBBHI"  # magic, major, minor, flags, header length
 PREAMBLE_SIZE = struct.calcsize(PREAMBLE_FORMAT)  # 16
 FLAGS_CRITICAL_MASK = 0x00FF  # unknown bits here: refuse the file
@@ -43,13 +43,15 @@ INDEX_GOLOMB_ANS = 1  # gaps -> (quotient: ANS with a parametric geometric table
 INDEX_BITMAP_ANS = 2  # bitmap bytes -> ANS with a stored byte histogram
 INDEX_CONTEXT = 3  # adaptive context-model rANS over gap tokens, 12-bit tables (FORMAT.md §5.3)
 INDEX_CONTEXT2 = 4  # the same model at 15 bits, a block-sized alphabet, borrowing children (§5.7; v1.1)
-INDEX_METHODS = (INDEX_GOLOMB_ANS, INDEX_BITMAP_ANS, INDEX_CONTEXT, INDEX_CONTEXT2)
+INDEX_GOLOMB_RANS = 5  # method 1's model, coded with the static two-state rANS (§5.8; v1.2)
+INDEX_METHODS = (INDEX_GOLOMB_ANS, INDEX_BITMAP_ANS, INDEX_CONTEXT, INDEX_CONTEXT2, INDEX_GOLOMB_RANS)
 
 # Label-section coding methods (FORMAT.md §6).
 LABEL_IID_ANS = 1  # ANS with the block's label histogram stored exactly
 LABEL_CONTEXT = 2  # adaptive context-model rANS over candidate ranks, 12-bit tables (FORMAT.md §6.2)
 LABEL_CONTEXT2 = 3  # the same model at 15 bits, literals exclude the candidates (§6.3; v1.1)
-LABEL_METHODS = (LABEL_IID_ANS, LABEL_CONTEXT, LABEL_CONTEXT2)
+LABEL_IID_RANS = 4  # label method 1's model, coded with the static two-state rANS (§6.4; v1.2)
+LABEL_METHODS = (LABEL_IID_ANS, LABEL_CONTEXT, LABEL_CONTEXT2, LABEL_IID_RANS)
 
 # The first minor version that defines each method: a file is stamped with the lowest
 # minor version that knows every method its writer may use (FORMAT.md §2).
@@ -58,13 +60,20 @@ METHOD_MINOR_VERSION = {
     ("index", INDEX_BITMAP_ANS): 0,
     ("index", INDEX_CONTEXT): 0,
     ("index", INDEX_CONTEXT2): 1,
+    ("index", INDEX_GOLOMB_RANS): 2,
     ("label", LABEL_IID_ANS): 0,
     ("label", LABEL_CONTEXT): 0,
     ("label", LABEL_CONTEXT2): 1,
+    ("label", LABEL_IID_RANS): 2,
 }
 # Superseded methods: still decoded (forever) and available when forced, but the automatic
 # choice skips them because their successor codes the same model better (FORMAT.md §5, §6).
-SUPERSEDED_METHODS = {("index", INDEX_CONTEXT), ("label", LABEL_CONTEXT)}
+SUPERSEDED_METHODS = {
+    ("index", INDEX_CONTEXT),
+    ("label", LABEL_CONTEXT),
+    ("index", INDEX_GOLOMB_ANS),
+    ("label", LABEL_IID_ANS),
+}
 
 # --- FORMAT.md §7 Trailer ----------------------------------------------------
 TRAILER_FORMAT = "<I4s"  # CRC-32C of every byte before the trailer, end magic
@@ -80,6 +89,11 @@ GOLOMB_MAX_SYMBOLS = 4096  # ... or at this many quotient symbols
 GOLOMB_TAIL_CAP = 1 << 40  # the escape weight is capped here (exact in float64)
 GOLOMB_MAX_WIDTH = 56  # remainder width limit (pack_bits handles <= 56)
 ANS_SENTINEL = 0x504C  # 16-bit value coded first (decoded last) in every constriction stream
+
+# --- FORMAT.md §5.8 Static two-state rANS (index method 5, label method 4) -----------------
+STATIC_BITS = 16  # probability bits of a table over at most STATIC_MAX_SMALL_ALPHABET symbols
+STATIC_BITS_LARGE = 20  # ... and over a larger alphabet (up to 65,535 labels in use)
+STATIC_MAX_SMALL_ALPHABET = 4097  # the largest Golomb alphabet: 4,096 quotients + the escape
 
 # --- FORMAT.md §8 Limits every reader enforces ----------------------------------
 MAX_N_REFERENCE = 1 << 40

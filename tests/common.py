@@ -239,6 +239,21 @@ def _wide_case():
     return indices, labels, n, kwargs
 
 
+def _wide_rans_case():
+    """The wide case through the static rANS methods (escaped quotients, labels near 65,535)."""
+    indices, labels, n, kwargs = _wide_case()
+    return indices, labels, n, dict(kwargs, index_methods=[S.INDEX_GOLOMB_RANS], label_methods=[S.LABEL_IID_RANS])
+
+
+def _many_labels_rans_case():
+    """5,001 entries with more than 4,097 labels in use: label method 4's 20-bit table (§5.8)."""
+    rng = np.random.default_rng(11)
+    indices = np.sort(rng.choice(1_000_000, 5_001, replace=False)).astype(np.uint64)
+    labels = rng.integers(0, S.MAX_CLASSES, 5_001).astype(np.int64)
+    kwargs = dict(n_classes=S.MAX_CLASSES, index_methods=[S.INDEX_GOLOMB_RANS], label_methods=[S.LABEL_IID_RANS])
+    return indices, labels, 1_000_000, kwargs
+
+
 def golden_method_name(index_method: int, label_method: int) -> str:
     return f"index-{index_method}-label-{label_method}"
 
@@ -253,6 +268,8 @@ def golden_cases() -> dict[str, Callable[[], tuple]]:
     cases["extras"] = _extras_case
     cases["empty"] = _empty_case
     cases["wide"] = _wide_case
+    cases["wide-rans"] = _wide_rans_case
+    cases["many-labels-rans"] = _many_labels_rans_case
     return cases
 
 

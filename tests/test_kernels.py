@@ -247,3 +247,52 @@ def test_context2_token_alphabet_is_enforced():
     assert _kernels.gap_tokens_needed(np.array([7], np.uint64)) == 8
     assert _kernels.gap_tokens_needed(np.array([2**39 + 2**38 + 2**37], np.uint64)) == 156  # 8 + 4 * (39 - 3) + 3, + 1
     assert _kernels.gap_tokens_needed(np.array([2**41 - 1], np.uint64)) == _kernels.GAP_TOKENS
+
+
+# --- static two-state rANS (FORMAT.md §5.8) -----------------------------------------------
+
+
+def _static_table(weights, bits):
+    freq = np.empty(len(weights), np.int32)
+    cum = np.empty(len(weights) + 1, np.int32)
+    assert _kernels.static_table(np.asarray(weights, np.int64), bits, freq, cum) == 0
+    return freq, cum
+
+
+@pytest.mark.parametrize("n_symbols, bits", [(2, 16), (3, 16), (60, 16), (4097, 16), (4098, 20), (65_535, 20)])
+@pytest.mark.parametrize("count", [1, 2, 3, 1000, 1001])
+def test_static_rans_round_trip(n_symbols, bits, count):
+    rng = np.random.default_rng(n_symbols * 7 + count)
+    weights = rng.integers(1, 1 << 20, n_symbols)
+    freq, cum = _static_table(weights, bits)
+    assert freq.min() >= 1 and cum[-1] == 1 << bits and np.array_equal(np.diff(cum), freq)
+    # the quantisation of §5.8, in Python integers
+    spread, total = (1 << bits) - n_symbols, int(weights.sum())
+    expect = [1 + int(w) * spread // total for w in weights]
+    expect[int(np.argmax(expect))] += (1 << bits) - sum(expect)
+    assert freq.tolist() == expect
+    symbols = rng.integers(0, n_symbols, count).astype(np.int32)
+    words = np.empty(count + 4, np.uint32)
+    n_words = _kernels.static_rans_encode(symbols, freq, cum, bits, words)
+    out = np.empty(count, np.int32)
+    assert _kernels.static_rans_decode(words[:n_words].copy(), freq, cum, bits, out) == 0
+    assert np.array_equal(out, symbols)
+    # one symbol too many or too few, or a word missing: rejected, never out of bounds
+    assert _kernels.static_rans_decode(words[:n_words].copy(), freq, cum, bits, np.empty(count + 1, np.int32)) == -1
+    if count > 1:
+        assert _kernels.static_rans_decode(words[:n_words].copy(), freq, cum, bits, np.empty(count - 1, np.int32)) == -1
+    assert _kernels.static_rans_decode(words[: n_words - 1].copy(), freq, cum, bits, out) == -1
+
+
+def test_static_table_refuses_an_alphabet_that_does_not_fit():
+    freq, cum = np.empty(1 << 16, np.int32), np.empty((1 << 16) + 1, np.int32)
+    assert _kernels.static_table(np.ones(1 << 16, np.int64), 16, freq, cum) == -1
+    assert _kernels.static_table(np.ones(0, np.int64), 16, freq, cum) == -1
+
+
+def test_static_rans_empty_stream():
+    freq, cum = _static_table([1, 1], 16)
+    words = np.empty(4, np.uint32)
+    assert _kernels.static_rans_encode(np.zeros(0, np.int32), freq, cum, 16, words) == 0
+    assert _kernels.static_rans_decode(np.zeros(0, np.uint32), freq, cum, 16, np.empty(0, np.int32)) == 0
+    assert _kernels.static_rans_decode(np.zeros(4, np.uint32), freq, cum, 16, np.empty(0, np.int32)) == -1

@@ -113,11 +113,14 @@ def test_reader_refuses_truncated_and_damaged_files(tmp_path):
 @pytest.mark.parametrize(
     "methods, minor",
     [
-        ({}, 1),  # the automatic choice may use the 1.1 methods
+        ({}, 2),  # the automatic choice may use the 1.2 methods
         ({"index_methods": [1], "label_methods": [1]}, 0),
         ({"index_methods": [1, 2, 3], "label_methods": [1, 2]}, 0),  # every 1.0 method
         ({"index_methods": [4], "label_methods": [1]}, 1),
         ({"index_methods": [1], "label_methods": [3]}, 1),
+        ({"index_methods": [2, 4], "label_methods": [3]}, 1),
+        ({"index_methods": [5], "label_methods": [3]}, 2),
+        ({"index_methods": [4], "label_methods": [4]}, 2),
     ],
 )
 def test_writers_stamp_the_lowest_minor_version_their_methods_need(tmp_path, methods, minor):
