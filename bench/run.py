@@ -3,11 +3,14 @@
 For every workload profile and keep ratio it measures
 
 * the size of the default ``.plada`` file (best coding method per section) and of two
-  forced-method variants, ``plada[golomb+iid]`` (index method 1, label method 1) and
-  ``plada[context+context]`` (index method 3, label method 2: format 1.0's context models, to
-  show what the 1.1 methods 4 / 3 that the default now picks gain over them);
-* the size of every baseline in :data:`~pladacodec_bench.baselines.BASELINES` and the
-  i.i.d. bound ``B`` (:func:`~pladacodec_bench.baselines.iid_bound_bits`);
+  forced-method variants, ``plada[golomb+iid]`` (index method 5, label method 4: the
+  bound-achieving i.i.d. models) and ``plada[context+context]`` (index method 3, label
+  method 2: format 1.0's context models, to show what the 1.1 methods 4 / 3 that the
+  default picks on clustered selections gain over them);
+* the size of every baseline in :data:`~pladacodec_bench.baselines.BASELINES`, the
+  i.i.d. bound ``B`` (:func:`~pladacodec_bench.baselines.iid_bound_bits`) and, on structured
+  profiles, the folder-aware oracle (:mod:`~pladacodec_bench.oracle`: a code that is told
+  the folder layout), with a note on every row whose size target lies below it;
 * encode and decode time (best of ``--repeats``) of ``.plada`` and of ``paper-list-zstd19``,
   and ``.plada`` decode throughput in millions of entries per second;
 
@@ -64,7 +67,8 @@ import pladacodec  # noqa: E402
 from pladacodec import _spec as S  # noqa: E402
 from pladacodec_bench import baselines as _baselines_module  # noqa: E402
 from pladacodec_bench.baselines import BASELINES, iid_bound_bits  # noqa: E402
-from pladacodec_bench.workloads import PROFILES, Selection, make_selection, real_selections  # noqa: E402
+from pladacodec_bench.oracle import folder_oracle_bits  # noqa: E402
+from pladacodec_bench.workloads import PROFILES, Selection, folder_starts, make_selection, real_selections  # noqa: E402
 
 __all__ = [
     "DEFAULT_KEEPS",
@@ -110,12 +114,14 @@ TARGET_DECODE_VS_PAPER = 5.0
 PLADA = "plada"
 # Forced-method variants: name -> (index methods, label methods).
 VARIANTS: dict[str, tuple[list[int], list[int]]] = {
-    "plada[golomb+iid]": ([S.INDEX_GOLOMB_ANS], [S.LABEL_IID_ANS]),
+    "plada[golomb+iid]": ([S.INDEX_GOLOMB_RANS], [S.LABEL_IID_RANS]),
     "plada[context+context]": ([S.INDEX_CONTEXT], [S.LABEL_CONTEXT]),
 }
 PAPER_LIST, PAPER_BITMAP = "paper-list-zstd19", "paper-bitmap-zstd19"
 GENERIC = ("brotli11-shuffled", "xz9e-shuffled")
 BOUND = "iid-bound"
+ORACLE = "folder-oracle"
+ORACLE_MARGIN = 1.02  # a target below 1.02 x the oracle's payload leaves no room for a container
 CACHE_FILE = "baselines-cache.json"
 
 # Short column titles for the markdown table.
@@ -131,6 +137,7 @@ _SHORT = {
     "parquet-zstd": "parquet",
     "roaring-zstd": "roaring",
     BOUND: "bound B",
+    ORACLE: "folder oracle",
 }
 
 
@@ -322,6 +329,8 @@ def measure_row(sel: Selection, profile: str, keep: float, config: BenchConfig, 
     sizes[BOUND] = bound
     real = profile not in PROFILES  # a selection the teacher pipeline made (bench/data/real)
     uniform = False if real else PROFILES[profile].uniform
+    if not real and not uniform:
+        sizes[ORACLE] = sum(folder_oracle_bits(sel, folder_starts(profile, config.seed))) / 8
     plada = sizes[PLADA]
     return {
         "profile": profile,
@@ -340,6 +349,7 @@ def measure_row(sel: Selection, profile: str, keep: float, config: BenchConfig, 
             "vs_generic": plada / min(sizes[name] for name in GENERIC),
             "vs_bound_target": plada / (BOUND_FACTOR * bound + BOUND_SLACK),
             "vs_bound": plada / bound,
+            "vs_oracle": plada / sizes[ORACLE] if ORACLE in sizes else None,
         },
         "times_s": {
             "plada_encode": encode_s,
@@ -530,6 +540,31 @@ def markdown_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def oracle_text(rows: list[dict]) -> str:
+    """Where the size targets stand against the folder-aware oracle, structured rows at the target keeps."""
+    judged = [row for row in rows if ORACLE in row["sizes"] and _at_target_keep(row)]
+    if not judged:
+        return ""
+    lines = [
+        "Folder oracle (a code told the folder layout, bench/oracle.py; payload only, no container):",
+        f"  .plada / oracle: {min(r['ratios']['vs_oracle'] for r in judged):.3f}"
+        f" - {max(r['ratios']['vs_oracle'] for r in judged):.3f} over {len(judged)} rows",
+    ]
+    for row in judged:
+        sizes = row["sizes"]
+        targets = {
+            "paper": TARGET_VS_PAPER * min(sizes[PAPER_LIST], sizes[PAPER_BITMAP]),
+            "brotli/xz": TARGET_VS_GENERIC * min(sizes[name] for name in GENERIC),
+        }
+        for what, target in targets.items():
+            if target < ORACLE_MARGIN * sizes[ORACLE]:
+                lines.append(
+                    f"  {_row_label(row)}: the {what} target ({target:,.0f} B) is {target / sizes[ORACLE]:.3f} x the"
+                    f" oracle ({sizes[ORACLE]:,.0f} B); .plada {sizes[PLADA]:,.0f} B"
+                )
+    return "\n".join(lines)
+
+
 def _format_value(value: float | None) -> str:
     return "—" if value is None else f"{value:.3g}"
 
@@ -550,7 +585,8 @@ def summary_text(verdicts: list[dict]) -> str:
 
 LEGEND = """\
 Sizes in bytes (bound B = i.i.d. bound in bytes); `.plada` = default encode (best method per section);
-`golomb+iid` / `ctx+ctx` = forced index+label methods 1+1 / 3+2 (format 1.0's context models).  `/paper` = .plada / min(paper list, paper bitmap);
+`golomb+iid` / `ctx+ctx` = forced index+label methods 5+4 (i.i.d. models) / 3+2 (format 1.0's context models);
+`folder oracle` = a code told the folder layout (bench/oracle.py), structured profiles only.  `/paper` = .plada / min(paper list, paper bitmap);
 `/brotli-xz` = .plada / min(brotli-11, xz-9e); `/(1.005B+256)` for uniform profiles only.  Times: best of the
 repeats, wall clock; `dec M/s` = .plada decode throughput; `dec/paper` = .plada decode time / paper-list-zstd19
 decode time.  `paper enc ms` comes from the baseline cache when the baselines were cached."""
@@ -620,6 +656,7 @@ def write_plots(rows: list[dict], out: Path) -> list[Path]:
         "plada[golomb+iid]": dict(color="tab:blue", linestyle="--", marker="v"),
         "plada[context+context]": dict(color="tab:purple", linestyle="--", marker="^"),
         BOUND: dict(color="grey", linestyle=":", linewidth=2.0),
+        ORACLE: dict(color="tab:green", linestyle=":", linewidth=2.0, marker="*"),
     }
     written = []
     fig, axes = panels("Bytes per selected image vs keep ratio")
@@ -700,6 +737,9 @@ def run(config: BenchConfig) -> dict:
         )
     verdicts = evaluate(rows)
     table, summary = markdown_table(rows), summary_text(verdicts)
+    oracle_note = oracle_text(rows)
+    if oracle_note:
+        summary = f"{summary}\n\n{oracle_note}"
     elapsed = time.perf_counter() - started
     settings = _settings(config)
     settings["elapsed_s"] = elapsed

@@ -108,6 +108,7 @@ __all__ = [
     "PROFILES",
     "Selection",
     "WorkloadParams",
+    "folder_starts",
     "make_selection",
     "profile_names",
 ]
@@ -209,8 +210,7 @@ def make_selection(profile: str | WorkloadParams, keep: float, seed: int = 0) ->
         raise ValueError(f"keep must be in (0, 1], found {keep}")
     n = params.n_reference
     k = max(1, round(keep * n))
-    # One stream per (profile, seed), so two profiles with the same seed stay independent.
-    rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
+    rng = _rng(name, seed)
     if params.uniform:
         indices, labels = _uniform_selection(params, k, rng)
     else:
@@ -222,6 +222,22 @@ def make_selection(profile: str | WorkloadParams, keep: float, seed: int = 0) ->
         n_classes=params.n_classes,
         name=f"{name}@{keep:g}",
     )
+
+
+def _rng(name: str, seed: int) -> np.random.Generator:
+    """One stream per (profile, seed), so two profiles with the same seed stay independent."""
+    return np.random.default_rng([seed, zlib.crc32(name.encode())])
+
+
+def folder_starts(profile: str, seed: int = 0) -> np.ndarray | None:
+    """The folder layout behind ``make_selection(profile, keep, seed)`` for every ``keep``: the
+    first index of each folder, then N (int64, ``n_folders + 1`` values); None for uniform
+    profiles, which have no folders.  (The folder sizes are the stream's first draw.)"""
+    params = PROFILES[profile]
+    if params.uniform:
+        return None
+    sizes = _folder_sizes(params, _rng(profile, seed))
+    return np.concatenate(([0], np.cumsum(sizes))).astype(np.int64)
 
 
 def _uniform_selection(params: WorkloadParams, k: int, rng: np.random.Generator):

@@ -19,7 +19,8 @@ pytest.importorskip("matplotlib")
 import pladacodec  # noqa: E402
 from pladacodec_bench import run as bench_run  # noqa: E402
 from pladacodec_bench.baselines import BASELINES, iid_bound_bits  # noqa: E402
-from pladacodec_bench.workloads import make_selection  # noqa: E402
+from pladacodec_bench.oracle import folder_oracle_bits  # noqa: E402
+from pladacodec_bench.workloads import folder_starts, make_selection  # noqa: E402
 
 from common import run_cli  # noqa: E402
 
@@ -61,8 +62,14 @@ def test_quick_sizes_round_trip(quick):
     for row in document["rows"]:
         assert all(row["round_trip"].values()), row["round_trip"]
         sizes = row["sizes"]
-        assert set(BASELINES) | {bench_run.PLADA, bench_run.BOUND, *bench_run.VARIANTS} == set(sizes)
+        structured = not row["uniform"]
+        oracle = {bench_run.ORACLE} if structured else set()
+        assert set(BASELINES) | {bench_run.PLADA, bench_run.BOUND, *bench_run.VARIANTS} | oracle == set(sizes)
         sel = make_selection(row["profile"], row["keep"], row["seed"])
+        if structured:
+            bits = folder_oracle_bits(sel, folder_starts(row["profile"], row["seed"]))
+            assert sizes[bench_run.ORACLE] == pytest.approx(sum(bits) / 8)
+            assert row["ratios"]["vs_oracle"] == pytest.approx(sizes[bench_run.PLADA] / sizes[bench_run.ORACLE])
         assert row["k"] == sel.k
         blob = pladacodec.encode(sel.indices, sel.labels, sel.n_reference, n_classes=sel.n_classes)
         assert sizes[bench_run.PLADA] == len(blob)
@@ -132,3 +139,20 @@ def test_real_selections_are_measured(tmp_path):
     checks = {verdict["check"]: verdict for verdict in document["acceptance"]}
     assert checks["real selections vs brotli-11/xz-9e"]["rows"] == 8
     assert checks["size vs brotli-11/xz-9e"]["rows"] == 1  # the synthetic row only
+
+
+def test_oracle_note_flags_targets_below_the_oracle():
+    def row(paper, brotli, oracle):
+        sizes = {
+            bench_run.PLADA: 1000, bench_run.PAPER_LIST: paper, bench_run.PAPER_BITMAP: paper + 1,
+            "brotli11-shuffled": brotli, "xz9e-shuffled": brotli + 1, bench_run.ORACLE: oracle,
+        }
+        return {"profile": "p", "keep": 0.01, "sizes": sizes, "ratios": {"vs_oracle": 1000 / oracle}}
+
+    note = bench_run.oracle_text([row(1200, 1050, 900), row(1000, 1050, 900)])
+    lines = note.splitlines()
+    assert "1.111 - 1.111 over 2 rows" in lines[1]
+    # 1.02 x 900 = 918: paper targets 0.80 x 1200 = 960 (kept) and 0.80 x 1000 = 800 (flagged);
+    # the brotli/xz target 0.92 x 1050 = 966 is kept in both rows
+    assert len(lines) == 3 and "the paper target (800 B) is 0.889 x the oracle (900 B)" in lines[2]
+    assert bench_run.oracle_text([]) == ""

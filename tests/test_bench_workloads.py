@@ -13,7 +13,8 @@ pytest.importorskip("pyarrow")
 pytest.importorskip("pyroaring")
 
 from pladacodec_bench.baselines import BASELINES, iid_bound_bits, smallest_uint  # noqa: E402
-from pladacodec_bench.workloads import PROFILES, Selection, make_selection  # noqa: E402
+from pladacodec_bench.oracle import folder_oracle_bits  # noqa: E402
+from pladacodec_bench.workloads import PROFILES, Selection, folder_starts, make_selection  # noqa: E402
 
 SMALL_PROFILES = ["in1k-c10", "in1k-c100", "in1k-c1000", "uniform-in1k-c100"]
 
@@ -120,3 +121,34 @@ def test_real_selections_load():
         assert sel.k in (691, 6_910) and abs(keep - sel.k / sel.n_reference) < 1e-12
         assert bool((sel.indices[1:] > sel.indices[:-1]).all()) and int(sel.indices[-1]) < sel.n_reference
         assert int(sel.labels.min()) >= 0 and int(sel.labels.max()) < 10
+
+
+# --- the folder-aware oracle ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("profile", ["in1k-c10", "in21k-c200"])
+def test_folder_starts_are_the_generators_layout(profile):
+    params = PROFILES[profile]
+    starts = folder_starts(profile)
+    assert len(starts) == params.n_folders + 1 and starts[0] == 0 and starts[-1] == params.n_reference
+    assert (np.diff(starts) >= 1).all()
+    # the layout the selection was drawn from: relevant folders are dense, so a handful of
+    # folders holds most of a small selection
+    sel = make_selection(profile, 0.001)
+    folder = np.searchsorted(starts, sel.indices.astype(np.int64), side="right") - 1
+    k_f = np.bincount(folder, minlength=params.n_folders)
+    assert np.sort(k_f)[::-1][: params.n_relevant_folders].sum() > 0.7 * sel.k
+    assert folder_starts("uniform-" + profile) is None
+
+
+def test_folder_oracle_matches_its_formula():
+    starts = np.array([0, 10, 20], dtype=np.int64)
+    sel = Selection(np.array([0, 1, 2, 15], np.uint64), np.array([0, 0, 1, 1], np.int64), 20, 2, "hand-made")
+    index_bits, label_bits = folder_oracle_bits(sel, starts)
+    lc = lambda n, k: math.log2(math.comb(n, k))  # noqa: E731
+    assert index_bits == pytest.approx(lc(2, 2) + 2 * math.log2(10) + lc(10, 3) + lc(10, 1))
+
+    def folder(hits, n):
+        return min(-(hits * math.log2(p + (1 - p) / 2) + (n - hits) * math.log2((1 - p) / 2)) for p in (0.9, 0.7, 0.5))
+
+    assert label_bits == pytest.approx(2 * (1 + math.log2(3)) + folder(2, 3) + folder(1, 1))
