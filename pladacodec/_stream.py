@@ -77,7 +77,7 @@ class StreamWriter:
         class_names: Sequence[str] | None = None,
         reference_fingerprint: bytes | str | None = None,
         metadata=None,
-        block_entries: int = S.DEFAULT_BLOCK_ENTRIES,
+        block_entries: int | None = None,
         index_methods: Sequence[int] | None = None,
         label_methods: Sequence[int] | None = None,
     ) -> None:
@@ -88,6 +88,8 @@ class StreamWriter:
             [], [], n_reference, n_classes, class_names, reference_fingerprint, metadata, block_entries
         )
         n_selected = _api._as_count(n_selected, "n_selected", 0, header.n_reference)
+        if block_entries is None:  # the same default as encode(): balanced for n_selected entries
+            header = dataclasses.replace(header, block_entries=_api.balanced_block_entries(n_selected))
         _api._check_methods(index_methods, _container._INDEX_CODERS, "index_methods")
         _api._check_methods(label_methods, _container._LABEL_CODERS, "label_methods")
         self.header = dataclasses.replace(header, n_selected=n_selected)

@@ -10,6 +10,7 @@ import pytest
 
 import pladacodec
 from pladacodec._stream import StreamReader, StreamWriter, iter_read, write_stream
+from pladacodec import _spec as S
 
 
 def _selection(n=20_000, pool=2_000_000, classes=50, seed=0):
@@ -134,3 +135,22 @@ def test_writers_stamp_the_lowest_minor_version_their_methods_need(tmp_path, met
     path = tmp_path / "streamed.plada"
     write_stream(path, [(indices, labels)], n_reference=10_000, n_selected=300, n_classes=5, **methods)
     assert path.read_bytes() == blob
+
+
+def test_default_blocks_are_balanced_and_streaming_agrees(tmp_path):
+    """More than 2^20 entries: the fewest blocks of equal size (they decode in parallel)."""
+    k = S.MAX_BLOCK_ENTRIES + 5
+    rng = np.random.default_rng(3)
+    indices = np.sort(rng.choice(3 * k, k, replace=False)).astype(np.uint64)
+    labels = rng.integers(0, 3, k)
+    fast = dict(index_methods=[S.INDEX_GOLOMB_RANS], label_methods=[S.LABEL_IID_RANS])
+    blob = pladacodec.encode(indices, labels, 3 * k, n_classes=3, **fast)
+    assert [b.entries for b in pladacodec.inspect(blob).layout.blocks] == [k // 2 + 1, k // 2]
+    path = tmp_path / "balanced.plada"
+    half = k // 2
+    chunks = [(indices[:half], labels[:half]), (indices[half:], labels[half:])]
+    write_stream(path, chunks, n_reference=3 * k, n_selected=k, n_classes=3, **fast)
+    assert path.read_bytes() == blob
+    # small selections keep the historical 2^20 block field, so their bytes do not change
+    small = pladacodec.encode(indices[:10], labels[:10], 3 * k, n_classes=3, **fast)
+    assert pladacodec.read_header(small).block_entries == S.DEFAULT_BLOCK_ENTRIES
