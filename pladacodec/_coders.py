@@ -239,22 +239,20 @@ def golomb_decode(params: Reader, body: Reader, count: int, what: str, static: b
     weights = golomb_weights(a)
     escape = len(weights) - 1
     if static:
-        q = _static_decode(body, _golomb_static_table(a), count, what).astype(np.uint64)
+        symbols = _static_decode(body, _golomb_static_table(a), count, what)
     else:
-        q = _ans_decode(body, _golomb_model(a), count, what).astype(np.uint64)
-    if b:
-        raw = np.frombuffer(body.take((count * b + 7) // 8, f"{what} remainder bits"), dtype=np.uint8)
-        r = np.empty(count, dtype=np.uint64)
-        _kernels.unpack_bits(raw.copy(), b, r)
-    else:
-        r = np.zeros(count, dtype=np.uint64)
-    q_limit = MAX_N_REFERENCE >> b
-    escaped = np.flatnonzero(q == escape)
-    for position in escaped:
-        q[position] = escape + body.varint(f"{what} escaped quotient", maximum=q_limit)
-    if len(escaped) and int(q[escaped].max()) > q_limit:
-        raise PladaFormatError(f"{what}: quotient exceeds {q_limit:,}")
-    return (q << np.uint64(b)) | r
+        symbols = _ans_decode(body, _golomb_model(a), count, what).astype(np.int32)
+    raw = np.frombuffer(body.take((count * b + 7) // 8, f"{what} remainder bits"), dtype=np.uint8).copy()
+    values = np.empty(count, dtype=np.uint64)
+    if _kernels.golomb_combine(symbols, raw, b, escape, values):
+        q_limit = MAX_N_REFERENCE >> b
+        low = np.uint64((1 << b) - 1)
+        for position in np.flatnonzero((values >> np.uint64(b)) == np.uint64(escape)):
+            q = escape + body.varint(f"{what} escaped quotient", maximum=q_limit)
+            if q > q_limit:
+                raise PladaFormatError(f"{what}: quotient exceeds {q_limit:,}")
+            values[position] = (np.uint64(q) << np.uint64(b)) | (values[position] & low)
+    return values
 
 
 # --- Histograms (§5.4) -------------------------------------------------------------------------
@@ -331,10 +329,11 @@ def _symbols_decode(reader: Reader, n_symbols: int, count: int, what: str, stati
     if static:
         ranks = _static_decode(reader, _static_table(counts), count, what)
     else:
-        ranks = _ans_decode(reader, _categorical(counts), count, what)
-    if not np.array_equal(np.bincount(ranks, minlength=len(bins)), counts):
+        ranks = _ans_decode(reader, _categorical(counts), count, what).astype(np.int32)
+    symbols = np.empty(count, dtype=np.int64)
+    if _kernels.ranks_to_symbols(ranks, bins, counts, symbols) < 0:
         raise PladaFormatError(f"{what}: decoded symbols disagree with the stored histogram")
-    return bins[ranks]
+    return symbols
 
 
 # --- Labels, i.i.d. (§6.1) ------------------------------------------------------------

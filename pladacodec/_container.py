@@ -449,8 +449,9 @@ MAX_THREADS = 8
 PARALLEL_MIN_ENTRIES = 1 << 17
 
 
-def check_trailer(data, end: int) -> None:
-    """Verify the whole-file CRC-32C and the end magic that close the file at ``end``."""
+def check_trailer(data, end: int, verify_crc: bool = True) -> None:
+    """Verify the end magic that closes the file at ``end`` and (unless the caller already did,
+    as :func:`quick_check` does) the whole-file CRC-32C."""
     view = memoryview(data).cast("B")
     if len(view) - end < S.TRAILER_SIZE:
         raise PladaTruncatedError(
@@ -461,6 +462,8 @@ def check_trailer(data, end: int) -> None:
         raise PladaFormatError(f"trailer magic {magic!r} instead of {S.END_MAGIC!r}")
     if len(view) != end + S.TRAILER_SIZE:
         raise PladaFormatError(f"{len(view) - end - S.TRAILER_SIZE:,} unexpected bytes after the trailer")
+    if not verify_crc:
+        return
     actual = crc32c(view[:end])
     if stored != actual:
         raise PladaChecksumError(f"file checksum mismatch: stored 0x{stored:08x}, computed 0x{actual:08x}")
@@ -503,7 +506,7 @@ def decode_container(data, max_entries: int) -> tuple[Header, np.ndarray, np.nda
         scanned.append(scan_block(reader, entries))
         remaining -= entries
     reader.expect_end("blocks")
-    check_trailer(view, reader.pos)
+    check_trailer(view, reader.pos, verify_crc=False)  # quick_check verified the file CRC
     decoded = parallel_map(lambda block: decode_scanned(block, header), scanned, header.n_selected)
     index_parts, label_parts = [], []
     base = 0

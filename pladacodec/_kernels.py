@@ -20,7 +20,7 @@ __all__ = [
     "bitmap_from_indices",
     "indices_from_bitmap",
     "pack_bits",
-    "unpack_bits",
+    "golomb_combine",
     "indices_from_gaps",
     "gaps_from_indices",
 ]
@@ -101,24 +101,6 @@ def pack_bits(values, width, out):
             v >>= np.uint64(take)
             remaining -= take
             bitpos += take
-
-
-@_jit(nb.void(nb.uint8[::1], nb.int64, nb.uint64[::1]))
-def unpack_bits(data, width, out):
-    """Inverse of :func:`pack_bits`; ``data`` must hold enough bytes."""
-    bitpos = 0
-    for i in range(out.shape[0]):
-        v = np.uint64(0)
-        got = 0
-        while got < width:
-            byte_index = bitpos >> 3
-            offset = bitpos & 7
-            take = min(8 - offset, width - got)
-            chunk = (np.uint64(data[byte_index]) >> np.uint64(offset)) & np.uint64((1 << take) - 1)
-            v |= chunk << np.uint64(got)
-            got += take
-            bitpos += take
-        out[i] = v
 
 
 # --- gaps -------------------------------------------------------------------
@@ -1438,4 +1420,34 @@ def static_rans_decode(words, freq, cum, bits, out):
         out[n - 1] = s0
     if x0 != RANS_L or x1 != RANS_L or pos != n_words:
         return -1
+    return 0
+
+
+@nb.njit(nb.int64(nb.int32[::1], nb.uint8[::1], nb.int64, nb.int64, nb.uint64[::1]), cache=True, nogil=True)
+def golomb_combine(quotients, raw, width, escape, out):
+    """out[i] = quotients[i] << width | the i-th ``width``-bit remainder of ``raw`` (§5.1, packed
+    LSB-first; ``raw`` holds enough bytes); returns how many quotients are the escape."""
+    n_escaped = 0
+    bitpos = 0
+    w = np.uint64(width)
+    for i in range(quotients.shape[0]):
+        q = quotients[i]
+        if q == escape:
+            n_escaped += 1
+        r, bitpos = _raw_take(raw, bitpos, width)
+        out[i] = (np.uint64(q) << w) | r
+    return n_escaped
+
+
+@nb.njit(nb.int64(nb.int32[::1], nb.int64[::1], nb.int64[::1], nb.int64[::1]), cache=True, nogil=True)
+def ranks_to_symbols(ranks, used, counts, out):
+    """out[i] = used[ranks[i]], checking that rank r occurs exactly counts[r] times (§5.5); 0 or -1."""
+    seen = np.zeros(used.shape[0], dtype=np.int64)
+    for i in range(ranks.shape[0]):
+        r = ranks[i]
+        seen[r] += 1
+        out[i] = used[r]
+    for r in range(used.shape[0]):
+        if seen[r] != counts[r]:
+            return -1
     return 0

@@ -93,9 +93,12 @@ def test_pack_unpack_every_width(width):
         packed = np.zeros((n * width + 7) // 8, dtype=np.uint8)
         _kernels.pack_bits(values, width, packed)
         assert np.array_equal(packed, ref_pack(values, width)), (width, n)
+        # golomb_combine reads the remainders back (quotient q sits above them)
+        quotients = rng.integers(0, 3, n).astype(np.int32)
         back = np.empty(n, dtype=np.uint64)
-        _kernels.unpack_bits(packed, width, back)
-        assert np.array_equal(back, values)
+        assert _kernels.golomb_combine(quotients, packed, width, 2, back) == int((quotients == 2).sum())
+        assert np.array_equal(back & np.uint64((1 << width) - 1), values)
+        assert np.array_equal(back >> np.uint64(width), quotients.astype(np.uint64))
 
 
 def test_pack_bits_keeps_only_the_low_bits():
@@ -104,8 +107,16 @@ def test_pack_bits_keeps_only_the_low_bits():
     _kernels.pack_bits(values, 5, packed)
     assert np.array_equal(packed, ref_pack(values, 5))
     back = np.empty(3, dtype=np.uint64)
-    _kernels.unpack_bits(packed, 5, back)
+    assert _kernels.golomb_combine(np.zeros(3, np.int32), packed, 5, 9, back) == 0
     assert back.tolist() == [31, 5, 3]
+
+
+def test_ranks_to_symbols_checks_the_histogram():
+    used, counts = np.array([3, 7, 9], np.int64), np.array([2, 1, 1], np.int64)
+    out = np.empty(4, np.int64)
+    assert _kernels.ranks_to_symbols(np.array([0, 2, 1, 0], np.int32), used, counts, out) == 0
+    assert out.tolist() == [3, 9, 7, 3]
+    assert _kernels.ranks_to_symbols(np.array([0, 2, 1, 1], np.int32), used, counts, out) == -1
 
 
 # --- gaps -------------------------------------------------------------------------------------
