@@ -235,6 +235,35 @@ def _rebuild(counts, seen, nxt, freq, cum, lut, c, pfreq, pc, with_lut, n_sym, b
         nxt[c] = seen_c * 2 if seen_c < REBUILD_STEP else seen_c + REBUILD_STEP
 
 
+@nb.njit(cache=True, nogil=True, inline="always")
+def _rans_put(x, f, start, bits, words, count):
+    """rANS-encode one symbol (frequency f, cumulative start, over 2^bits) into state x, first
+    emitting the low word when x would overflow; returns (state, word count)."""
+    f = np.uint64(f)
+    if x >= ((RANS_L >> np.uint64(bits)) << np.uint64(32)) * f:
+        words[count] = np.uint32(x & np.uint64(0xFFFFFFFF))
+        count += 1
+        x >>= np.uint64(32)
+    return ((x // f) << np.uint64(bits)) + (x % f) + np.uint64(start), count
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _put_state(x, words, count):
+    """Flush a final state as two words (low, then high: high first once reversed)."""
+    words[count] = np.uint32(x & np.uint64(0xFFFFFFFF))
+    words[count + 1] = np.uint32(x >> np.uint64(32))
+    return count + 2
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _reverse(words, count):
+    """Words were emitted last-symbol first; the decoder reads them in the opposite order."""
+    for i in range(count // 2):
+        tmp = words[i]
+        words[i] = words[count - 1 - i]
+        words[count - 1 - i] = tmp
+
+
 @nb.njit(cache=True, nogil=True)
 def _rans_flush(starts, freqs, n, words, bits):
     """Encode recorded symbols (probabilities over 2^bits) in reverse; returns the word count,
@@ -242,21 +271,20 @@ def _rans_flush(starts, freqs, n, words, bits):
     x = RANS_L
     count = 0
     for i in range(n - 1, -1, -1):
-        f = np.uint64(freqs[i])
-        x_max = ((RANS_L >> np.uint64(bits)) << np.uint64(32)) * f
-        if x >= x_max:
-            words[count] = np.uint32(x & np.uint64(0xFFFFFFFF))
-            count += 1
-            x >>= np.uint64(32)
-        x = ((x // f) << np.uint64(bits)) + (x % f) + np.uint64(starts[i])
-    words[count] = np.uint32(x & np.uint64(0xFFFFFFFF))
-    words[count + 1] = np.uint32(x >> np.uint64(32))
-    count += 2
-    for i in range(count // 2):
-        tmp = words[i]
-        words[i] = words[count - 1 - i]
-        words[count - 1 - i] = tmp
+        x, count = _rans_put(x, freqs[i], starts[i], bits, words, count)
+    count = _put_state(x, words, count)
+    _reverse(words, count)
     return count
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _cumulate(freq, cum, n):
+    """cum[s] = freq[0] + ... + freq[s - 1] for s <= n (cum[n] = the table's total)."""
+    start = 0
+    for s in range(n):
+        cum[s] = start
+        start += freq[s]
+    cum[n] = start
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
@@ -1161,11 +1189,7 @@ def _labels_run2(labels, skips, n_classes, decoding, words, starts, freqs, sizes
                 if best < 0 or x_freq[s] > x_freq[best]:
                     best = s
             x_freq[best] += RANS2_M - used
-            start = 0
-            for s in range(n_lo):
-                x_cum[s] = start
-                start += x_freq[s]
-            x_cum[n_lo] = RANS2_M
+            _cumulate(x_freq, x_cum, n_lo)
             if decoding:
                 slot = np.int64(x & RANS2_MASK)
                 lo = 0
@@ -1326,11 +1350,7 @@ def static_table(weights, bits, freq, cum):
         if f > freq[best]:
             best = s
     freq[best] += m - used
-    start = 0
-    for s in range(a):
-        cum[s] = start
-        start += freq[s]
-    cum[a] = m
+    _cumulate(freq, cum, a)
     return 0
 
 
@@ -1341,33 +1361,18 @@ def static_rans_encode(symbols, freq, cum, bits, words):
     n = symbols.shape[0]
     if n == 0:
         return 0
-    ub = np.uint64(bits)
-    unit = (RANS_L >> ub) << np.uint64(32)
     e0 = RANS_L
     e1 = RANS_L
     count = 0
     for i in range(n - 1, -1, -1):
         s = symbols[i]
-        f = np.uint64(freq[s])
-        x = e1 if i & 1 else e0
-        if x >= unit * f:
-            words[count] = np.uint32(x & np.uint64(0xFFFFFFFF))
-            count += 1
-            x >>= np.uint64(32)
-        x = ((x // f) << ub) + (x % f) + np.uint64(cum[s])
         if i & 1:
-            e1 = x
+            e1, count = _rans_put(e1, freq[s], cum[s], bits, words, count)
         else:
-            e0 = x
-    words[count] = np.uint32(e1 & np.uint64(0xFFFFFFFF))
-    words[count + 1] = np.uint32(e1 >> np.uint64(32))
-    words[count + 2] = np.uint32(e0 & np.uint64(0xFFFFFFFF))
-    words[count + 3] = np.uint32(e0 >> np.uint64(32))
-    count += 4
-    for i in range(count // 2):
-        tmp = words[i]
-        words[i] = words[count - 1 - i]
-        words[count - 1 - i] = tmp
+            e0, count = _rans_put(e0, freq[s], cum[s], bits, words, count)
+    count = _put_state(e1, words, count)
+    count = _put_state(e0, words, count)
+    _reverse(words, count)
     return count
 
 
