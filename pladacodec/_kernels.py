@@ -264,6 +264,13 @@ def _reverse(words, count):
         words[count - 1 - i] = tmp
 
 
+# The same, inlined where a table is tiny and rebuilt often (label method 3's rank contexts:
+# 4 symbols, a few hundred rebuilds in a small block), so the call's fixed cost (about twice
+# the rebuild's own work there) disappears.  Inlined only there: every inlined site adds
+# compile time.
+_rebuild_inline = _rebuild if nb.config.DISABLE_JIT else nb.njit(cache=True, nogil=True, inline="always")(_rebuild.py_func)
+
+
 @nb.njit(cache=True, nogil=True)
 def _rans_flush(starts, freqs, n, words, bits):
     """Encode recorded symbols (probabilities over 2^bits) in reverse; returns the word count,
@@ -973,7 +980,7 @@ def _gaps_run2(skips, n_tok, decoding, words, raw, starts, freqs, sizes, lo_surv
         if p_seen[level] >= p_nxt[level]:
             for t in range(n_tok):
                 prior[level, t] = (g_freq[0, t] + geo[level, t]) >> 1
-            _rebuild(p_counts, p_seen, p_nxt, p_freq, p_cum, p_lut, level, prior, level, False, n_tok, RANS2_BITS, PRIOR_STRENGTH2)
+            _rebuild_inline(p_counts, p_seen, p_nxt, p_freq, p_cum, p_lut, level, prior, level, False, n_tok, RANS2_BITS, PRIOR_STRENGTH2)
         if seen[c] >= nxt[c]:
             _rebuild(counts, seen, nxt, freq, cum, lut, c, p_freq, level, True, n_tok, RANS2_BITS, PRIOR_STRENGTH2)
         # the raw low bits
@@ -1141,8 +1148,8 @@ def _labels_run2(labels, skips, n_classes, decoding, words, starts, freqs, sizes
         # step: code r in context c (parent pc)
         if r_nxt[c] == 0:
             if q_nxt[pc] == 0:
-                _rebuild(q_counts, q_seen, q_nxt, q_freq, q_cum, q_lut, pc, q_freq, -1, False, r_sym, RANS2_BITS, PRIOR_STRENGTH2)
-            _rebuild(r_counts, r_seen, r_nxt, r_freq, r_cum, r_lut, c, q_freq, pc, False, r_sym, RANS2_BITS, PRIOR_STRENGTH2)
+                _rebuild_inline(q_counts, q_seen, q_nxt, q_freq, q_cum, q_lut, pc, q_freq, -1, False, r_sym, RANS2_BITS, PRIOR_STRENGTH2)
+            _rebuild_inline(r_counts, r_seen, r_nxt, r_freq, r_cum, r_lut, c, q_freq, pc, False, r_sym, RANS2_BITS, PRIOR_STRENGTH2)
         if decoding:
             slot = np.int64(x & RANS2_MASK)
             # r = how many of the (increasing) bounds cum[c, 1..3] lie at or below the slot
@@ -1158,9 +1165,9 @@ def _labels_run2(labels, skips, n_classes, decoding, words, starts, freqs, sizes
         q_counts[pc, r] += 1
         q_seen[pc] += 1
         if q_seen[pc] >= q_nxt[pc]:
-            _rebuild(q_counts, q_seen, q_nxt, q_freq, q_cum, q_lut, pc, q_freq, -1, False, r_sym, RANS2_BITS, PRIOR_STRENGTH2)
+            _rebuild_inline(q_counts, q_seen, q_nxt, q_freq, q_cum, q_lut, pc, q_freq, -1, False, r_sym, RANS2_BITS, PRIOR_STRENGTH2)
         if r_seen[c] >= r_nxt[c]:
-            _rebuild(r_counts, r_seen, r_nxt, r_freq, r_cum, r_lut, c, q_freq, pc, False, r_sym, RANS2_BITS, PRIOR_STRENGTH2)
+            _rebuild_inline(r_counts, r_seen, r_nxt, r_freq, r_cum, r_lut, c, q_freq, pc, False, r_sym, RANS2_BITS, PRIOR_STRENGTH2)
         if r < LABEL_CANDIDATES:
             label = cand[r]
             if label < 0:
