@@ -656,7 +656,7 @@ def write_plots(rows: list[dict], out: Path) -> list[Path]:
         "plada[golomb+iid]": dict(color="tab:blue", linestyle="--", marker="v"),
         "plada[context+context]": dict(color="tab:purple", linestyle="--", marker="^"),
         BOUND: dict(color="grey", linestyle=":", linewidth=2.0),
-        ORACLE: dict(color="tab:green", linestyle=":", linewidth=2.0, marker="*"),
+        ORACLE: dict(color="tab:cyan", linestyle=":", linewidth=2.0, marker="*"),
     }
     written = []
     fig, axes = panels("Bytes per selected image vs keep ratio")
