@@ -11,6 +11,7 @@ registered decoder, so a kernel reading past a buffer on bad input is caught.
 from __future__ import annotations
 
 import os
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -307,3 +308,35 @@ def test_static_rans_empty_stream():
     assert _kernels.static_rans_encode(np.zeros(0, np.int32), freq, cum, 16, words) == 0
     assert _kernels.static_rans_decode(np.zeros(0, np.uint32), freq, cum, 16, np.empty(0, np.int32)) == 0
     assert _kernels.static_rans_decode(np.zeros(4, np.uint32), freq, cum, 16, np.empty(0, np.int32)) == -1
+
+
+@pytest.mark.parametrize("static", [False, True], ids=["constriction", "static-rans"])
+def test_golomb_escaped_quotients_round_trip_and_are_bounded(static):
+    """Quotients beyond the table (§5.1) travel as varints after the remainders; a varint
+    that would put a value past MAX_N_REFERENCE is refused."""
+    from pladacodec._coders import golomb_decode, golomb_encode, golomb_weights
+    from pladacodec.errors import PladaFormatError
+
+    rng = np.random.default_rng(5)
+    x = rng.geometric(1 / 100, 20_000).astype(np.uint64)
+    x[[3, 777, 19_999]] = [10**6, 2 * 10**6, 5 * 10**6]
+    params, body = golomb_encode(x, static)
+    b, a = struct.unpack(S.GOLOMB_PARAMS_FORMAT, params)
+    escape = len(golomb_weights(a)) - 1
+    assert int(((x >> np.uint64(b)) >= escape).sum()) >= 3
+    out = golomb_decode(Reader(params), Reader(body), len(x), "values", static)
+    assert np.array_equal(out, x)
+    # the last varint, replaced by one that overflows the reference: a clean error
+    bad = bytearray(body)
+    last = len(bad) - 1
+    while last > 0 and bad[last - 1] & 0x80:
+        last -= 1
+    huge = (S.MAX_N_REFERENCE >> b) + 1
+    varint = bytearray()
+    while True:
+        byte, huge = huge & 0x7F, huge >> 7
+        varint.append(byte | (0x80 if huge else 0))
+        if not huge:
+            break
+    with pytest.raises(PladaFormatError):
+        golomb_decode(Reader(params), Reader(bytes(bad[:last]) + bytes(varint)), len(x), "values", static)
