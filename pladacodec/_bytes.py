@@ -43,7 +43,10 @@ class Reader:
     __slots__ = ("_view", "pos", "end")
 
     def __init__(self, data, start: int = 0, end: int | None = None) -> None:
-        self._view = memoryview(data).cast("B") if not isinstance(data, memoryview) else data.cast("B")
+        if isinstance(data, memoryview):
+            self._view = data if data.format == "B" and data.ndim == 1 else data.cast("B")
+        else:
+            self._view = memoryview(data).cast("B")
         self.pos = start
         self.end = len(self._view) if end is None else end
 

@@ -265,6 +265,9 @@ def _check_preamble(reader: Reader) -> int:
     return header_len
 
 
+_KNOWN_TAGS = frozenset(S.REQUIRED_TAGS + (S.TAG_CLASS_NAMES, S.TAG_FINGERPRINT, S.TAG_METADATA))
+
+
 def _decode_fields(reader: Reader, version: tuple[int, int]) -> Header:
     seen: dict[int, Reader] = {}
     unknown_optional = []
@@ -275,7 +278,7 @@ def _decode_fields(reader: Reader, version: tuple[int, int]) -> Header:
         reader.take(length, f"header field {tag}")
         if tag in seen:
             raise PladaFormatError(f"header field {tag} appears twice")
-        if tag not in (S.REQUIRED_TAGS + (S.TAG_CLASS_NAMES, S.TAG_FINGERPRINT, S.TAG_METADATA)):
+        if tag not in _KNOWN_TAGS:
             if tag % 2 == 0:
                 raise PladaFormatError(
                     f"header has critical field {tag} unknown to this reader "
