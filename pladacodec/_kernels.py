@@ -16,6 +16,8 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from ._spec import STATIC_TWO_STATES_MIN
+
 __all__ = [
     "bitmap_from_indices",
     "indices_from_bitmap",
@@ -1363,21 +1365,24 @@ def static_table(weights, bits, freq, cum):
 
 @nb.njit(nb.int64(nb.int32[::1], nb.int32[::1], nb.int32[::1], nb.int64, nb.uint32[::1]), cache=True, nogil=True)
 def static_rans_encode(symbols, freq, cum, bits, words):
-    """Encode symbols (each < len(freq)) with two interleaved states; returns the word count
-    (0 for no symbol), words in decoding order: state 0 (high, low), state 1 (high, low), ..."""
+    """Encode symbols (each < len(freq)) with two interleaved states (one below
+    STATIC_TWO_STATES_MIN symbols); returns the word count (0 for no symbol), words in decoding
+    order: state 0 (high, low), [state 1 (high, low)], ..."""
     n = symbols.shape[0]
     if n == 0:
         return 0
+    two = n >= STATIC_TWO_STATES_MIN
     e0 = RANS_L
     e1 = RANS_L
     count = 0
     for i in range(n - 1, -1, -1):
         s = symbols[i]
-        if i & 1:
+        if two and i & 1:
             e1, count = _rans_put(e1, freq[s], cum[s], bits, words, count)
         else:
             e0, count = _rans_put(e0, freq[s], cum[s], bits, words, count)
-    count = _put_state(e1, words, count)
+    if two:
+        count = _put_state(e1, words, count)
     count = _put_state(e0, words, count)
     _reverse(words, count)
     return count
@@ -1400,7 +1405,9 @@ def static_rans_decode(words, freq, cum, bits, out):
     n_words = words.shape[0]
     if n == 0:
         return 0 if n_words == 0 else -1
-    if n_words < 4:
+    two = n >= STATIC_TWO_STATES_MIN
+    pos = 4 if two else 2
+    if n_words < pos:
         return -1
     a = freq.shape[0]
     shift = bits - STATIC_LUT_BITS
@@ -1413,20 +1420,26 @@ def static_rans_decode(words, freq, cum, bits, out):
     wpad[:n_words] = words
     top = np.uint64(1) << np.uint64(63)
     x0 = (np.uint64(words[0]) << np.uint64(32)) | np.uint64(words[1])
-    x1 = (np.uint64(words[2]) << np.uint64(32)) | np.uint64(words[3])
+    x1 = RANS_L
+    if two:
+        x1 = (np.uint64(words[2]) << np.uint64(32)) | np.uint64(words[3])
     if x0 < RANS_L or x0 >= top or x1 < RANS_L or x1 >= top:
         return -1
-    pos = 4
     ub = np.uint64(bits)
     mask = np.uint64((np.int64(1) << bits) - 1)
-    for i in range(0, n - 1, 2):
+    if not two:
+        for i in range(n):
+            s0, x0 = _static_step(x0, freq, cum, lut, shift, mask, ub)
+            x0, pos = _renorm(x0, wpad, pos, n_words)
+            out[i] = s0
+    for i in range(0, n - 1 if two else 0, 2):
         s0, x0 = _static_step(x0, freq, cum, lut, shift, mask, ub)
         x0, pos = _renorm(x0, wpad, pos, n_words)
         s1, x1 = _static_step(x1, freq, cum, lut, shift, mask, ub)
         x1, pos = _renorm(x1, wpad, pos, n_words)
         out[i] = s0
         out[i + 1] = s1
-    if n & 1:
+    if two and n & 1:
         s0, x0 = _static_step(x0, freq, cum, lut, shift, mask, ub)
         x0, pos = _renorm(x0, wpad, pos, n_words)
         out[n - 1] = s0

@@ -94,6 +94,7 @@ ANS_SENTINEL = 0x504C  # 16-bit value coded first (decoded last) in every constr
 STATIC_BITS = 16  # probability bits of a table over at most STATIC_MAX_SMALL_ALPHABET symbols
 STATIC_BITS_LARGE = 20  # ... and over a larger alphabet (up to 65,535 labels in use)
 STATIC_MAX_SMALL_ALPHABET = 4097  # the largest Golomb alphabet: 4,096 quotients + the escape
+STATIC_TWO_STATES_MIN = 4096  # streams of this many symbols or more interleave two states, shorter ones use one
 
 # --- FORMAT.md §8 Limits every reader enforces ----------------------------------
 MAX_N_REFERENCE = 1 << 40

@@ -272,7 +272,7 @@ def _static_table(weights, bits):
 
 
 @pytest.mark.parametrize("n_symbols, bits", [(2, 16), (3, 16), (60, 16), (4097, 16), (4098, 20), (65_535, 20)])
-@pytest.mark.parametrize("count", [1, 2, 3, 1000, 1001])
+@pytest.mark.parametrize("count", [1, 2, 3, 1001, S.STATIC_TWO_STATES_MIN - 1, S.STATIC_TWO_STATES_MIN, S.STATIC_TWO_STATES_MIN + 1])
 def test_static_rans_round_trip(n_symbols, bits, count):
     rng = np.random.default_rng(n_symbols * 7 + count)
     weights = rng.integers(1, 1 << 20, n_symbols)

@@ -67,20 +67,21 @@ def static_stream(cur: Bytes, n: int, table) -> list[int]:
     if n == 0:
         assert n_words == 0
         return []
-    states = [(words[0] << 32) | words[1], (words[2] << 32) | words[3]]
-    pos = 4
+    n_states = 2 if n >= 4096 else 1
+    states = [(words[2 * j] << 32) | words[2 * j + 1] for j in range(n_states)]
+    pos = 2 * n_states
     out = []
     for i in range(n):
-        x = states[i % 2]
+        x = states[i % n_states]
         slot = x % (1 << bits)
         s = max(j for j in range(len(freq)) if cum[j] <= slot)  # cum_s <= slot < cum_(s+1)
         x = freq[s] * (x >> bits) + slot - cum[s]
         if x < RANS_L:
             x = (x << 32) | words[pos]
             pos += 1
-        states[i % 2] = x
+        states[i % n_states] = x
         out.append(s)
-    assert states == [RANS_L, RANS_L] and pos == n_words, "final states 2^31, every word consumed"
+    assert states == [RANS_L] * n_states and pos == n_words, "final states 2^31, every word consumed"
     return out
 
 
