@@ -921,6 +921,8 @@ def _gaps_run2(skips, n_tok, decoding, words, raw, starts, freqs, sizes, lo_surv
         if x < RANS_L or x >= (np.uint64(1) << np.uint64(63)):
             return False
     for i in range(n):
+        if pos > n_words:  # a refill read past the stream: it is inconsistent, stop early
+            return False
         level = _gap_level(window_sum)
         if GAP_FRESH_MIN <= since < GAP_WINDOW:  # a new run: its own density, scaled to 16 skips
             level = _gap_level(since_sum * np.uint64(GAP_WINDOW) // np.uint64(since))
@@ -1113,6 +1115,8 @@ def _labels_run2(labels, skips, n_classes, decoding, words, starts, freqs, sizes
         if x < RANS_L or x >= (np.uint64(1) << np.uint64(63)):
             return False
     for i in range(n):
+        if pos > n_words:  # a refill read past the stream: it is inconsistent, stop early
+            return False
         cand[0] = mode
         j = 1
         for t in range(LABEL_RECENT):
@@ -1433,6 +1437,8 @@ def static_rans_decode(words, freq, cum, bits, out):
             x0, pos = _renorm(x0, wpad, pos, n_words)
             out[i] = s0
     for i in range(0, n - 1 if two else 0, 2):
+        if pos > n_words:  # a refill read past the stream: it is inconsistent, stop early
+            return -1
         s0, x0 = _static_step(x0, freq, cum, lut, shift, mask, ub)
         x0, pos = _renorm(x0, wpad, pos, n_words)
         s1, x1 = _static_step(x1, freq, cum, lut, shift, mask, ub)

@@ -340,3 +340,21 @@ def test_golomb_escaped_quotients_round_trip_and_are_bounded(static):
             break
     with pytest.raises(PladaFormatError):
         golomb_decode(Reader(params), Reader(bytes(bad[:last]) + bytes(varint)), len(x), "values", static)
+
+
+def test_decoders_stop_at_the_first_read_past_their_stream():
+    """A stream far too short for its symbol count fails at once, not after decoding every
+    entry from zero words (amplification of hostile input stays small)."""
+    n = 1 << 16
+    words = np.array([0, 1 << 31], np.uint32)  # a valid initial state (2^31), then nothing
+    geo = _kernels.geo_survivals()
+    skips = np.full(n, 7, np.uint64)
+    assert _kernels.ctx2_gaps_decode(words, np.zeros(8, np.uint8), 100, skips, *geo) == -1
+    assert (skips[64:] == 7).all()
+    labels = np.full(n, -5, np.int64)
+    assert _kernels.ctx2_labels_decode(words, np.zeros(n, np.uint64), 10, labels) == -1
+    assert (labels[64:] == -5).all()
+    freq, cum = _static_table([1, 2, 3], 16)
+    out = np.full(n, -5, np.int32)
+    assert _kernels.static_rans_decode(np.array([0, 1 << 31, 0, 1 << 31], np.uint32), freq, cum, 16, out) == -1
+    assert (out[64:] == -5).all()
