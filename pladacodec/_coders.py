@@ -261,8 +261,8 @@ def golomb_decode(params: Reader, body: Reader, count: int, what: str, static: b
 def histogram_encode(counts: np.ndarray, static: bool = False) -> bytes:
     """Code a histogram whose total the decoder knows, sparsely.
 
-    varint(u = bins in use), then Golomb-ANS of the skips between the used bins,
-    then Golomb-ANS of (count - 1) for all used bins but the last (the total
+    varint(u = bins in use), then Golomb-ANS (with ``static``: Golomb-rANS) of the skips
+    between the used bins, then the same of (count - 1) for all used bins but the last (the total
     gives the last).  About log2 C(C, u) + log2 C(k - 1, u - 1) bits, never more
     than the stars-and-bars bound log2 C(k + C - 1, C - 1) by more than a few
     bytes, and decoding costs O(u) <= O(k), not O(C).
