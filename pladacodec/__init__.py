@@ -20,6 +20,7 @@ from ._api import read as read
 from ._api import read_header as read_header
 from ._api import write as write
 from ._spec import VERSION_MAJOR, VERSION_MINOR
+from .folders import FolderLayout as FolderLayout
 from ._stream import StreamReader as StreamReader
 from ._stream import StreamWriter as StreamWriter
 from ._stream import iter_read as iter_read

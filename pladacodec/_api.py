@@ -22,6 +22,7 @@ from . import _container
 from . import _spec as S
 from ._container import Header, Layout
 from .errors import PladaDecodeError, PladaEncodeError, PladaError, PladaFormatError
+from .folders import FolderLayout
 
 __all__ = ["Payload", "TaskInfo", "encode", "decode", "write", "read", "inspect", "read_header"]
 
@@ -285,6 +286,7 @@ def encode(
     block_entries: int | None = None,
     index_methods: Sequence[int] | None = None,
     label_methods: Sequence[int] | None = None,
+    folders=None,
 ) -> bytes:
     """Encode a selection (indices into a reference of ``n_reference`` images + one label each).
 
@@ -296,13 +298,36 @@ def encode(
     lowest format minor version that defines every allowed method: pass only 1.0
     methods (index 1-3, label 1-2) to write a file that 1.0 readers decode.
     ``block_entries`` (at most 2^20) defaults to :func:`balanced_block_entries`.
+
+    ``folders`` (a :class:`~pladacodec.folders.FolderLayout`, or a
+    :class:`~pladacodec.reference.Reference` whose folders are used): the reference's folder
+    layout, known to the receiver too.  The coders then also try index method 6 / label
+    method 5, which take the true folder changes as context (FORMAT.md §5.9, §6.5); the file
+    names the layout in its header only if that makes it smaller, and then decodes only
+    with the same layout (``decode(..., folders=...)``).
     """
     header, idx, lab = _prepare(
         indices, labels, n_reference, n_classes, class_names, reference_fingerprint, metadata, block_entries
     )
+    folders = as_folders(folders, header.n_reference, PladaEncodeError)
     _check_methods(index_methods, _container._INDEX_CODERS, "index_methods")
     _check_methods(label_methods, _container._LABEL_CODERS, "label_methods")
-    return b"".join(_container.iter_encoded(header, idx, lab, index_methods, label_methods))
+    return b"".join(_container.iter_encoded(header, idx, lab, index_methods, label_methods, folders))
+
+
+def as_folders(folders, n_reference: int | None, error=PladaEncodeError):
+    """A FolderLayout from ``folders`` (a FolderLayout, a Reference, or None), checked
+    against ``n_reference`` when given."""
+    if folders is None:
+        return None
+    if not isinstance(folders, FolderLayout):
+        if hasattr(folders, "folder_layout"):
+            folders = folders.folder_layout()
+        else:
+            raise error(f"folders must be a FolderLayout or a Reference, got {type(folders).__name__}")
+    if n_reference is not None and folders.n_reference != n_reference:
+        raise error(f"the folder layout covers {folders.n_reference:,} images, the task n_reference = {n_reference:,}")
+    return folders
 
 
 def _check_methods(methods, known, what) -> None:
@@ -331,11 +356,12 @@ def _as_buffer(data) -> memoryview:
     return view.cast("B")
 
 
-def _decode_full(data, max_entries: int) -> TaskInfo:
+def _decode_full(data, max_entries: int, folders=None) -> TaskInfo:
     view = _as_buffer(data)
     if len(view) > S.MAX_FILE_SIZE:
         raise PladaFormatError(f"{len(view):,} bytes exceeds the largest .plada file ({S.MAX_FILE_SIZE:,} bytes)")
-    header, indices, labels, layout = _container.decode_container(view, max_entries)
+    folders = as_folders(folders, None, PladaDecodeError)
+    header, indices, labels, layout = _container.decode_container(view, max_entries, folders)
     payload = Payload(
         indices, labels, header.n_reference, header.n_classes, header.class_names,
         header.reference_fingerprint, header.metadata, header.version,
@@ -343,13 +369,15 @@ def _decode_full(data, max_entries: int) -> TaskInfo:
     return TaskInfo(payload, layout, header)
 
 
-def decode(data, *, max_entries: int = S.DEFAULT_MAX_ENTRIES) -> Payload:
+def decode(data, *, max_entries: int = S.DEFAULT_MAX_ENTRIES, folders=None) -> Payload:
     """Decode ``.plada`` bytes (bytes, bytearray, memoryview or uint8 array) into a :class:`Payload`.
 
     Raises only :class:`~pladacodec.PladaError` subclasses on bad input.
-    ``max_entries`` bounds the output a small file may expand to.
+    ``max_entries`` bounds the output a small file may expand to.  ``folders``: the
+    reference's folder layout (FolderLayout or Reference), needed by files that name one
+    (:attr:`Header.folders`); files that do not ignore it.
     """
-    return _decode_full(data, max_entries).payload
+    return _decode_full(data, max_entries, folders).payload
 
 
 def read_header(data) -> Header:
@@ -358,11 +386,11 @@ def read_header(data) -> Header:
     return header
 
 
-def inspect(source, *, max_entries: int = S.DEFAULT_MAX_ENTRIES) -> TaskInfo:
+def inspect(source, *, max_entries: int = S.DEFAULT_MAX_ENTRIES, folders=None) -> TaskInfo:
     """Decode and verify a file (path, file object or bytes) and report its layout."""
     if isinstance(source, (str, os.PathLike)) or hasattr(source, "read"):
         source = _read_bytes(source)
-    return _decode_full(source, max_entries)
+    return _decode_full(source, max_entries, folders)
 
 
 def _read_bytes(source) -> bytes:
@@ -379,9 +407,9 @@ def _read_bytes(source) -> bytes:
     return data
 
 
-def read(source, *, max_entries: int = S.DEFAULT_MAX_ENTRIES) -> Payload:
+def read(source, *, max_entries: int = S.DEFAULT_MAX_ENTRIES, folders=None) -> Payload:
     """Read and decode a ``.plada`` file from a path or a binary file object."""
-    return decode(_read_bytes(source), max_entries=max_entries)
+    return decode(_read_bytes(source), max_entries=max_entries, folders=folders)
 
 
 def write(path_or_file, indices, labels, n_reference: int, **kwargs) -> int:

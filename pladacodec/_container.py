@@ -8,6 +8,7 @@ validated by :mod:`pladacodec._api`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import struct
@@ -24,6 +25,7 @@ from .errors import (
     PladaChecksumError,
     PladaEncodeError,
     PladaFormatError,
+    PladaReferenceError,
     PladaTruncatedError,
     PladaVersionError,
 )
@@ -35,6 +37,8 @@ _INDEX_CODERS: dict[int, tuple[Callable, Callable]] = {
     S.INDEX_CONTEXT: (_context.indices_context_encode, _context.indices_context_decode),
     S.INDEX_CONTEXT2: (_context.indices_context2_encode, _context.indices_context2_decode),
     S.INDEX_GOLOMB_RANS: (_coders.indices_golomb_rans_encode, _coders.indices_golomb_rans_decode),
+    # folder methods (S.FOLDER_METHODS) take the FolderLayout as one more argument
+    S.INDEX_CONTEXT2_FOLDERS: (_context.indices_folders_encode, _context.indices_folders_decode),
 }
 # method id -> (encode(labels, C, indices, base) -> (params, body), decode(params, body, count, C, indices, base))
 _LABEL_CODERS: dict[int, tuple[Callable, Callable]] = {
@@ -48,6 +52,7 @@ _LABEL_CODERS: dict[int, tuple[Callable, Callable]] = {
         lambda labels, c, indices, base: _coders.labels_iid_rans_encode(labels, c),
         lambda params, body, count, c, indices, base: _coders.labels_iid_rans_decode(params, body, count, c),
     ),
+    S.LABEL_CONTEXT2_FOLDERS: (_context.labels_folders_encode, _context.labels_folders_decode),
 }
 METHOD_NAMES = {
     ("index", S.INDEX_GOLOMB_ANS): "golomb-ans",
@@ -55,27 +60,36 @@ METHOD_NAMES = {
     ("index", S.INDEX_CONTEXT): "context-ans",
     ("index", S.INDEX_CONTEXT2): "context-ans-2",
     ("index", S.INDEX_GOLOMB_RANS): "golomb-rans",
+    ("index", S.INDEX_CONTEXT2_FOLDERS): "context-ans-2-folders",
     ("label", S.LABEL_IID_ANS): "iid-ans",
     ("label", S.LABEL_CONTEXT): "context-ans",
     ("label", S.LABEL_CONTEXT2): "context-ans-2",
     ("label", S.LABEL_IID_RANS): "iid-rans",
+    ("label", S.LABEL_CONTEXT2_FOLDERS): "context-ans-2-folders",
 }
 
 
-def automatic_methods(kind: str) -> tuple[int, ...]:
-    """The methods the automatic choice tries: every one but the superseded (FORMAT.md §5)."""
+def automatic_methods(kind: str, folders: bool = False) -> tuple[int, ...]:
+    """The methods the automatic choice tries: every one but the superseded (FORMAT.md §5),
+    and the folder methods only when the writer has a folder layout."""
     coders = _INDEX_CODERS if kind == "index" else _LABEL_CODERS
-    return tuple(m for m in coders if (kind, m) not in S.SUPERSEDED_METHODS)
+    return tuple(
+        m for m in coders
+        if (kind, m) not in S.SUPERSEDED_METHODS and (folders or (kind, m) not in S.FOLDER_METHODS)
+    )
 
 
-def minor_version_for(index_methods: Sequence[int] | None, label_methods: Sequence[int] | None) -> int:
-    """The lowest minor version that defines every method a writer allowed these choices may use."""
-    index_methods = automatic_methods("index") if index_methods is None else index_methods
-    label_methods = automatic_methods("label") if label_methods is None else label_methods
+def minor_version_for(
+    index_methods: Sequence[int] | None, label_methods: Sequence[int] | None, folders: bool = False
+) -> int:
+    """The lowest minor version that defines every method a writer allowed these choices may
+    use; ``folders``: the header names a folder layout (tag 10), so the file may use them."""
+    index_methods = automatic_methods("index", folders) if index_methods is None else index_methods
+    label_methods = automatic_methods("label", folders) if label_methods is None else label_methods
     return max(
-        [S.METHOD_MINOR_VERSION[("index", m)] for m in index_methods]
-        + [S.METHOD_MINOR_VERSION[("label", m)] for m in label_methods]
-        + [0]
+        [S.METHOD_MINOR_VERSION[("index", m)] for m in index_methods if folders or ("index", m) not in S.FOLDER_METHODS]
+        + [S.METHOD_MINOR_VERSION[("label", m)] for m in label_methods if folders or ("label", m) not in S.FOLDER_METHODS]
+        + [S.TAG_MINOR_VERSION[S.TAG_FOLDERS] if folders else 0]
     )
 
 
@@ -90,6 +104,7 @@ class Header:
     metadata: dict | None = None
     version: tuple[int, int] = (S.VERSION_MAJOR, S.VERSION_MINOR)
     unknown_optional_tags: tuple[int, ...] = ()
+    folders: tuple[int, bytes] | None = None  # (F, digest) of the folder layout the file needs (tag 10)
 
 
 @dataclass(frozen=True)
@@ -137,6 +152,8 @@ def encode_header(header: Header, minor: int = S.VERSION_MINOR) -> bytes:
         _field(S.TAG_N_CLASSES, encode_varint(header.n_classes)),
         _field(S.TAG_BLOCK_ENTRIES, encode_varint(header.block_entries)),
     ]
+    if header.folders is not None:
+        fields.append(_field(S.TAG_FOLDERS, encode_varint(header.folders[0]) + header.folders[1]))
     if header.class_names is not None:
         names = bytearray(encode_varint(len(header.class_names)))
         for name in header.class_names:
@@ -183,6 +200,74 @@ def _best(candidates) -> tuple[int, bytes, bytes]:
     return method, params, body
 
 
+def _encode_index(method: int, indices: np.ndarray, base: int, folders):
+    coder = _INDEX_CODERS[method][0]
+    return coder(indices, base, folders) if ("index", method) in S.FOLDER_METHODS else coder(indices, base)
+
+
+def _encode_labels(method: int, labels: np.ndarray, n_classes: int, indices: np.ndarray, base: int, folders):
+    coder = _LABEL_CODERS[method][0]
+    if ("label", method) in S.FOLDER_METHODS:
+        return coder(labels, n_classes, indices, base, folders)
+    return coder(labels, n_classes, indices, base)
+
+
+def _allowed(kind: str, methods: Sequence[int] | None, folders) -> list[int]:
+    if methods is None:
+        return list(automatic_methods(kind, folders is not None))
+    if folders is None:
+        needy = [m for m in methods if (kind, m) in S.FOLDER_METHODS]
+        if needy:
+            raise PladaEncodeError(f"{kind} method {needy[0]} codes against a folder layout: pass folders=")
+    return list(methods)
+
+
+@dataclass(frozen=True)
+class EncodedBlock:
+    """A block as the writer chose it, and (when that uses a folder method) the best block
+    without one, so the writer can drop the layout if it does not pay for its header field."""
+
+    data: bytes
+    uses_folders: bool
+    without_folders: bytes | None
+
+
+def encode_block_options(
+    indices: np.ndarray,
+    labels: np.ndarray,
+    base: int,
+    n_classes: int,
+    index_methods: Sequence[int] | None = None,
+    label_methods: Sequence[int] | None = None,
+    folders=None,
+) -> EncodedBlock:
+    """One block: every allowed method is tried and the smallest kept (None: automatic choice)."""
+    index_list = [
+        m for m in _allowed("index", index_methods, folders)
+        if m != S.INDEX_BITMAP_ANS or index_methods is not None or _coders.bitmap_worth_trying(indices, base)
+    ]
+    label_list = _allowed("label", label_methods, folders)
+    index_coded = [(m, _encode_index(m, indices, base, folders)) for m in index_list]
+    label_coded = [(m, _encode_labels(m, labels, n_classes, indices, base, folders)) for m in label_list]
+    head = encode_varint(len(indices)) + encode_varint(base)
+
+    def assemble(index_candidates, label_candidates) -> bytes:
+        index = _best(index_candidates)
+        label = _best(label_candidates)
+        return head + _section(*index) + _section(*label)
+
+    data = assemble(index_coded, label_coded)
+    if folders is None:
+        return EncodedBlock(data, False, None)
+    index_plain = [c for c in index_coded if ("index", c[0]) not in S.FOLDER_METHODS]
+    label_plain = [c for c in label_coded if ("label", c[0]) not in S.FOLDER_METHODS]
+    plain = None
+    if any(c[1] is not None for c in index_plain) and label_plain:
+        plain = assemble(index_plain, label_plain)
+    uses = plain is None or plain != data
+    return EncodedBlock(data, uses, plain if uses else None)
+
+
 def encode_block(
     indices: np.ndarray,
     labels: np.ndarray,
@@ -190,28 +275,14 @@ def encode_block(
     n_classes: int,
     index_methods: Sequence[int] | None = None,
     label_methods: Sequence[int] | None = None,
+    folders=None,
 ) -> bytes:
     """One block: every allowed method is tried and the smallest kept (None: automatic choice)."""
-    if index_methods is None:
-        index_methods = [
-            m
-            for m in automatic_methods("index")
-            if m != S.INDEX_BITMAP_ANS or _coders.bitmap_worth_trying(indices, base)
-        ]
-    if label_methods is None:
-        label_methods = automatic_methods("label")
-    index_method, index_params, index_body = _best(
-        (m, _INDEX_CODERS[m][0](indices, base)) for m in index_methods
-    )
-    label_method, label_params, label_body = _best(
-        (m, _LABEL_CODERS[m][0](labels, n_classes, indices, base)) for m in label_methods
-    )
-    return (
-        encode_varint(len(indices))
-        + encode_varint(base)
-        + _section(index_method, index_params, index_body)
-        + _section(label_method, label_params, label_body)
-    )
+    return encode_block_options(indices, labels, base, n_classes, index_methods, label_methods, folders).data
+
+
+def folders_field_size(folders) -> int:
+    return len(_field(S.TAG_FOLDERS, encode_varint(folders.n_folders) + folders.digest))
 
 
 def iter_encoded(
@@ -220,24 +291,47 @@ def iter_encoded(
     labels: np.ndarray,
     index_methods: Sequence[int] | None = None,
     label_methods: Sequence[int] | None = None,
+    folders=None,
 ) -> Iterator[bytes]:
-    """Yield the file piece by piece (header, blocks, trailer) for streaming writes."""
-    head = encode_header(header, minor_version_for(index_methods, label_methods))
-    running = crc32c(head)
-    yield head
+    """Yield the file piece by piece (header, blocks, trailer).
+
+    With a folder layout every block is coded first: the header names the layout (tag 10)
+    only when the blocks that use it save more than that field costs; otherwise the file is
+    the one coded without it (and decodes without the layout)."""
     step = header.block_entries
     starts = list(range(0, header.n_selected, step))
     batch = max(1, min(os.cpu_count() or 1, MAX_THREADS))
 
-    def encode_one(start: int) -> bytes:
+    def encode_one(start: int) -> EncodedBlock:
         stop = min(start + step, header.n_selected)
         base = int(indices[start - 1]) + 1 if start else 0
-        return encode_block(indices[start:stop], labels[start:stop], base, header.n_classes, index_methods, label_methods)
+        return encode_block_options(
+            indices[start:stop], labels[start:stop], base, header.n_classes, index_methods, label_methods, folders
+        )
 
-    for first in range(0, len(starts), batch):  # a few blocks at a time keeps memory bounded
-        for block in parallel_map(encode_one, starts[first : first + batch], header.n_selected):
-            running = crc32c(block, running)
-            yield block
+    def blocks() -> Iterator[EncodedBlock]:
+        for first in range(0, len(starts), batch):  # a few blocks at a time keeps memory bounded
+            yield from parallel_map(encode_one, starts[first : first + batch], header.n_selected)
+
+    if folders is None:
+        chosen: Iterator[bytes] = (block.data for block in blocks())
+        use_folders = False
+    else:
+        coded = list(blocks())
+        use_folders = any(block.uses_folders for block in coded)
+        if use_folders and all(block.without_folders is not None for block in coded if block.uses_folders):
+            with_size = sum(len(b.data) for b in coded) + folders_field_size(folders)
+            without_size = sum(len(b.without_folders if b.uses_folders else b.data) for b in coded)
+            use_folders = with_size < without_size
+        chosen = (b.data if use_folders or not b.uses_folders else b.without_folders for b in coded)
+        if use_folders:
+            header = dataclasses.replace(header, folders=(folders.n_folders, folders.digest))
+    head = encode_header(header, minor_version_for(index_methods, label_methods, use_folders))
+    running = crc32c(head)
+    yield head
+    for block in chosen:
+        running = crc32c(block, running)
+        yield block
     yield struct.pack(S.TRAILER_FORMAT, running, S.END_MAGIC)
 
 
@@ -265,7 +359,7 @@ def _check_preamble(reader: Reader) -> int:
     return header_len
 
 
-_KNOWN_TAGS = frozenset(S.REQUIRED_TAGS + (S.TAG_CLASS_NAMES, S.TAG_FINGERPRINT, S.TAG_METADATA))
+_KNOWN_TAGS = frozenset(S.REQUIRED_TAGS + (S.TAG_CLASS_NAMES, S.TAG_FINGERPRINT, S.TAG_METADATA, S.TAG_FOLDERS))
 
 
 def _decode_fields(reader: Reader, version: tuple[int, int]) -> Header:
@@ -341,9 +435,18 @@ def _decode_fields(reader: Reader, version: tuple[int, int]) -> Header:
             raise PladaFormatError(f"metadata is not valid UTF-8 JSON ({type(exc).__name__})") from None
         if not isinstance(metadata, dict):
             raise PladaFormatError(f"metadata must be a JSON object, not {type(metadata).__name__}")
+    folders = None
+    if seen.get(S.TAG_FOLDERS) is not None:
+        sub = seen[S.TAG_FOLDERS]
+        n_folders = sub.varint("folder count")
+        if not 1 <= n_folders <= n_reference:
+            raise PladaFormatError(f"folder count {n_folders:,} is outside [1, N = {n_reference:,}]")
+        if sub.remaining != S.FOLDERS_DIGEST_SIZE:
+            raise PladaFormatError(f"folder layout digest has {sub.remaining} bytes instead of {S.FOLDERS_DIGEST_SIZE}")
+        folders = (n_folders, bytes(sub.take(S.FOLDERS_DIGEST_SIZE, "folder layout digest")))
     return Header(
         n_reference, n_selected, n_classes, block_entries, class_names, fingerprint, metadata,
-        version, tuple(unknown_optional),
+        version, tuple(unknown_optional), folders,
     )
 
 
@@ -413,14 +516,31 @@ def scan_block(reader: Reader, expected_entries: int) -> ScannedBlock:
     return ScannedBlock(entries, base, start, header_size, index, label)
 
 
-def decode_scanned(block: ScannedBlock, header: Header):
-    """Entropy-decode a scanned block; returns (indices, labels, BlockInfo)."""
+def _needs_folders(kind: str, method: int, offset: int, folders) -> None:
+    if folders is None:
+        raise PladaFormatError(
+            f"{kind} section at offset {offset:,} uses method {method}, which codes against a folder layout, "
+            "but the header names none"
+        )
+
+
+def decode_scanned(block: ScannedBlock, header: Header, folders=None):
+    """Entropy-decode a scanned block; returns (indices, labels, BlockInfo).  ``folders``: the
+    layout the header names, already checked against it (:func:`check_folders`), or None."""
     method, params, body, index_info = block.index
-    indices = _INDEX_CODERS[method][1](params, body, block.entries, block.base, header.n_reference)
+    if ("index", method) in S.FOLDER_METHODS:
+        _needs_folders("index", method, index_info.offset, folders)
+        indices = _INDEX_CODERS[method][1](params, body, block.entries, block.base, header.n_reference, folders)
+    else:
+        indices = _INDEX_CODERS[method][1](params, body, block.entries, block.base, header.n_reference)
     params.expect_end("index section parameters")
     body.expect_end("index section")
     method, params, body, label_info = block.label
-    labels = _LABEL_CODERS[method][1](params, body, block.entries, header.n_classes, indices, block.base)
+    if ("label", method) in S.FOLDER_METHODS:
+        _needs_folders("label", method, label_info.offset, folders)
+        labels = _LABEL_CODERS[method][1](params, body, block.entries, header.n_classes, indices, block.base, folders)
+    else:
+        labels = _LABEL_CODERS[method][1](params, body, block.entries, header.n_classes, indices, block.base)
     params.expect_end("label section parameters")
     body.expect_end("label section")
     if len(indices) != block.entries or len(labels) != block.entries:
@@ -429,12 +549,31 @@ def decode_scanned(block: ScannedBlock, header: Header):
     return indices, labels, info
 
 
-def decode_block(reader: Reader, header: Header, expected_entries: int, expected_base: int):
+def decode_block(reader: Reader, header: Header, expected_entries: int, expected_base: int, folders=None):
     """Scan and decode one block that must start at ``expected_base``; returns (indices, labels, BlockInfo)."""
     block = scan_block(reader, expected_entries)
     if block.base != expected_base:
         raise PladaFormatError(f"block at offset {block.offset:,} starts at index {block.base:,}; expected {expected_base:,}")
-    return decode_scanned(block, header)
+    return decode_scanned(block, header, folders)
+
+
+def check_folders(header: Header, folders):
+    """The layout to decode ``header``'s blocks with: None when the header names none (a
+    layout given anyway is not needed), else ``folders``, which must be the one it names."""
+    if header.folders is None:
+        return None
+    n_folders, digest = header.folders
+    if folders is None:
+        raise PladaReferenceError(
+            f"this file is coded against a folder layout of {n_folders:,} folders (digest {digest.hex()}); "
+            "pass the reference's layout: folders=FolderLayout... (pladacodec.folders), or a Reference"
+        )
+    if folders.n_reference != header.n_reference or folders.n_folders != n_folders or folders.digest != digest:
+        raise PladaReferenceError(
+            f"folder layout mismatch: the file needs {n_folders:,} folders over {header.n_reference:,} images "
+            f"(digest {digest.hex()}), got {folders.n_folders:,} over {folders.n_reference:,} (digest {folders.digest.hex()})"
+        )
+    return folders
 
 
 def parallel_map(fn, items: list, weight: int) -> list:
@@ -490,9 +629,10 @@ def quick_check(data) -> None:
         raise PladaChecksumError(f"file checksum mismatch: stored 0x{stored:08x}, computed 0x{actual:08x}")
 
 
-def decode_container(data, max_entries: int) -> tuple[Header, np.ndarray, np.ndarray, Layout]:
+def decode_container(data, max_entries: int, folders=None) -> tuple[Header, np.ndarray, np.ndarray, Layout]:
     quick_check(data)
     header, pos = decode_header(data)
+    folders = check_folders(header, folders)
     if header.n_selected > max_entries:
         raise PladaFormatError(
             f"file holds {header.n_selected:,} entries, more than max_entries={max_entries:,}; "
@@ -510,7 +650,7 @@ def decode_container(data, max_entries: int) -> tuple[Header, np.ndarray, np.nda
         remaining -= entries
     reader.expect_end("blocks")
     check_trailer(view, reader.pos, verify_crc=False)  # quick_check verified the file CRC
-    decoded = parallel_map(lambda block: decode_scanned(block, header), scanned, header.n_selected)
+    decoded = parallel_map(lambda block: decode_scanned(block, header, folders), scanned, header.n_selected)
     index_parts, label_parts = [], []
     base = 0
     for indices, labels, info in decoded:

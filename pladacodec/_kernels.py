@@ -792,6 +792,20 @@ def _run_boundary(i, v, window_sum):
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
+def _folder_step(ends, f, at, v, i):
+    """Methods 6 / 5 (§5.9): entry i (skip v) lies at ``at + v``; move f to its folder.  Returns
+    (whether entry i >= 1 is in another folder than entry i - 1, f, the entry + 1).  ``ends[j]``
+    is the end of folder ``f0 + j`` (f0: the folder of the block's base), so f starts at 0; an
+    entry at or past the last end (a bad stream) stays in the last folder."""
+    x = at + v
+    moved = False
+    while f + 1 < ends.shape[0] and np.uint64(ends[f]) <= x:
+        f += 1
+        moved = True
+    return moved and i > 0, f, x + np.uint64(1)
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
 def _renorm(x, wpad, pos, n_words):
     """Refill the rANS state from ``wpad`` (the words plus one zero) without a branch; a read
     past the words moves pos beyond n_words, which the end-of-stream check rejects."""
@@ -892,9 +906,13 @@ def _geo_row(level, n_tok, lo_surv, hi_surv, out):
 
 
 @nb.njit(cache=True, nogil=True)
-def _gaps_run2(skips, n_tok, decoding, words, raw, starts, freqs, sizes, lo_surv, hi_surv):
-    """The gap model of index method 4, shared by encoder and decoder (see _gaps_run)."""
+def _gaps_run2(skips, n_tok, decoding, words, raw, starts, freqs, sizes, lo_surv, hi_surv, ends, base, folders):
+    """The gap model of index method 4, shared by encoder and decoder (see _gaps_run).  With
+    ``folders``, run boundaries are the folder changes of index method 6 (``ends``: the end of
+    the folder holding ``base`` and of every later folder, see _folder_step), not the jumps of §5.7."""
     n = skips.shape[0]
+    fold = 0  # with folders: the folder of the previous entry, as a position in ends
+    fold_at = np.uint64(base)  # ... and that entry + 1 (the block's base before the first)
     counts, seen, nxt, freq, cum, lut = _model_new(GAP_CONTEXTS, n_tok, CHILD_MIN)
     p_counts, p_seen, p_nxt, p_freq, p_cum, p_lut = _model_new(GAP_LEVELS, n_tok, 0)
     g_counts, g_seen, g_nxt, g_freq, g_cum, g_lut = _model_new(1, n_tok, 0)
@@ -1004,7 +1022,11 @@ def _gaps_run2(skips, n_tok, decoding, words, raw, starts, freqs, sizes, lo_surv
         if decoding:
             skips[i] = v
         mag1 = _gap_mag(tok)
-        if _run_boundary(i, v, window_sum):
+        if folders:
+            boundary, fold, fold_at = _folder_step(ends, fold, fold_at, v, i)
+        else:
+            boundary = _run_boundary(i, v, window_sum)
+        if boundary:
             since = 0
             since_sum = np.uint64(0)
         elif since < GAP_WINDOW:
@@ -1047,7 +1069,7 @@ def ctx2_gaps_encode(skips, n_tok, words, raw, out_sizes, lo_surv, hi_surv):
     starts = np.empty(n, dtype=np.int32)
     freqs = np.empty(n, dtype=np.int32)
     sizes = np.zeros(2, dtype=np.int64)
-    if not _gaps_run2(skips, n_tok, False, words, raw, starts, freqs, sizes, lo_surv, hi_surv):
+    if not _gaps_run2(skips, n_tok, False, words, raw, starts, freqs, sizes, lo_surv, hi_surv, np.zeros(0, dtype=np.int64), 0, False):
         return -1
     out_sizes[0] = _rans_flush(starts, freqs, sizes[0], words, RANS2_BITS)
     out_sizes[1] = sizes[1]
@@ -1063,7 +1085,39 @@ def ctx2_gaps_decode(words, raw, n_tok, out, lo_surv, hi_surv):
     """Inverse of ctx2_gaps_encode. Returns raw bits consumed, or -1 on a bad stream."""
     dummy = np.zeros(0, dtype=np.int32)
     sizes = np.zeros(2, dtype=np.int64)
-    if not _gaps_run2(out, n_tok, True, words, raw, dummy, dummy, sizes, lo_surv, hi_surv):
+    if not _gaps_run2(out, n_tok, True, words, raw, dummy, dummy, sizes, lo_surv, hi_surv, np.zeros(0, dtype=np.int64), 0, False):
+        return -1
+    return sizes[1]
+
+
+@nb.njit(
+    nb.int64(nb.uint64[::1], nb.int64, nb.uint32[::1], nb.uint8[::1], nb.int64[::1], nb.int64[:, ::1], nb.int64[:, ::1], nb.int64[::1], nb.int64),
+    cache=True,
+    nogil=True,
+)
+def ctx2f_gaps_encode(skips, n_tok, words, raw, out_sizes, lo_surv, hi_surv, ends, base):
+    """Index method 6 (§5.9): ctx2_gaps_encode with folder changes as run boundaries."""
+    n = skips.shape[0]
+    starts = np.empty(n, dtype=np.int32)
+    freqs = np.empty(n, dtype=np.int32)
+    sizes = np.zeros(2, dtype=np.int64)
+    if not _gaps_run2(skips, n_tok, False, words, raw, starts, freqs, sizes, lo_surv, hi_surv, ends, base, True):
+        return -1
+    out_sizes[0] = _rans_flush(starts, freqs, sizes[0], words, RANS2_BITS)
+    out_sizes[1] = sizes[1]
+    return 0
+
+
+@nb.njit(
+    nb.int64(nb.uint32[::1], nb.uint8[::1], nb.int64, nb.uint64[::1], nb.int64[:, ::1], nb.int64[:, ::1], nb.int64[::1], nb.int64),
+    cache=True,
+    nogil=True,
+)
+def ctx2f_gaps_decode(words, raw, n_tok, out, lo_surv, hi_surv, ends, base):
+    """Inverse of ctx2f_gaps_encode. Returns raw bits consumed, or -1 on a bad stream."""
+    dummy = np.zeros(0, dtype=np.int32)
+    sizes = np.zeros(2, dtype=np.int64)
+    if not _gaps_run2(out, n_tok, True, words, raw, dummy, dummy, sizes, lo_surv, hi_surv, ends, base, True):
         return -1
     return sizes[1]
 
@@ -1078,9 +1132,13 @@ LABEL_EXCLUDE_MAX = 32
 
 
 @nb.njit(cache=True, nogil=True)
-def _labels_run2(labels, skips, n_classes, decoding, words, starts, freqs, sizes):
-    """The label model of label method 3, shared by encoder and decoder; False on a bad stream."""
+def _labels_run2(labels, skips, n_classes, decoding, words, starts, freqs, sizes, ends, base, folders):
+    """The label model of label method 3, shared by encoder and decoder; False on a bad stream.
+    With ``folders`` (label method 5) the window empties when the entry's folder differs from
+    the previous entry's, instead of at the jumps of §6.3."""
     n = labels.shape[0]
+    fold = 0
+    fold_at = np.uint64(base)
     split = n_classes > 256
     exclude = n_classes <= LABEL_EXCLUDE_MAX
     n_hi = (n_classes + 255) // 256 if split else 1
@@ -1125,7 +1183,11 @@ def _labels_run2(labels, skips, n_classes, decoding, words, starts, freqs, sizes
                 j += 1
         v = skips[i]
         # a skip far above the local mean starts a new run (likely a new folder): forget the window
-        if _run_boundary(i, v, gap_sum):
+        if folders:
+            boundary, fold, fold_at = _folder_step(ends, fold, fold_at, v, i)
+        else:
+            boundary = _run_boundary(i, v, gap_sum)
+        if boundary:
             for q in range(LABEL_WINDOW):
                 if window[q] >= 0:
                     in_window[window[q]] -= 1
@@ -1321,7 +1383,7 @@ def ctx2_labels_encode(labels, skips, n_classes, words):
     starts = np.empty(3 * n, dtype=np.int32)
     freqs = np.empty(3 * n, dtype=np.int32)
     sizes = np.zeros(1, dtype=np.int64)
-    _labels_run2(labels, skips, n_classes, False, words, starts, freqs, sizes)
+    _labels_run2(labels, skips, n_classes, False, words, starts, freqs, sizes, np.zeros(0, dtype=np.int64), 0, False)
     return _rans_flush(starts, freqs, sizes[0], words, RANS2_BITS)
 
 
@@ -1330,7 +1392,28 @@ def ctx2_labels_decode(words, skips, n_classes, out):
     """Inverse of ctx2_labels_encode; returns 0, or -1 on a bad stream."""
     dummy = np.zeros(0, dtype=np.int32)
     sizes = np.zeros(1, dtype=np.int64)
-    if not _labels_run2(out, skips, n_classes, True, words, dummy, dummy, sizes):
+    if not _labels_run2(out, skips, n_classes, True, words, dummy, dummy, sizes, np.zeros(0, dtype=np.int64), 0, False):
+        return -1
+    return 0
+
+
+@nb.njit(nb.int64(nb.int64[::1], nb.uint64[::1], nb.int64, nb.uint32[::1], nb.int64[::1], nb.int64), cache=True, nogil=True)
+def ctx2f_labels_encode(labels, skips, n_classes, words, ends, base):
+    """Label method 5 (§6.5): ctx2_labels_encode with folder changes as run boundaries."""
+    n = labels.shape[0]
+    starts = np.empty(3 * n, dtype=np.int32)
+    freqs = np.empty(3 * n, dtype=np.int32)
+    sizes = np.zeros(1, dtype=np.int64)
+    _labels_run2(labels, skips, n_classes, False, words, starts, freqs, sizes, ends, base, True)
+    return _rans_flush(starts, freqs, sizes[0], words, RANS2_BITS)
+
+
+@nb.njit(nb.int64(nb.uint32[::1], nb.uint64[::1], nb.int64, nb.int64[::1], nb.int64[::1], nb.int64), cache=True, nogil=True)
+def ctx2f_labels_decode(words, skips, n_classes, out, ends, base):
+    """Inverse of ctx2f_labels_encode; returns 0, or -1 on a bad stream."""
+    dummy = np.zeros(0, dtype=np.int32)
+    sizes = np.zeros(1, dtype=np.int64)
+    if not _labels_run2(out, skips, n_classes, True, words, dummy, dummy, sizes, ends, base, True):
         return -1
     return 0
 

@@ -13,7 +13,7 @@ import struct
 # --- FORMAT.md §2 Preamble ---------------------------------------------------
 MAGIC = b"\x89PLADA\r\n"
 VERSION_MAJOR = 1  # the only major version this reader implements
-VERSION_MINOR = 2  # the highest minor version whose fields and methods this reader knows
+VERSION_MINOR = 3  # the highest minor version whose fields and methods this reader knows
 PREAMBLE_FORMAT = "<8sBBHI"  # magic, major, minor, flags, header length
 PREAMBLE_SIZE = struct.calcsize(PREAMBLE_FORMAT)  # 16
 FLAGS_CRITICAL_MASK = 0x00FF  # unknown bits here: refuse the file
@@ -31,8 +31,11 @@ TAG_N_REFERENCE = 2
 TAG_N_SELECTED = 4
 TAG_N_CLASSES = 6
 TAG_BLOCK_ENTRIES = 8
+TAG_FOLDERS = 10  # the folder layout index method 6 / label method 5 need: varint(F) + digest (v1.3)
 REQUIRED_TAGS = (TAG_N_REFERENCE, TAG_N_SELECTED, TAG_N_CLASSES, TAG_BLOCK_ENTRIES)
 FINGERPRINT_SIZE = 32
+FOLDERS_DIGEST_SIZE = 8  # leading bytes of SHA-256(FOLDERS_DIGEST_DOMAIN || u64 N || u64 F || u64 starts)
+FOLDERS_DIGEST_DOMAIN = b"pladacodec-folders-v1\0"
 
 # --- FORMAT.md §4 Blocks and sections ----------------------------------------
 SECTION_CRC_FORMAT = "<I"
@@ -44,14 +47,21 @@ INDEX_BITMAP_ANS = 2  # bitmap bytes -> ANS with a stored byte histogram
 INDEX_CONTEXT = 3  # adaptive context-model rANS over gap tokens, 12-bit tables (FORMAT.md §5.3)
 INDEX_CONTEXT2 = 4  # the same model at 15 bits, a block-sized alphabet, borrowing children (§5.7; v1.1)
 INDEX_GOLOMB_RANS = 5  # method 1's model, coded with the static two-state rANS (§5.8; v1.2)
-INDEX_METHODS = (INDEX_GOLOMB_ANS, INDEX_BITMAP_ANS, INDEX_CONTEXT, INDEX_CONTEXT2, INDEX_GOLOMB_RANS)
+INDEX_CONTEXT2_FOLDERS = 6  # method 4 with the folder changes of a known layout as run boundaries (§5.9; v1.3)
+INDEX_METHODS = (
+    INDEX_GOLOMB_ANS, INDEX_BITMAP_ANS, INDEX_CONTEXT, INDEX_CONTEXT2, INDEX_GOLOMB_RANS, INDEX_CONTEXT2_FOLDERS,
+)
 
 # Label-section coding methods (FORMAT.md §6).
 LABEL_IID_ANS = 1  # ANS with the block's label histogram stored exactly
 LABEL_CONTEXT = 2  # adaptive context-model rANS over candidate ranks, 12-bit tables (FORMAT.md §6.2)
 LABEL_CONTEXT2 = 3  # the same model at 15 bits, literals exclude the candidates (§6.3; v1.1)
 LABEL_IID_RANS = 4  # label method 1's model, coded with the static two-state rANS (§6.4; v1.2)
-LABEL_METHODS = (LABEL_IID_ANS, LABEL_CONTEXT, LABEL_CONTEXT2, LABEL_IID_RANS)
+LABEL_CONTEXT2_FOLDERS = 5  # method 3 with the folder changes of a known layout as run boundaries (§6.5; v1.3)
+LABEL_METHODS = (LABEL_IID_ANS, LABEL_CONTEXT, LABEL_CONTEXT2, LABEL_IID_RANS, LABEL_CONTEXT2_FOLDERS)
+# Methods that need the folder layout named by header tag 10: a file uses them only with it,
+# and a writer tries them only when given a layout.
+FOLDER_METHODS = {("index", INDEX_CONTEXT2_FOLDERS), ("label", LABEL_CONTEXT2_FOLDERS)}
 
 # The first minor version that defines each method: a file is stamped with the lowest
 # minor version that knows every method its writer may use (FORMAT.md §2).
@@ -65,7 +75,10 @@ METHOD_MINOR_VERSION = {
     ("label", LABEL_CONTEXT): 0,
     ("label", LABEL_CONTEXT2): 1,
     ("label", LABEL_IID_RANS): 2,
+    ("index", INDEX_CONTEXT2_FOLDERS): 3,
+    ("label", LABEL_CONTEXT2_FOLDERS): 3,
 }
+TAG_MINOR_VERSION = {TAG_FOLDERS: 3}  # header fields newer than 1.0
 # Superseded methods: still decoded (forever) and available when forced, but the automatic
 # choice skips them because their successor codes the same model better (FORMAT.md §5, §6).
 SUPERSEDED_METHODS = {

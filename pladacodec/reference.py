@@ -247,6 +247,17 @@ class Reference:
         _validate_manifest_paths(paths, f"manifest {str(path)!r}")
         return cls(Path(root) if root is not None else None, paths, fingerprint(paths))
 
+    def folder_layout(self):
+        """The folders of this reference (runs of images that share a parent folder, in
+        manifest order): the optional context of ``encode(..., folders=...)``.
+
+        >>> Reference.from_paths(["a/1.png", "a/2.png", "b/1.png"]).folder_layout().starts.tolist()
+        [0, 2]
+        """
+        from .folders import FolderLayout
+
+        return FolderLayout.from_paths(self.paths)
+
     def write_manifest(self, path: str | os.PathLike[str]) -> None:
         """Write the manifest (atomically: a temporary file renamed into place)."""
         path = Path(path)

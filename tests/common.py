@@ -11,6 +11,7 @@ import hashlib
 import os
 import json
 import struct
+import sys
 from pathlib import Path
 from typing import Any, Callable
 
@@ -24,6 +25,9 @@ from pladacodec._bytes import crc32c
 TESTS_DIR = Path(__file__).resolve().parent
 GOLDEN_DIR = TESTS_DIR / "golden"
 MAKE_GOLDEN = "python tests/make_golden.py"
+if str(TESTS_DIR / "fuzzers") not in sys.path:
+    sys.path.insert(0, str(TESTS_DIR / "fuzzers"))
+from make_corpus import folders_for, synthetic_folders  # noqa: E402  (the tests' folder layout)
 
 
 # --- expected results -------------------------------------------------------------------
@@ -90,9 +94,10 @@ def method_name(kind: str, method: int) -> str:
     return _container.METHOD_NAMES.get((kind, method), f"method-{method}")
 
 
-def methods_used(blob: bytes) -> tuple[set[int], set[int]]:
-    """The (index, label) method ids found in a file's blocks."""
-    blocks = pladacodec.inspect(blob).layout.blocks
+def methods_used(blob: bytes, folders=None) -> tuple[set[int], set[int]]:
+    """The (index, label) method ids found in a file's blocks (``folders``: the layout a file of
+    the folder methods needs; default: the tests' synthetic one)."""
+    blocks = pladacodec.inspect(blob, folders=folders or folders_for(blob)).layout.blocks
     return {b.index.method for b in blocks}, {b.label.method for b in blocks}
 
 
@@ -176,6 +181,8 @@ def _method_case(index_method: int, label_method: int) -> Callable[[], tuple]:
     def build():
         indices, labels, n = _method_selection()
         kwargs = dict(n_classes=7, block_entries=64, index_methods=[index_method], label_methods=[label_method])
+        if ("index", index_method) in S.FOLDER_METHODS or ("label", label_method) in S.FOLDER_METHODS:
+            kwargs["folders"] = synthetic_folders(n)
         return indices, labels, n, kwargs
 
     return build
@@ -209,6 +216,24 @@ def _clustered_case(n_classes: int, seed: int) -> Callable[[], tuple]:
     def build():
         indices, labels, n = _clustered_selection(n_classes, seed)
         kwargs = dict(n_classes=n_classes, index_methods=[S.INDEX_CONTEXT2], label_methods=[S.LABEL_CONTEXT2])
+        return indices, labels, n, kwargs
+
+    return build
+
+
+def _clustered_folders_case(n_classes: int, seed: int) -> Callable[[], tuple]:
+    """The clustered selections through index method 6 / label method 5 over folders of 400-599
+    images (a fixed pattern): boundaries inside runs and between them."""
+
+    def build():
+        indices, labels, n = _clustered_selection(n_classes, seed)
+        sizes = 400 + (np.arange(n // 400) * 37) % 200
+        starts = np.concatenate(([0], np.cumsum(sizes)))
+        folders = pladacodec.FolderLayout(starts[starts < n], n)
+        kwargs = dict(
+            n_classes=n_classes, index_methods=[S.INDEX_CONTEXT2_FOLDERS], label_methods=[S.LABEL_CONTEXT2_FOLDERS],
+            folders=folders,
+        )
         return indices, labels, n, kwargs
 
     return build
@@ -265,6 +290,8 @@ def golden_cases() -> dict[str, Callable[[], tuple]]:
     }
     cases["clustered-c10"] = _clustered_case(10, 7)
     cases["clustered-c300"] = _clustered_case(300, 8)
+    cases["clustered-folders-c10"] = _clustered_folders_case(10, 7)
+    cases["clustered-folders-c300"] = _clustered_folders_case(300, 8)
     cases["extras"] = _extras_case
     cases["empty"] = _empty_case
     cases["wide"] = _wide_case
@@ -275,6 +302,8 @@ def golden_cases() -> dict[str, Callable[[], tuple]]:
 
 def golden_methods(name: str) -> tuple[int, int] | None:
     """(index method, label method) that a golden case forces, or None for the special cases."""
+    if name.startswith("clustered-folders-"):
+        return S.INDEX_CONTEXT2_FOLDERS, S.LABEL_CONTEXT2_FOLDERS
     if name.startswith("clustered-"):
         return S.INDEX_CONTEXT2, S.LABEL_CONTEXT2
     for i in S.INDEX_METHODS:
@@ -292,7 +321,15 @@ def _jsonable_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
     out = dict(kwargs)
     if out.get("reference_fingerprint") is not None:
         out["reference_fingerprint"] = bytes(out["reference_fingerprint"]).hex()
+    if out.get("folders") is not None:
+        out["folders"] = {"n_reference": out["folders"].n_reference, "starts": out["folders"].starts.tolist()}
     return out
+
+
+def sidecar_folders(sidecar: dict[str, Any]) -> pladacodec.FolderLayout | None:
+    """The folder layout a golden file was coded with (and decodes with), or None."""
+    spec = sidecar["encode"].get("folders")
+    return None if spec is None else pladacodec.FolderLayout(spec["starts"], spec["n_reference"])
 
 
 def golden_sidecar(indices, labels, n_reference: int, kwargs: dict[str, Any], payload: pladacodec.Payload) -> dict:
@@ -324,6 +361,8 @@ def encode_from_sidecar(sidecar: dict[str, Any]) -> bytes:
     """Re-encode a golden file's content with the arguments recorded in its sidecar."""
     kwargs = dict(sidecar["encode"])
     n_reference = kwargs.pop("n_reference")
+    if kwargs.get("folders") is not None:
+        kwargs["folders"] = sidecar_folders(sidecar)
     decoded = sidecar["decoded"]
     return pladacodec.encode(decoded["indices"], decoded["labels"], n_reference, **kwargs)
 

@@ -39,7 +39,7 @@ def make(name: str, build) -> str:
         return f"skipped {name}: its coding method has no coder yet"
     indices, labels, n_reference, kwargs = build()
     blob = pladacodec.encode(indices, labels, n_reference, **kwargs)
-    payload = pladacodec.decode(blob)
+    payload = pladacodec.decode(blob, folders=kwargs.get("folders"))
     sidecar = golden_sidecar(indices, labels, n_reference, kwargs, payload)
     GOLDEN_DIR.mkdir(exist_ok=True)
     with open(plada_path, "xb") as fh:  # "x": fail rather than overwrite, even in a race

@@ -25,6 +25,7 @@ from common import (
     method_name,
     methods_used,
     payload_to_json,
+    sidecar_folders,
 )
 
 CASES = list(golden_cases())
@@ -53,7 +54,7 @@ def _require(name: str, *, fail_if_missing: bool = True) -> tuple[bytes, dict]:
 @pytest.mark.parametrize("name", CASES)
 def test_golden_file_decodes_to_its_sidecar(name):
     blob, sidecar = _require(name)
-    assert payload_to_json(pladacodec.decode(blob)) == sidecar["decoded"]
+    assert payload_to_json(pladacodec.decode(blob, folders=sidecar_folders(sidecar))) == sidecar["decoded"]
 
 
 @pytest.mark.parametrize("name", CASES)
@@ -62,7 +63,7 @@ def test_golden_file_uses_its_coding_methods(name):
     methods = golden_methods(name)
     if methods is None or not sidecar["decoded"]["indices"]:
         pytest.skip("not a per-method golden file")
-    assert methods_used(blob) == ({methods[0]}, {methods[1]})
+    assert methods_used(blob, sidecar_folders(sidecar)) == ({methods[0]}, {methods[1]})
 
 
 @pytest.mark.parametrize("name", CASES)

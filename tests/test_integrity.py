@@ -51,9 +51,14 @@ def _seed(index_method: int, label_method: int, shape: str) -> bytes | None:
     return CORPUS.get(f"{iname}_{lname}_{shape}.plada")
 
 
+def _decode(data: bytes, **kwargs):
+    """decode() with the tests' synthetic folder layout, which the folder methods' seeds need."""
+    return pladacodec.decode(data, folders=make_corpus.folders_for(data), **kwargs)
+
+
 def _detected(data: bytes) -> bool:
     try:
-        pladacodec.decode(data)
+        pladacodec.decode(data, folders=make_corpus.folders_for(data))
     except pladacodec.PladaError:
         return True
     return False
@@ -125,7 +130,7 @@ def test_streaming_reader_detects_flips_before_yielding():
 def test_checksums_cover_every_byte():
     """The layout accounts for every byte, and each byte lies under the whole-file CRC or is the trailer."""
     for name, data in CORPUS.items():
-        info = pladacodec.inspect(data)
+        info = pladacodec.inspect(data, folders=make_corpus.folders_for(data))
         parts = info.section_bytes()
         assert sum(parts.values()) == len(data), name
         assert parts["trailer"] == S.TRAILER_SIZE  # CRC of everything before it + the checked end magic
@@ -277,7 +282,7 @@ def test_sections_with_extra_words_or_a_wrong_count_are_refused(index_method, la
         section = st.blocks[0].sections[which]
         section.body = section.body + b"\x01\x00\x00\x00"  # a trailing word
         with pytest.raises(pladacodec.PladaFormatError):
-            pladacodec.decode(st.serialize())
+            _decode(st.serialize())
     # one entry fewer, consistently in the header and the block: the streams now hold too much
     st = Structure.parse(data)
     k = dict(base.fields)[S.TAG_N_SELECTED]
@@ -285,7 +290,7 @@ def test_sections_with_extra_words_or_a_wrong_count_are_refused(index_method, la
     st.fields = [(t, encode_varint(k_value - 1) if t == S.TAG_N_SELECTED else v) for t, v in st.fields]
     st.blocks[0].entries -= 1
     with pytest.raises(pladacodec.PladaError):
-        pladacodec.decode(st.serialize())
+        _decode(st.serialize())
 
 
 # --- versions -------------------------------------------------------------------------------------
@@ -298,7 +303,7 @@ def test_newer_minor_version_with_unknown_optional_fields_decodes():
     st.minor = S.VERSION_MINOR + 1
     st.fields.insert(2, (101, b"a field from the future"))
     st.fields.append((1 << 20 | 1, b"\x00" * 300))
-    payload = pladacodec.decode(st.serialize())
+    payload = _decode(st.serialize())
     assert payload == expected
     assert payload.version == (S.VERSION_MAJOR, S.VERSION_MINOR + 1)
     assert set(pladacodec.read_header(st.serialize()).unknown_optional_tags) == {101, 1 << 20 | 1}
@@ -311,7 +316,7 @@ def test_unknown_major_version_names_both_versions():
         st = Structure.parse(data)
         st.major, st.minor = major, minor
         with pytest.raises(pladacodec.PladaVersionError) as info:
-            pladacodec.decode(st.serialize())
+            _decode(st.serialize())
         message = str(info.value)
         assert f"{major}.{minor}" in message and f"{S.VERSION_MAJOR}.{S.VERSION_MINOR}" in message, message
         with pytest.raises(pladacodec.PladaVersionError):
@@ -330,12 +335,12 @@ def test_unknown_critical_flag_or_field_in_a_newer_minor_is_refused():
     st = Structure.parse(data)
     st.minor, st.flags = S.VERSION_MINOR + 1, 0x0004
     with pytest.raises(pladacodec.PladaFormatError, match="critical flag"):
-        pladacodec.decode(st.serialize())
+        _decode(st.serialize())
     st = Structure.parse(data)
     st.minor = S.VERSION_MINOR + 1
     st.fields.append((100, b"\x01"))
     with pytest.raises(pladacodec.PladaFormatError, match="critical field 100"):
-        pladacodec.decode(st.serialize())
+        _decode(st.serialize())
 
 
 # --- determinism ------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ import pytest
 from pladacodec import _container, _kernels
 from pladacodec import _spec as S
 from pladacodec._bytes import Reader
+from common import synthetic_folders
 
 HERE = Path(__file__).resolve().parent
 IN_SUBPROCESS = os.environ.get("PLADA_KERNEL_SUBPROCESS") == "1"
@@ -158,11 +159,12 @@ def test_index_coders_round_trip(index_method):
     rng = np.random.default_rng(index_method)
     for n, span, base in [(1, 1, 0), (300, 400, 10), (500, 10**6, 0), (64, 2**40 - 10**9, 10**9)]:
         indices = _sorted_unique(rng, n, span, base)
-        coded = encode(indices, base)
+        extra = (synthetic_folders(base + span),) if ("index", index_method) in S.FOLDER_METHODS else ()
+        coded = encode(indices, base, *extra)
         if coded is None:
             continue  # the method declines this block (e.g. a bitmap too wide)
         params, body = Reader(coded[0]), Reader(coded[1])
-        assert np.array_equal(decode(params, body, len(indices), base, base + span), indices)
+        assert np.array_equal(decode(params, body, len(indices), base, base + span, *extra), indices)
 
 
 @pytest.mark.parametrize("label_method", sorted(_container._LABEL_CODERS))
@@ -172,8 +174,9 @@ def test_label_coders_round_trip(label_method):
     for n, c in [(1, 1), (200, 2), (1000, 37), (300, 65535)]:
         indices = _sorted_unique(rng, n, 10**6)
         labels = rng.integers(0, c, n).astype(np.int64)
-        params, body = encode(labels, c, indices, 0)
-        assert np.array_equal(decode(Reader(params), Reader(body), n, c, indices, 0), labels)
+        extra = (synthetic_folders(10**6),) if ("label", label_method) in S.FOLDER_METHODS else ()
+        params, body = encode(labels, c, indices, 0, *extra)
+        assert np.array_equal(decode(Reader(params), Reader(body), n, c, indices, 0, *extra), labels)
 
 
 def test_hostile_sections_stay_in_bounds():

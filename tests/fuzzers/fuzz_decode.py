@@ -345,8 +345,11 @@ def _check_payload(p) -> str | None:
 
 def _decode_all(data: bytes, deep: bool) -> bool:
     """The library entry points on one input; raises what they raise (or AssertionError)."""
+    import make_corpus
+
+    folders = make_corpus.folders_for(data)  # files of the folder methods decode with it
     try:
-        payload = pladacodec.decode(data)
+        payload = pladacodec.decode(data, folders=folders)
     except pladacodec.PladaError:
         payload = None
     if payload is not None:
@@ -355,10 +358,11 @@ def _decode_all(data: bytes, deep: bool) -> bool:
             raise AssertionError(f"decoded payload breaks an invariant: {problem}")
     if deep or payload is not None:
         for call in (
-            lambda: pladacodec.read(io.BytesIO(data)),
-            lambda: pladacodec.inspect(data).as_dict(),
+            lambda: pladacodec.read(io.BytesIO(data), folders=folders),
+            lambda: pladacodec.inspect(data, folders=folders).as_dict(),
             lambda: pladacodec.read_header(data),
-            lambda: pladacodec.decode(bytearray(data), max_entries=64),
+            lambda: pladacodec.decode(bytearray(data), max_entries=64, folders=folders),
+            lambda: pladacodec.decode(data),  # without the layout: a clear error for folder files
         ):
             try:
                 call()

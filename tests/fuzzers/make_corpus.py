@@ -13,6 +13,7 @@ header field.  Everything is seeded, so the corpus is the same on every run.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import sys
 from pathlib import Path
@@ -24,6 +25,25 @@ from pladacodec import _container
 from pladacodec import _spec as S
 
 CORPUS_DIR = Path(__file__).resolve().parent / "corpus"
+
+
+@functools.lru_cache(maxsize=64)
+def synthetic_folders(n_reference: int) -> pladacodec.FolderLayout:
+    """The folder layout the tests and the fuzzer use for a reference of ``n_reference``
+    images: folders of 1-61 images (a fixed pattern) over the first ~1 M indices, then one
+    folder holding the rest.  Files of the folder methods (index 6, label 5) are coded with
+    it, and every decode in the damage tests and the fuzzer passes it."""
+    k = np.arange(1 << 15, dtype=np.int64)
+    starts = np.concatenate(([0], np.cumsum(1 + (k * 7919) % 61)))
+    return pladacodec.FolderLayout(starts[starts < n_reference], n_reference)
+
+
+def folders_for(data) -> pladacodec.FolderLayout | None:
+    """:func:`synthetic_folders` for the N a (possibly damaged) file's header claims, else None."""
+    try:
+        return synthetic_folders(pladacodec.read_header(data).n_reference)
+    except pladacodec.PladaError:
+        return None
 
 
 def _shapes():
@@ -62,8 +82,8 @@ def build_corpus() -> dict[str, bytes]:
             for shape, indices, labels, n_reference, kwargs in _shapes():
                 try:
                     data = pladacodec.encode(
-                        indices, labels, n_reference,
-                        index_methods=[index_method], label_methods=[label_method], **kwargs,
+                        indices, labels, n_reference, index_methods=[index_method], label_methods=[label_method],
+                        folders=synthetic_folders(n_reference), **kwargs,
                     )
                 except (pladacodec.PladaEncodeError, TypeError):
                     continue  # e.g. a bitmap cannot span 2**40 (TypeError before the fix of _best)
