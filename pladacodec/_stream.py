@@ -43,7 +43,14 @@ import numpy as np
 from . import _api, _container
 from . import _spec as S
 from ._bytes import Reader, crc32c
-from .errors import PladaChecksumError, PladaEncodeError, PladaError, PladaFormatError, PladaTruncatedError
+from .errors import (
+    PladaChecksumError,
+    PladaDecodeError,
+    PladaEncodeError,
+    PladaError,
+    PladaFormatError,
+    PladaTruncatedError,
+)
 
 __all__ = ["StreamWriter", "StreamReader", "write_stream", "iter_read"]
 
@@ -80,6 +87,7 @@ class StreamWriter:
         block_entries: int | None = None,
         index_methods: Sequence[int] | None = None,
         label_methods: Sequence[int] | None = None,
+        folders=None,
     ) -> None:
         if n_classes is None and class_names is None:
             raise PladaEncodeError("streaming needs n_classes (or class_names) up front: labels arrive later")
@@ -92,6 +100,13 @@ class StreamWriter:
             header = dataclasses.replace(header, block_entries=_api.balanced_block_entries(n_selected))
         _api._check_methods(index_methods, _container._INDEX_CODERS, "index_methods")
         _api._check_methods(label_methods, _container._LABEL_CODERS, "label_methods")
+        # The header goes out first, so with a layout it always names it (encode() names it
+        # only when that pays): the file then decodes only with the layout.
+        self._folders = _api.as_folders(folders, header.n_reference, PladaEncodeError)
+        _container._allowed("index", index_methods, self._folders)  # a folder method needs the layout
+        _container._allowed("label", label_methods, self._folders)
+        if self._folders is not None:
+            header = dataclasses.replace(header, folders=(self._folders.n_folders, self._folders.digest))
         self.header = dataclasses.replace(header, n_selected=n_selected)
         self._index_methods = None if index_methods is None else tuple(index_methods)
         self._label_methods = None if label_methods is None else tuple(label_methods)
@@ -117,7 +132,8 @@ class StreamWriter:
                 raise PladaError(f"cannot write {str(self._path)!r}: {exc.strerror or exc}") from exc
             self._fh = os.fdopen(fd, "wb")
         head = _container.encode_header(
-            self.header, _container.minor_version_for(self._index_methods, self._label_methods)
+            self.header,
+            _container.minor_version_for(self._index_methods, self._label_methods, self._folders is not None),
         )
         self._crc = 0
         self._emit(head)
@@ -187,7 +203,8 @@ class StreamWriter:
         n = self._pending
         indices = self._pending_idx[:n]
         block = _container.encode_block(
-            indices, self._pending_lab[:n], self._base, self.header.n_classes, self._index_methods, self._label_methods
+            indices, self._pending_lab[:n], self._base, self.header.n_classes, self._index_methods, self._label_methods,
+            self._folders,
         )
         self._emit(block)
         self._base = int(indices[-1]) + 1
@@ -304,7 +321,8 @@ class StreamReader:
     >>> #     for indices, labels in reader: ...
     """
 
-    def __init__(self, source, *, verify_first: bool = True) -> None:
+    def __init__(self, source, *, verify_first: bool = True, folders=None) -> None:
+        self._folders_given = _api.as_folders(folders, None, PladaDecodeError)
         self._own = not hasattr(source, "read")
         if self._own:
             try:
@@ -338,6 +356,7 @@ class StreamReader:
         fh.seek(0)
         head = fh.read(S.PREAMBLE_SIZE + header_len + S.HEADER_CRC_SIZE)
         self.header, pos = _container.decode_header(head)
+        self._folders = _container.check_folders(self.header, self._folders_given)
         self._crc = crc32c(head)
         self._cursor = _Cursor(fh, size, size - S.TRAILER_SIZE)
         self._cursor.pos = pos
@@ -377,7 +396,7 @@ class StreamReader:
             start = cur.pos
             try:
                 raw = self._read_block_bytes()
-                indices, labels, _ = _container.decode_block(Reader(raw), header, entries, base)
+                indices, labels, _ = _container.decode_block(Reader(raw), header, entries, base, self._folders)
             except PladaError as exc:
                 where = f"block {number:,} at file offset {start:,} (offsets that follow are within the block)"
                 raise type(exc)(f"{where}: {exc}") from None
@@ -424,11 +443,12 @@ class StreamReader:
         self.close()
 
 
-def iter_read(source, *, verify_first: bool = True) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def iter_read(source, *, verify_first: bool = True, folders=None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yield ``(indices, labels)`` block by block from a file path or binary file object.
 
     With the default ``verify_first=True`` the whole file is checksummed before
-    the first block is yielded; see the module docstring.
+    the first block is yielded; see the module docstring.  ``folders``: the layout a
+    file that names one needs (see :func:`pladacodec.decode`).
     """
-    with StreamReader(source, verify_first=verify_first) as reader:
+    with StreamReader(source, verify_first=verify_first, folders=folders) as reader:
         yield from reader.blocks()

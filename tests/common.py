@@ -60,8 +60,14 @@ def assert_payload(payload: pladacodec.Payload, indices, labels, n_reference: in
 def check_roundtrip(indices, labels, n_reference: int, n_classes: int | None = None, **kwargs) -> bytes:
     """Encode, then decode through every accepted buffer type; every decode must give the input back.
 
-    Returns the encoded bytes.  ``n_classes`` None means "let the encoder infer it".
+    Returns the encoded bytes.  ``n_classes`` None means "let the encoder infer it".  Forcing a
+    folder method (index 6, label 5) without ``folders`` uses the tests' synthetic layout.
     """
+    if kwargs.get("folders") is None and (
+        any(("index", m) in S.FOLDER_METHODS for m in kwargs.get("index_methods") or ())
+        or any(("label", m) in S.FOLDER_METHODS for m in kwargs.get("label_methods") or ())
+    ):
+        kwargs["folders"] = synthetic_folders(n_reference)
     blob = pladacodec.encode(indices, labels, n_reference, n_classes=n_classes, **kwargs)
     assert isinstance(blob, bytes)
     expected_c = n_classes
@@ -69,11 +75,12 @@ def check_roundtrip(indices, labels, n_reference: int, n_classes: int | None = N
         names = kwargs.get("class_names")
         expected_c = len(names) if names is not None else (max((int(c) for c in labels), default=0) + 1)
     extras = {key: kwargs[key] for key in ("class_names", "reference_fingerprint", "metadata") if key in kwargs}
+    folders = kwargs.get("folders")
     for data in (blob, bytearray(blob), memoryview(blob), np.frombuffer(blob, dtype=np.uint8)):
-        assert_payload(pladacodec.decode(data), indices, labels, n_reference, expected_c, **extras)
+        assert_payload(pladacodec.decode(data, folders=folders), indices, labels, n_reference, expected_c, **extras)
     header = pladacodec.read_header(blob)
     assert (header.n_reference, header.n_selected, header.n_classes) == (n_reference, len(indices), expected_c)
-    info = pladacodec.inspect(blob)
+    info = pladacodec.inspect(blob, folders=folders)
     assert info.file_size == len(blob) == sum(info.section_bytes().values())
     return blob
 

@@ -24,6 +24,7 @@ from common import (
     label_method_ids,
     methods_used,
     sorted_selection,
+    synthetic_folders,
 )
 from strategies import header_extras, permutations_of, tasks
 
@@ -68,9 +69,11 @@ def test_roundtrip_multi_block(task, block_entries):
 @given(task=tasks(max_n=1 << 16, max_k=150), block_entries=st.sampled_from([7, 64, S.DEFAULT_BLOCK_ENTRIES]))
 def test_roundtrip_forced_method(index_method, label_method, task, block_entries):
     forced = dict(index_methods=[index_method], label_methods=[label_method], block_entries=block_entries)
+    if ("index", index_method) in S.FOLDER_METHODS or ("label", label_method) in S.FOLDER_METHODS:
+        forced["folders"] = synthetic_folders(task.n_reference)
     blob = check_roundtrip(task.indices, task.labels, task.n_reference, task.n_classes, **forced)
     if task.k:
-        assert methods_used(blob) == ({index_method}, {label_method})
+        assert methods_used(blob, forced.get("folders")) == ({index_method}, {label_method})
 
 
 # --- edge cases --------------------------------------------------------------------------
