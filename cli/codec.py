@@ -181,18 +181,27 @@ def _bits_per_selected(file_bytes: int, k: int) -> str:
     help="Reference manifest file: its fingerprint goes into the task (and its size is N).",
 )
 @click.option("--metadata", help='A JSON object stored in the header, e.g. \'{"teacher": "vit-b"}\'.')
-def pack(selection, output, n_reference, n_classes, classes_file, fingerprint, reference_manifest, metadata):
+@click.option(
+    "--folders", is_flag=True,
+    help="Also code against the manifest's folder layout (needs --reference-manifest): 1-3 %% smaller on "
+    "clustered selections; the file then unpacks only with the same manifest.",
+)
+def pack(selection, output, n_reference, n_classes, classes_file, fingerprint, reference_manifest, metadata, folders):
     """Encode SELECTION (.npz with 'indices' and 'labels', or .csv of 'index,label' rows) as a .plada file.
 
     Indices may come in any order; they are stored sorted, each with its label.
     """
     if fingerprint is not None and reference_manifest is not None:
         raise UserError("give --fingerprint or --reference-manifest, not both")
+    if folders and reference_manifest is None:
+        raise UserError("--folders needs --reference-manifest (the folder layout comes from the manifest)")
     sel = read_selection(selection)
+    layout = None
     if reference_manifest is not None:
         from pladacodec.reference import Reference
 
         reference = Reference.from_manifest(reference_manifest)
+        layout = reference.folder_layout() if folders else None
         fingerprint = reference.fingerprint
         if n_reference is not None and n_reference != reference.n:
             raise UserError(
@@ -213,12 +222,34 @@ def pack(selection, output, n_reference, n_classes, classes_file, fingerprint, r
     size = pladacodec.write(
         output, sel.indices, sel.labels, n_reference,
         n_classes=n_classes, class_names=class_names, reference_fingerprint=fingerprint, metadata=metadata,
+        folders=layout,
     )
     header = pladacodec.read_header(Path(output).read_bytes())
+    note = ""
+    if layout is not None:
+        note = (
+            f"; coded against the manifest's {layout.n_folders:,} folders (unpack with --reference-manifest)"
+            if header.folders is not None
+            else "; the folder layout did not make it smaller, so the file does not need it"
+        )
     click.echo(
         f"wrote {output}: k = {header.n_selected:,} of N = {header.n_reference:,}, C = {header.n_classes:,}; "
-        f"{size:,} bytes, {_bits_per_selected(size, header.n_selected)}"
+        f"{size:,} bytes, {_bits_per_selected(size, header.n_selected)}{note}"
     )
+
+
+_MANIFEST_FOR_FOLDERS = click.option(
+    "--reference-manifest", type=click.Path(),
+    help="The reference manifest a task packed with --folders was coded against (its folder layout).",
+)
+
+
+def _layout(reference_manifest):
+    if reference_manifest is None:
+        return None
+    from pladacodec.reference import Reference
+
+    return Reference.from_manifest(reference_manifest).folder_layout()
 
 
 # --- unpack -------------------------------------------------------------------------------
@@ -230,10 +261,11 @@ def pack(selection, output, n_reference, n_classes, classes_file, fingerprint, r
     "-o", "--output", required=True, type=click.Path(),
     help="OUT.npz (indices, labels, n_reference, n_classes, class_names) or OUT.csv (index,label).",
 )
-def unpack(task, output):
+@_MANIFEST_FOR_FOLDERS
+def unpack(task, output, reference_manifest):
     """Decode TASK (.plada) into a selection file, .npz or .csv by the output's suffix."""
     _suffix(Path(output), "output")
-    payload = pladacodec.read(task)
+    payload = pladacodec.read(task, folders=_layout(reference_manifest))
     write_selection(output, payload)
     click.echo(f"wrote {output}: k = {payload.k:,} of N = {payload.n_reference:,}, C = {payload.n_classes:,}")
 
@@ -254,6 +286,9 @@ def _format_info(path: str, info: pladacodec.TaskInfo, top: int) -> str:
         f"  blocks             {d['blocks']:,}",
         f"  fingerprint        {d['reference_fingerprint'] or 'none'}",
     ]
+    if d["folder_layout"] is not None:
+        layout = d["folder_layout"]
+        lines.append(f"  folder layout      {layout['folders']:,} folders, digest {layout['digest']}")
     if d["metadata"] is not None:
         lines.append(f"  metadata           {json.dumps(d['metadata'], sort_keys=True, ensure_ascii=False)}")
     lines.append("  bytes by section")
@@ -287,12 +322,13 @@ def _format_info(path: str, info: pladacodec.TaskInfo, top: int) -> str:
 @click.argument("task", type=click.Path())
 @click.option("--json", "as_json", is_flag=True, help="Print everything as JSON (with the full class histogram).")
 @click.option("--top", default=10, show_default=True, type=click.IntRange(min=0), help="Classes listed in text mode.")
-def inspect_cmd(task, as_json, top):
+@_MANIFEST_FOR_FOLDERS
+def inspect_cmd(task, as_json, top, reference_manifest):
     """Describe TASK (.plada): sizes, coding methods, class histogram, fingerprint, metadata.
 
     The whole file is decoded and verified first.
     """
-    info = pladacodec.inspect(task)
+    info = pladacodec.inspect(task, folders=_layout(reference_manifest))
     if as_json:
         click.echo(json.dumps({"file": task, **info.as_dict()}, indent=2, ensure_ascii=False))
     else:
@@ -323,13 +359,27 @@ def verify(task, reference):
       3  the reference set's size differs from the task's N
       4  the reference fingerprint differs, or TASK stores no fingerprint
     """
-    payload = pladacodec.read(task)
-    click.echo(f"ok: {task} decodes fully (k = {payload.k:,} of N = {payload.n_reference:,}, C = {payload.n_classes:,})")
-    if reference is None:
-        return
-    from pladacodec.reference import Reference
+    ref = None
+    if reference is not None:
+        from pladacodec.reference import Reference
 
-    ref = Reference.from_manifest(reference) if os.path.isfile(reference) else Reference.from_dir(reference)
+        ref = Reference.from_manifest(reference) if os.path.isfile(reference) else Reference.from_dir(reference)
+    header = None
+    if ref is not None:
+        try:
+            header = pladacodec.read_header(Path(task).read_bytes())
+        except pladacodec.PladaError:
+            pass  # read() below reports what is wrong with the whole file
+    if header is not None and header.folders is not None and ref.n == header.n_reference:
+        try:  # a task packed with --folders: the reference's layout must be the one it names
+            payload = pladacodec.read(task, folders=ref)
+        except pladacodec.PladaReferenceError as exc:
+            raise UserError(f"reference {reference!r}: {exc}", EXIT_FINGERPRINT) from None
+    else:
+        payload = pladacodec.read(task)
+    click.echo(f"ok: {task} decodes fully (k = {payload.k:,} of N = {payload.n_reference:,}, C = {payload.n_classes:,})")
+    if ref is None:
+        return
     if ref.n != payload.n_reference:
         raise UserError(
             f"reference {reference!r} has {ref.n:,} images but {task} expects N = {payload.n_reference:,}",

@@ -110,6 +110,10 @@ class TaskInfo:
             "class_names": list(p.class_names) if p.class_names is not None else None,
             "class_histogram": p.class_histogram().tolist(),
             "reference_fingerprint": p.reference_fingerprint.hex() if p.reference_fingerprint else None,
+            "folder_layout": (
+                None if self.header.folders is None
+                else {"folders": self.header.folders[0], "digest": self.header.folders[1].hex()}
+            ),
             "metadata": p.metadata,
         }
 

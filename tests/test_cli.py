@@ -325,3 +325,54 @@ def _write_bytes(path, data):
 def _npz(path, **arrays):
     np.savez(path, **{k: np.asarray(v) for k, v in arrays.items()})
     return path
+
+
+# --- folder layouts (pack --folders) -----------------------------------------------------------
+
+
+def _folder_task(tmp_path):
+    """A manifest of 60 folders x 50 images and a selection clustered in 20 neighbouring folders."""
+    paths = [f"synset{f:02d}/{i:02d}.png" for f in range(60) for i in range(50)]
+    manifest = tmp_path / "manifest.txt"
+    Reference.from_paths(paths).write_manifest(manifest)
+    rng = np.random.default_rng(0)
+    indices, labels = [], []
+    for f in range(20, 40):
+        inside = f * 50 + np.flatnonzero(rng.random(50) < 0.5)
+        indices += inside.tolist()
+        labels += np.where(rng.random(inside.size) < 0.9, f % 7, rng.integers(0, 7, inside.size)).tolist()
+    sel = tmp_path / "sel.npz"
+    np.savez(sel, indices=np.array(indices), labels=np.array(labels))
+    return manifest, sel, np.array(indices), np.array(labels)
+
+
+def test_pack_with_folders_and_unpack_with_the_manifest(tmp_path):
+    manifest, sel, indices, labels = _folder_task(tmp_path)
+    task, plain = tmp_path / "task.plada", tmp_path / "plain.plada"
+    result = run_cli(["pack", sel, "-o", task, "--reference-manifest", manifest, "--folders"])
+    assert result.exit_code == 0, result.output
+    assert "coded against the manifest's 60 folders" in result.stdout
+    assert run_cli(["pack", sel, "-o", plain, "--reference-manifest", manifest]).exit_code == 0
+    assert task.stat().st_size < plain.stat().st_size
+    assert pladacodec.read_header(task.read_bytes()).folders[0] == 60
+
+    out = tmp_path / "out.npz"
+    assert_user_error(run_cli(["unpack", task, "-o", out]), 1, r"coded against a folder layout of 60 folders")
+    result = run_cli(["unpack", task, "-o", out, "--reference-manifest", manifest])
+    assert result.exit_code == 0, result.output
+    with np.load(out) as z:
+        np.testing.assert_array_equal(z["indices"], indices)
+        np.testing.assert_array_equal(z["labels"], labels)
+    result = run_cli(["inspect", task, "--reference-manifest", manifest])
+    assert result.exit_code == 0 and re.search(r"folder layout +60 folders, digest [0-9a-f]{16}", result.stdout)
+    assert run_cli(["verify", task, "--reference", manifest]).exit_code == 0
+
+    # another manifest of the same size but other folders: the layout does not match
+    other = tmp_path / "other.txt"
+    Reference.from_paths([f"s{f:02d}/{i:03d}.png" for f in range(30) for i in range(100)]).write_manifest(other)
+    assert_user_error(run_cli(["verify", task, "--reference", other]), 4, r"folder layout mismatch")
+    assert_user_error(run_cli(["unpack", task, "-o", out, "--reference-manifest", other]), 1, r"folder layout mismatch")
+
+
+def test_pack_folders_needs_a_manifest(tmp_path, npz):
+    assert_user_error(run_cli(["pack", npz, "-o", tmp_path / "t.plada", "--n-reference", N, "--folders"]), 1, r"--folders needs --reference-manifest")
