@@ -21,7 +21,7 @@ import numpy as np
 import torch.utils.data
 
 from .errors import PladaReferenceError
-from .reference import Reference, dataset_fingerprint, list_reference
+from .reference import Reference, dataset_fingerprint, dataset_folder_layout, list_reference
 
 __all__ = ["PladaDataset", "LabelledFolder", "load_task", "pil_loader"]
 
@@ -35,19 +35,49 @@ def pil_loader(path: str | os.PathLike[str]):
         return img.convert("RGB")
 
 
-def load_task(task: Any):
-    """A decoded payload from a ``.plada`` path, its bytes, or an already decoded payload."""
+def load_task(task: Any, folders: Any = None):
+    """A decoded payload from a ``.plada`` path, its bytes, or an already decoded payload.
+    ``folders``: the reference's folder layout, for tasks packed against one."""
     import pladacodec
 
     if isinstance(task, (str, os.PathLike)):
-        return pladacodec.read(task)
+        return pladacodec.read(task, folders=folders)
     if isinstance(task, (bytes, bytearray, memoryview)):
-        return pladacodec.decode(task)
+        return pladacodec.decode(task, folders=folders)
     if all(hasattr(task, a) for a in ("indices", "labels", "n_reference")):
         return task
     raise TypeError(
         f"task must be a .plada path, its bytes or a decoded Payload, found {type(task).__name__}"
     )
+
+
+def _layout_of(reference: Any, task: Any):
+    """The reference's folder layout when ``task`` is encoded bytes or a file that needs one."""
+    import pladacodec
+
+    if not isinstance(task, (str, os.PathLike, bytes, bytearray, memoryview)):
+        return None
+    try:
+        header = pladacodec.read_header(task if not isinstance(task, (str, os.PathLike)) else _head(task))
+    except (pladacodec.PladaError, OSError):
+        return None  # load_task reports it
+    if header.folders is None:
+        return None
+    if isinstance(reference, Reference):
+        return reference.folder_layout()
+    return dataset_folder_layout(reference)
+
+
+def _head(path: Any) -> bytes:
+    """The preamble, header and header CRC of a ``.plada`` file (what read_header needs)."""
+    from . import _spec as S
+
+    with open(path, "rb") as fh:
+        preamble = fh.read(S.PREAMBLE_SIZE)
+        if len(preamble) < S.PREAMBLE_SIZE:
+            return preamble
+        header_len = int.from_bytes(preamble[12:16], "little")
+        return preamble + fh.read(min(header_len, S.MAX_HEADER_SIZE) + S.HEADER_CRC_SIZE)
 
 
 def _short(fp: bytes | None) -> str:
@@ -63,7 +93,10 @@ class PladaDataset(torch.utils.data.Dataset):
     Item ``i`` is ``(transform(image), label)`` for the task's ``i``-th selected index.
 
     The reference must be the one the task was made for: same number of images and, when
-    the task records one, same fingerprint; otherwise :class:`PladaReferenceError`.
+    the task records one, same fingerprint; otherwise :class:`PladaReferenceError`.  A task
+    packed against the reference's folder layout (``encode(..., folders=...)``) decodes with
+    the layout of *reference* (a folder, a :class:`Reference`, or a dataset that names its
+    images by path, like ``ImageFolder``).
 
     Attributes: ``classes`` (class names), ``class_to_idx``, ``targets`` (labels as a list,
     torchvision style), ``indices`` (selected reference indices), ``payload``.
@@ -77,9 +110,9 @@ class PladaDataset(torch.utils.data.Dataset):
         *,
         loader: Callable[[str], Any] = pil_loader,
     ) -> None:
-        payload = load_task(task)
         if isinstance(reference, (str, os.PathLike)):
             reference = Reference.from_dir(reference)
+        payload = load_task(task, folders=_layout_of(reference, task))
         if isinstance(reference, Reference):
             if reference.root is None:
                 raise PladaReferenceError("the reference has no root folder to read images from")

@@ -332,3 +332,18 @@ def dataset_fingerprint(dataset: Any) -> bytes:
     cls = type(dataset)
     h.update(b"class\0" + f"{cls.__module__}.{cls.__qualname__}".encode("utf-8"))
     return h.digest()
+
+
+def dataset_folder_layout(dataset: Any):
+    """The folder layout (see :meth:`Reference.folder_layout`) of a map-style dataset that
+    names its images by path (rules 1-2 of :func:`dataset_fingerprint`), else None."""
+    from .folders import FolderLayout
+
+    ref = getattr(dataset, "reference", None)
+    if isinstance(ref, Reference):
+        return ref.folder_layout()
+    for attr in ("samples", "imgs", "paths"):
+        samples = getattr(dataset, attr, None)
+        if samples is not None and not isinstance(samples, (str, bytes)) and len(samples):
+            return FolderLayout.from_paths(_relative_sample_paths(dataset, list(samples)))
+    return None

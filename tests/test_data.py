@@ -146,3 +146,30 @@ def test_import_pladacodec_and_demo_data_leave_torch_unloaded():
     code = ("import sys, pladacodec, pladacodec.demo, pladacodec.demo.data\n"
             "assert 'torch' not in sys.modules, 'torch imported'\n")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_task_packed_against_the_folder_layout(reference_dir, tmp_path):
+    """A task that needs the reference's folder layout takes it from the reference (folder,
+    Reference or path-naming dataset); without it the task cannot be read."""
+    ref = Reference.from_dir(reference_dir)
+    kw = dict(index_methods=[pladacodec._spec.INDEX_CONTEXT2_FOLDERS], label_methods=[pladacodec._spec.LABEL_CONTEXT2_FOLDERS])
+    blob = _task(ref, folders=ref, **kw)
+    assert pladacodec.read_header(blob).folders == (3, ref.folder_layout().digest)
+    path = tmp_path / "task.plada"
+    path.write_bytes(blob)
+
+    class PathDataset(torch.utils.data.Dataset):
+        paths = list(ref.paths)
+
+        def __len__(self):
+            return len(self.paths)
+
+        def __getitem__(self, i):
+            return _to_tensor(Image.open(reference_dir / self.paths[i]))
+
+    for reference in (reference_dir, ref, PathDataset()):
+        for task in (path, blob):
+            ds = PladaDataset(reference, task, transform=_to_tensor)
+            assert ds.targets == [2, 0, 1, 2] and ds.indices.tolist() == [1, 4, 7, 11]
+    with pytest.raises(PladaReferenceError, match="folder layout"):
+        pladacodec.read(path)
