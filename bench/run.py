@@ -121,6 +121,9 @@ PAPER_LIST, PAPER_BITMAP = "paper-list-zstd19", "paper-bitmap-zstd19"
 GENERIC = ("brotli11-shuffled", "xz9e-shuffled")
 BOUND = "iid-bound"
 ORACLE = "folder-oracle"
+# .plada given the folder layout as side information (index method 6 / label method 5,
+# FORMAT.md §5.9, §6.5): structured profiles only, reported apart from the acceptance rows.
+FOLDERS = "plada+folders"
 ORACLE_MARGIN = 1.02  # a target below 1.02 x the oracle's payload leaves no room for a container
 CACHE_FILE = "baselines-cache.json"
 
@@ -138,6 +141,7 @@ _SHORT = {
     "roaring-zstd": "roaring",
     BOUND: "bound B",
     ORACLE: "folder oracle",
+    FOLDERS: ".plada+folders",
 }
 
 
@@ -221,7 +225,7 @@ def _payload_matches(sel: Selection, payload: pladacodec.Payload) -> bool:
     )
 
 
-def _plada_encode(sel: Selection, index_methods=None, label_methods=None) -> bytes:
+def _plada_encode(sel: Selection, index_methods=None, label_methods=None, folders=None) -> bytes:
     return pladacodec.encode(
         sel.indices,
         sel.labels,
@@ -229,6 +233,7 @@ def _plada_encode(sel: Selection, index_methods=None, label_methods=None) -> byt
         n_classes=sel.n_classes,
         index_methods=index_methods,
         label_methods=label_methods,
+        folders=folders,
     )
 
 
@@ -329,9 +334,17 @@ def measure_row(sel: Selection, profile: str, keep: float, config: BenchConfig, 
     sizes[BOUND] = bound
     real = profile not in PROFILES  # a selection the teacher pipeline made (bench/data/real)
     uniform = False if real else PROFILES[profile].uniform
+    folders_decode_s = None
     if not real and not uniform:
-        sizes[ORACLE] = sum(folder_oracle_bits(sel, folder_starts(profile, config.seed))) / 8
+        starts = folder_starts(profile, config.seed)
+        sizes[ORACLE] = sum(folder_oracle_bits(sel, starts)) / 8
+        layout = pladacodec.FolderLayout(starts[:-1], sel.n_reference)
+        with_folders = _plada_encode(sel, folders=layout)
+        sizes[FOLDERS] = len(with_folders)
+        folders_decode_s, decoded_f = _best_of(lambda: pladacodec.decode(with_folders, folders=layout), repeats)
+        round_trip[FOLDERS] = _payload_matches(sel, decoded_f)
     plada = sizes[PLADA]
+    folders = sizes.get(FOLDERS)
     return {
         "profile": profile,
         "keep": keep,
@@ -350,12 +363,16 @@ def measure_row(sel: Selection, profile: str, keep: float, config: BenchConfig, 
             "vs_bound_target": plada / (BOUND_FACTOR * bound + BOUND_SLACK),
             "vs_bound": plada / bound,
             "vs_oracle": plada / sizes[ORACLE] if ORACLE in sizes else None,
+            "folders_vs_plada": folders / plada if folders else None,
+            "folders_vs_paper": folders / min(sizes[PAPER_LIST], sizes[PAPER_BITMAP]) if folders else None,
+            "folders_vs_generic": folders / min(sizes[name] for name in GENERIC) if folders else None,
         },
         "times_s": {
             "plada_encode": encode_s,
             "plada_decode": decode_s,
             "paper_encode": cached["paper_encode_s"],
             "paper_decode": paper_decode_s,
+            "plada_folders_decode": folders_decode_s,
         },
         "decode_m_entries_per_s": sel.k / decode_s / 1e6,
         "decode_vs_paper": decode_s / paper_decode_s,
@@ -395,20 +412,21 @@ def _synthetic(row: dict) -> bool:
     return not row.get("real", False)
 
 
-def _size_checks(prefix: str, scope: str, applies: Callable[[dict], bool]) -> tuple[Check, Check]:
-    """The two size targets (vs the paper's pipeline, vs brotli/xz) over the rows ``applies`` picks."""
+def _size_checks(prefix: str, scope: str, applies: Callable[[dict], bool], ratio: str = "vs_") -> tuple[Check, Check]:
+    """The two size targets (vs the paper's pipeline, vs brotli/xz) over the rows ``applies`` picks
+    (``ratio``: the prefix of the ratios judged, ``folders_vs_`` for the file given the layout)."""
     return (
         Check(
             f"{prefix}vs paper pipeline",
             f"<= {TARGET_VS_PAPER:.2f} x min(paper list, paper bitmap), {scope}",
-            lambda row: row["ratios"]["vs_paper"],
+            lambda row: row["ratios"][ratio + "paper"],
             TARGET_VS_PAPER,
             applies,
         ),
         Check(
             f"{prefix}vs brotli-11/xz-9e",
             f"<= {TARGET_VS_GENERIC:.2f} x min(brotli-11, xz-9e), {scope}",
-            lambda row: row["ratios"]["vs_generic"],
+            lambda row: row["ratios"][ratio + "generic"],
             TARGET_VS_GENERIC,
             applies,
         ),
@@ -447,6 +465,12 @@ CHECKS = (
         "real selections ",
         "teacher selections on real images (reported)",
         lambda row: not _synthetic(row),
+    ),
+    *_size_checks(
+        "with folder layout ",
+        "structured, keep 0.1/1/10 %, the layout as side information (reported apart)",
+        lambda row: _synthetic(row) and row["ratios"].get("folders_vs_paper") is not None and _at_target_keep(row),
+        ratio="folders_vs_",
     ),
 )
 
@@ -550,6 +574,14 @@ def oracle_text(rows: list[dict]) -> str:
         f"  .plada / oracle: {min(r['ratios']['vs_oracle'] for r in judged):.3f}"
         f" - {max(r['ratios']['vs_oracle'] for r in judged):.3f} over {len(judged)} rows",
     ]
+    with_folders = [r for r in judged if FOLDERS in r["sizes"]]
+    if with_folders:
+        lines.append(
+            f"  .plada+folders / oracle: {min(r['sizes'][FOLDERS] / r['sizes'][ORACLE] for r in with_folders):.3f}"
+            f" - {max(r['sizes'][FOLDERS] / r['sizes'][ORACLE] for r in with_folders):.3f};"
+            f" .plada+folders / .plada: {min(r['ratios']['folders_vs_plada'] for r in with_folders):.3f}"
+            f" - {max(r['ratios']['folders_vs_plada'] for r in with_folders):.3f}"
+        )
     for row in judged:
         sizes = row["sizes"]
         targets = {
@@ -586,7 +618,8 @@ def summary_text(verdicts: list[dict]) -> str:
 LEGEND = """\
 Sizes in bytes (bound B = i.i.d. bound in bytes); `.plada` = default encode (best method per section);
 `golomb+iid` / `ctx+ctx` = forced index+label methods 5+4 (i.i.d. models) / 3+2 (format 1.0's context models);
-`folder oracle` = a code told the folder layout (bench/oracle.py), structured profiles only.  `/paper` = .plada / min(paper list, paper bitmap);
+`folder oracle` = a code told the folder layout (bench/oracle.py), structured profiles only; `.plada+folders` = the
+default encode given the folder layout as side information (FORMAT.md §5.9/§6.5), structured profiles only.  `/paper` = .plada / min(paper list, paper bitmap);
 `/brotli-xz` = .plada / min(brotli-11, xz-9e); `/(1.005B+256)` for uniform profiles only.  Times: best of the
 repeats, wall clock; `dec M/s` = .plada decode throughput; `dec/paper` = .plada decode time / paper-list-zstd19
 decode time.  `paper enc ms` comes from the baseline cache when the baselines were cached."""

@@ -63,13 +63,17 @@ def test_quick_sizes_round_trip(quick):
         assert all(row["round_trip"].values()), row["round_trip"]
         sizes = row["sizes"]
         structured = not row["uniform"]
-        oracle = {bench_run.ORACLE} if structured else set()
+        oracle = {bench_run.ORACLE, bench_run.FOLDERS} if structured else set()
         assert set(BASELINES) | {bench_run.PLADA, bench_run.BOUND, *bench_run.VARIANTS} | oracle == set(sizes)
         sel = make_selection(row["profile"], row["keep"], row["seed"])
         if structured:
             bits = folder_oracle_bits(sel, folder_starts(row["profile"], row["seed"]))
             assert sizes[bench_run.ORACLE] == pytest.approx(sum(bits) / 8)
             assert row["ratios"]["vs_oracle"] == pytest.approx(sizes[bench_run.PLADA] / sizes[bench_run.ORACLE])
+            layout = pladacodec.FolderLayout(folder_starts(row["profile"], row["seed"])[:-1], sel.n_reference)
+            with_folders = pladacodec.encode(sel.indices, sel.labels, sel.n_reference, n_classes=sel.n_classes, folders=layout)
+            assert sizes[bench_run.FOLDERS] == len(with_folders)
+            assert np.array_equal(pladacodec.decode(with_folders, folders=layout).labels, sel.labels)
         assert row["k"] == sel.k
         blob = pladacodec.encode(sel.indices, sel.labels, sel.n_reference, n_classes=sel.n_classes)
         assert sizes[bench_run.PLADA] == len(blob)
