@@ -241,7 +241,8 @@ def encode_block_options(
     label_methods: Sequence[int] | None = None,
     folders=None,
 ) -> EncodedBlock:
-    """One block: every allowed method is tried and the smallest kept (None: automatic choice)."""
+    """One block: every allowed method is tried and the smallest kept (None: automatic choice);
+    ``.data`` is the block's bytes."""
     index_list = [
         m for m in _allowed("index", index_methods, folders)
         if m != S.INDEX_BITMAP_ANS or index_methods is not None or _coders.bitmap_worth_trying(indices, base)
@@ -266,19 +267,6 @@ def encode_block_options(
         plain = assemble(index_plain, label_plain)
     uses = plain is None or plain != data
     return EncodedBlock(data, uses, plain if uses else None)
-
-
-def encode_block(
-    indices: np.ndarray,
-    labels: np.ndarray,
-    base: int,
-    n_classes: int,
-    index_methods: Sequence[int] | None = None,
-    label_methods: Sequence[int] | None = None,
-    folders=None,
-) -> bytes:
-    """One block: every allowed method is tried and the smallest kept (None: automatic choice)."""
-    return encode_block_options(indices, labels, base, n_classes, index_methods, label_methods, folders).data
 
 
 def folders_field_size(folders) -> int:

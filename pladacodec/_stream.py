@@ -202,10 +202,10 @@ class StreamWriter:
     def _flush_block(self) -> None:
         n = self._pending
         indices = self._pending_idx[:n]
-        block = _container.encode_block(
+        block = _container.encode_block_options(
             indices, self._pending_lab[:n], self._base, self.header.n_classes, self._index_methods, self._label_methods,
             self._folders,
-        )
+        ).data
         self._emit(block)
         self._base = int(indices[-1]) + 1
         self._written_entries += n
