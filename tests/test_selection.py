@@ -308,3 +308,33 @@ def test_select_to_selection_file_then_pack(scores_dir, tmp_path):
     np.testing.assert_array_equal(again.labels, task.labels)
     assert (again.n_reference, again.class_names, again.reference_fingerprint) == (
         1000, ("w", "x", "y", "z"), bytes(range(32)))
+
+
+def test_select_with_the_reference_folder_layout(tmp_path):
+    """select --folders: a teacher that likes a few neighbouring folders, each with its own class;
+    the task names the reference's layout and decodes with it."""
+    from pladacodec_cli.server import select as select_cmd
+
+    root = tmp_path / "ref"
+    for f in range(60):
+        (root / f"s{f:02d}").mkdir(parents=True)
+        for i in range(100):
+            (root / f"s{f:02d}" / f"{i:02d}.png").write_bytes(b"")
+    ref = pladacodec.Reference.from_dir(root)
+    rng = np.random.default_rng(3)
+    folder = np.repeat(np.arange(60), 100)
+    energy = (rng.normal(size=6000) + np.where((folder >= 10) & (folder < 34), -1.5, 0.0)).astype(np.float32)
+    labels = np.where(rng.random(6000) < 0.9, folder % 4, rng.integers(0, 4, 6000))
+    _write_scores(tmp_path / "scores", energy, labels, energy, 2500, 4, fp=ref.fingerprint)
+    out, plain = tmp_path / "task.plada", tmp_path / "plain.plada"
+    base = [str(tmp_path / "scores"), "--keep", "10%", "--reference", str(root)]
+    result = CliRunner().invoke(select_cmd, base + ["--folders", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert CliRunner().invoke(select_cmd, base + ["-o", str(plain)]).exit_code == 0
+    assert out.stat().st_size < plain.stat().st_size
+    assert pladacodec.read_header(out.read_bytes()).folders == (60, ref.folder_layout().digest)
+    task, expected = pladacodec.read(out, folders=ref), pladacodec.read(plain)
+    np.testing.assert_array_equal(task.indices, expected.indices)
+    np.testing.assert_array_equal(task.labels, expected.labels)
+    result = CliRunner().invoke(select_cmd, [str(tmp_path / "scores"), "--keep", "1%", "--folders", "-o", str(out)])
+    assert result.exit_code != 0 and "--folders needs --reference" in result.output
