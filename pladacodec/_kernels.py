@@ -783,6 +783,7 @@ PRIOR_STRENGTH2 = 256  # methods 4 / 3: a prior table is worth this many observa
 BOUNDARY_FACTOR = 4
 BOUNDARY_SLACK = 8
 GAP_FRESH_MIN = 4
+GAP_FRESH_MIN_FOLDERS = 2  # index method 6: a boundary is certain, so trust the new folder's density sooner
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
@@ -913,6 +914,7 @@ def _gaps_run2(skips, n_tok, decoding, words, raw, starts, freqs, sizes, lo_surv
     n = skips.shape[0]
     fold = 0  # with folders: the folder of the previous entry, as a position in ends
     fold_at = np.uint64(base)  # ... and that entry + 1 (the block's base before the first)
+    fresh_min = GAP_FRESH_MIN_FOLDERS if folders else GAP_FRESH_MIN
     counts, seen, nxt, freq, cum, lut = _model_new(GAP_CONTEXTS, n_tok, CHILD_MIN)
     p_counts, p_seen, p_nxt, p_freq, p_cum, p_lut = _model_new(GAP_LEVELS, n_tok, 0)
     g_counts, g_seen, g_nxt, g_freq, g_cum, g_lut = _model_new(1, n_tok, 0)
@@ -942,7 +944,7 @@ def _gaps_run2(skips, n_tok, decoding, words, raw, starts, freqs, sizes, lo_surv
         if pos > n_words:  # a refill read past the stream: it is inconsistent, stop early
             return False
         level = _gap_level(window_sum)
-        if GAP_FRESH_MIN <= since < GAP_WINDOW:  # a new run: its own density, scaled to 16 skips
+        if fresh_min <= since < GAP_WINDOW:  # a new run: its own density, scaled to 16 skips
             level = _gap_level(since_sum * np.uint64(GAP_WINDOW) // np.uint64(since))
         c = level * GAP_MAG1_LEVELS + (mag1 if mag1 < GAP_MAG1_LEVELS else GAP_MAG1_LEVELS - 1)
         tok = 0
@@ -1194,6 +1196,8 @@ def _labels_run2(labels, skips, n_classes, decoding, words, starts, freqs, sizes
                 window[q] = -1
             mode = -1
             mode_count = 0
+            if folders:  # label method 5: a new folder's first label has its own context (hit 0)
+                prev_hit = 0
         gap_sum = gap_sum - gap_ring[i % GAP_WINDOW] + v
         gap_ring[i % GAP_WINDOW] = v
         if v < np.uint64(GAP_EXACT):
