@@ -183,7 +183,7 @@ def _bits_per_selected(file_bytes: int, k: int) -> str:
 @click.option("--metadata", help='A JSON object stored in the header, e.g. \'{"teacher": "vit-b"}\'.')
 @click.option(
     "--folders", is_flag=True,
-    help="Also code against the manifest's folder layout (needs --reference-manifest): 1-3 %% smaller on "
+    help="Also code against the manifest's folder layout (needs --reference-manifest): 0.7-3 %% smaller on "
     "clustered selections; the file then unpacks only with the same manifest.",
 )
 def pack(selection, output, n_reference, n_classes, classes_file, fingerprint, reference_manifest, metadata, folders):

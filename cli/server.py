@@ -211,7 +211,7 @@ def score(
 @click.option("--class-names", type=click.Path(exists=True, dir_okay=False), default=None,
               help="File with one class name per line (overrides the names stored with the scores).")
 @click.option("--folders", is_flag=True,
-              help="With --reference: also code against the reference's folder layout (1-3 %% smaller on "
+              help="With --reference: also code against the reference's folder layout (0.7-3 %% smaller on "
               "clustered selections; clients then need the same reference to read the task).")
 @click.option("-o", "--out", "out", required=True, type=click.Path(dir_okay=False),
               help="The .plada file to write; a name ending in .npz or .csv writes the selection "

@@ -6,7 +6,7 @@ per folder.  Without side information the context coders (index method 4, label 
 3) *guess* where a folder starts, from a jump in the gaps.  When sender and receiver
 both hold the reference's layout — they share its manifest anyway, since indices name
 images in manifest order — the coders can use the true folder changes instead
-(FORMAT.md §5.9, §6.5): 1-3 % smaller files on clustered selections, measured by
+(FORMAT.md §5.9, §6.5): 0.7-3 % smaller files on clustered selections, measured by
 ``pladacodec bench``.
 
 A :class:`FolderLayout` cuts the reference's index range ``[0, N)`` into ``F`` runs of
