@@ -297,6 +297,7 @@ def golden_cases() -> dict[str, Callable[[], tuple]]:
     }
     cases["clustered-c10"] = _clustered_case(10, 7)
     cases["clustered-c300"] = _clustered_case(300, 8)
+    cases["clustered-c100"] = _clustered_case(100, 9)  # literals of 33 <= C <= 256: one table, no exclusion
     cases["clustered-folders-c10"] = _clustered_folders_case(10, 7)
     cases["clustered-folders-c300"] = _clustered_folders_case(300, 8)
     cases["extras"] = _extras_case

@@ -1,0 +1,394 @@
+"""FORMAT.md §5.3, §5.6, §5.7, §5.9, §6.2, §6.3 and §6.5 read literally: an independent decoder
+of the context models (index methods 4 and 6, label methods 3 and 5), in plain Python
+integers, checked against the golden files.
+
+Nothing here imports the library's coders or kernels (the container framing comes from
+test_spec_static.py, which parses it from the spec too): if the spec text and the
+implementation ever disagree, these tests say so.  The golden files cover every path of
+the label model's literals: C <= 32 (candidates excluded), 33 <= C <= 256 (one table) and
+C > 256 (high and low parts); young, mature and rebuilt contexts; run boundaries from
+jumps (methods 4 / 3) and from a folder layout (methods 6 / 5).
+"""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+
+from common import GOLDEN_DIR, load_sidecar
+from test_spec_static import sections
+
+M = 1 << 15  # §5.7: 15-bit probabilities
+STRENGTH = 256  # §5.7: a prior counts as 256 observations
+RANS_L = 1 << 31
+
+
+def bitlen(v: int) -> int:
+    return v.bit_length()
+
+
+# --- §5.6 adaptive tables (with the changes of §5.7) ------------------------------------------
+
+
+def next_point(point: int) -> int:
+    """The rebuild points go 1, 2, 4, ..., 1,024, then +1,024 each time."""
+    return point * 2 if point < 1024 else point + 1024
+
+
+class Table:
+    """One context of an adaptive table: counts, seen, rebuild point, frequencies."""
+
+    def __init__(self, n_symbols: int) -> None:
+        self.counts = [0] * n_symbols
+        self.seen = 0
+        self.point = 0  # 0: not built yet
+        self.freq: list[int] = []
+        self.cum: list[int] = []
+
+    def build(self, prior: list[int] | None) -> None:
+        a = len(self.counts)
+        if sum(self.counts) >= 1 << 16:
+            self.counts = [(c + 1) >> 1 for c in self.counts]
+        spread = M - a
+        if prior is None:
+            weights = [8 * c + 1 for c in self.counts]
+            total = 8 * sum(self.counts) + a
+        else:
+            weights = [8 * M * c + 8 * STRENGTH * p for c, p in zip(self.counts, prior)]
+            total = 8 * M * (sum(self.counts) + STRENGTH)
+        freq = [1 + w * spread // total for w in weights]
+        freq[freq.index(max(freq))] += M - sum(freq)
+        self.freq = freq
+        self.cum = [0]
+        for f in freq:
+            self.cum.append(self.cum[-1] + f)
+
+    def first_use(self, prior: list[int] | None) -> None:
+        if self.point == 0:
+            self.build(prior)
+            self.point = 1
+
+    def count(self, s: int) -> None:
+        self.counts[s] += 1
+        self.seen += 1
+
+    def due(self) -> bool:
+        return self.seen >= self.point
+
+    def rebuild(self, prior: list[int] | None) -> None:
+        self.build(prior)
+        self.point = next_point(self.point)
+
+
+class Stream:
+    """§5.6: 64-bit state, 32-bit words, the first two words the initial state (high first)."""
+
+    def __init__(self, words: list[int]) -> None:
+        assert len(words) >= 2
+        self.words, self.pos = words, 2
+        self.x = (words[0] << 32) | words[1]
+
+    def decode(self, freq: list[int], cum: list[int]) -> int:
+        slot = self.x % M
+        s = max(j for j in range(len(freq)) if cum[j] <= slot)
+        assert cum[s] <= slot < cum[s] + freq[s]
+        self.x = freq[s] * (self.x >> 15) + slot - cum[s]
+        if self.x < RANS_L:
+            self.x = (self.x << 32) | self.words[self.pos]
+            self.pos += 1
+        return s
+
+    def finish(self) -> None:
+        assert self.x == RANS_L and self.pos == len(self.words)
+
+
+def read_words(body) -> list[int]:
+    n_words = body.varint()
+    return list(struct.unpack(f"<{n_words}I", body.take(4 * n_words)))
+
+
+# --- §5.3 / §5.7 / §5.9 the gap model -----------------------------------------------------------
+
+
+def half_octave(v: int) -> int:
+    """§5.3: 2·bitlen(v) + (the second bit below the top of v, if bitlen >= 2), capped at 39."""
+    b = bitlen(v)
+    level = 2 * b + ((v >> (b - 2)) & 1 if b >= 2 else 0)
+    return min(level, 39)
+
+
+def token_range(t: int) -> tuple[int, int]:
+    """(lo_t, w_t) of §5.7."""
+    if t < 8:
+        return t, 1
+    e = (t - 8) // 4 + 3
+    w = 1 << (e - 2)
+    return (1 << e) + ((t - 8) % 4) * w, w
+
+
+def geometric_row(level: int, n_tok: int) -> list[int]:
+    """G[level] of §5.7, in Q31 integers as the spec lists the steps."""
+    one = 1 << 31
+    b = level >> 1
+    r8 = 12 if b < 2 else (1 << (b + 2)) + (2 * (level & 1) + 1) * (1 << b)
+    num = 5 * (r8 - 8) + 32
+    q = num * (1 << 31) // (num + 640)
+    qpow = [q]
+    for _ in range(41):
+        qpow.append(qpow[-1] * qpow[-1] >> 31)
+
+    def surv(a: int) -> int:
+        s, j = one, 0
+        while a:
+            if a & 1:
+                s = s * qpow[j] >> 31
+            a >>= 1
+            j += 1
+        return s
+
+    mass = []
+    for t in range(n_tok):
+        lo, w = token_range(t)
+        mass.append(max(0, surv(lo) - surv(lo + w)) if t < n_tok - 1 else surv(lo))
+    total = sum(mass)
+    g = [1 + m * (M - n_tok) // total for m in mass]
+    g[g.index(max(g))] += M - sum(g)
+    return g
+
+
+class RawBits:
+    def __init__(self, data: bytes) -> None:
+        self.data, self.pos = data, 0
+
+    def take(self, n: int) -> int:
+        value = 0
+        for j in range(n):
+            byte, bit = divmod(self.pos + j, 8)
+            value |= ((self.data[byte] >> bit) & 1) << j
+        self.pos += n
+        return value
+
+    def finish(self) -> None:
+        assert (self.pos + 7) // 8 == len(self.data), "a whole unused raw byte"
+        if self.pos % 8:
+            assert self.data[-1] >> (self.pos % 8) == 0, "non-zero padding"
+
+
+def folder_of(starts: list[int], x: int) -> int:
+    lo, hi = 0, len(starts)  # the last start <= x
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if starts[mid] <= x:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+def decode_gaps(params, body, count: int, base: int, starts: list[int] | None) -> list[int]:
+    """Index method 4 (``starts`` None) or 6 (the folder layout's first indices)."""
+    n_tok = params.varint()
+    words = read_words(body)
+    raw = RawBits(body.take(len(body.data) - body.pos))
+    stream = Stream(words)
+    grand = Table(n_tok)
+    parents = [Table(n_tok) for _ in range(40)]
+    geo: dict[int, list[int]] = {}
+    children = [Table(n_tok) for _ in range(320)]
+    for child in children:
+        child.point = 16  # §5.7: young children borrow their parent's table until 16 symbols
+    fresh_min = 2 if starts is not None else 4
+
+    def parent_prior(level: int) -> list[int]:
+        return [(g + h) // 2 for g, h in zip(grand.freq, geo[level])]
+
+    skips: list[int] = []
+    since, since_sum = 16, 0  # no run at the start of a block
+    prev_tok = 0
+    x_prev = None
+    for i in range(count):
+        s16 = sum(skips[-16:])
+        level = half_octave(s16 + 1)
+        if fresh_min <= since < 16:
+            level = half_octave(16 * since_sum // since + 1)
+        mag = min(prev_tok if prev_tok < 8 else 8 + (prev_tok - 8) // 4, 7) if i else 0
+        child, parent = children[level * 8 + mag], parents[level]
+        if parent.point == 0:  # built on first use, from the grandparent (built on first use too)
+            geo[level] = geometric_row(level, n_tok)
+            grand.first_use(None)
+            parent.first_use(parent_prior(level))
+        table = child if child.seen >= 16 else parent
+        tok = stream.decode(table.freq, table.cum)
+        # updates: child, grandparent, parent (each rebuilt if due), then the child if due
+        child.count(tok)
+        grand.count(tok)
+        if grand.due():
+            grand.rebuild(None)
+        parent.count(tok)
+        if parent.due():
+            parent.rebuild(parent_prior(level))
+        if child.due():
+            child.rebuild(parent.freq)
+        if tok < 8:
+            v = tok
+        else:
+            e = (tok - 8) // 4 + 3
+            v = (1 << e) | (((tok - 8) % 4) << (e - 2)) | raw.take(e - 2)
+        # run boundaries
+        x = base + v if x_prev is None else x_prev + v + 1
+        if starts is None:
+            boundary = i >= 16 and v > 4 * (s16 // 16) + 8
+        else:
+            boundary = x_prev is not None and folder_of(starts, x) != folder_of(starts, x_prev)
+        if boundary:
+            since, since_sum = 0, 0
+        elif since < 16:
+            since, since_sum = since + 1, since_sum + v
+        skips.append(v)
+        prev_tok = tok
+        x_prev = x
+    stream.finish()
+    raw.finish()
+    return skips
+
+
+# --- §6.2 / §6.3 / §6.5 the label model ---------------------------------------------------------
+
+
+def decode_labels(body, skips: list[int], base: int, n_classes: int, starts: list[int] | None) -> list[int]:
+    """Label method 3 (``starts`` None) or 5."""
+    stream = Stream(read_words(body))
+    parents = [Table(4) for _ in range(8)]
+    children = [Table(4) for _ in range(96)]
+    split = n_classes > 256
+    exclude = n_classes <= 32
+    n_hi = -(-n_classes // 256)
+    literal = Table(n_classes) if not split else None
+    high = Table(n_hi)
+    lows = [Table(256) for _ in range(n_hi)]
+    window: list[int] = []  # the last 8 labels, oldest first
+    mode = None
+    recent: list[int] = []  # the 4 most recent distinct labels, most recent first
+    hit = 0
+    labels: list[int] = []
+    x_prev = None
+    for i, v in enumerate(skips):
+        # candidates from the window as it is
+        cands = [mode] + [label for label in recent if label != mode][:2]
+        cands = (cands + [None] * 3)[:3]
+        # run boundary: the window empties after the candidates are formed (§6.3)
+        x = base + v if x_prev is None else x_prev + v + 1
+        if starts is None:
+            boundary = i >= 16 and v > 4 * (sum(skips[i - 16 : i]) // 16) + 8
+        else:
+            boundary = x_prev is not None and folder_of(starts, x) != folder_of(starts, x_prev)
+        if boundary:
+            window, mode = [], None
+            if starts is not None:
+                hit = 0  # §6.5
+        mag = min(v if v < 8 else bitlen(v) + 4, 11)
+        d_count = window.count(mode) if mode is not None else 0
+        strength = (d_count - 1) * 4 // 8 if d_count else 0
+        pc = strength * 2 + hit
+        child, parent = children[mag * 8 + pc], parents[pc]
+        parent.first_use(None)
+        child.first_use(parent.freq)
+        r = stream.decode(child.freq, child.cum)
+        child.count(r)
+        parent.count(r)
+        if parent.due():
+            parent.rebuild(None)
+        if child.due():
+            child.rebuild(parent.freq)
+        if r < 3:
+            label = cands[r]
+            assert label is not None, "a candidate that does not exist yet"
+        elif not split:
+            literal.first_use(None)
+            if exclude:
+                present = [c for c in cands if c is not None]
+                gone = sum(literal.freq[c] for c in present)
+                scale = M * (1 << 16) // (M - gone)
+                f2 = [0 if s in present else literal.freq[s] * scale >> 16 for s in range(n_classes)]
+                f2[f2.index(max(f2))] += M - sum(f2)
+                cum2 = [0]
+                for f in f2:
+                    cum2.append(cum2[-1] + f)
+                label = stream.decode(f2, cum2)
+            else:
+                label = stream.decode(literal.freq, literal.cum)
+            literal.count(label)
+            if literal.due():
+                literal.rebuild(None)
+        else:
+            high.first_use(None)
+            hi = stream.decode(high.freq, high.cum)
+            high.count(hi)
+            if high.due():
+                high.rebuild(None)
+            low = lows[hi]
+            low.first_use(None)
+            lo = stream.decode(low.freq, low.cum)
+            low.count(lo)
+            if low.due():
+                low.rebuild(None)
+            label = (hi << 8) + lo
+        assert label < n_classes
+        labels.append(label)
+        hit = 1 if r == 0 else 0
+        if label in recent:
+            recent.remove(label)
+        recent = [label] + recent[:3]
+        # the window and its mode
+        dropped = window[0] if len(window) == 8 else None
+        window = window[-7:] + [label]
+        counts = {lab: window.count(lab) for lab in window}
+        if mode is None or label == mode:
+            mode = label if mode is None else mode
+        elif counts[label] >= counts.get(mode, 0) and label != mode:
+            mode = label
+        elif dropped == mode:  # the mode's count dropped: rescan from the most recent entry
+            best = max(counts.values())
+            mode = next(lab for lab in reversed(window) if counts[lab] == best)
+        x_prev = x
+    stream.finish()
+    return labels
+
+
+# --- the golden files --------------------------------------------------------------------------
+
+CONTEXT_GOLDEN = [
+    "index-4-label-3",
+    "clustered-c10",
+    "clustered-c300",
+    "clustered-c100",
+    "index-6-label-5",
+    "clustered-folders-c10",
+    "clustered-folders-c300",
+    "index-4-label-5",
+    "index-6-label-3",
+]
+
+
+@pytest.mark.parametrize("name", CONTEXT_GOLDEN)
+def test_spec_decoder_reads_the_golden_files(name: str):
+    data = (GOLDEN_DIR / f"{name}.plada").read_bytes()
+    sidecar = load_sidecar(GOLDEN_DIR / f"{name}.json")
+    expected = sidecar["decoded"]
+    folders = sidecar["encode"].get("folders")
+    starts = folders["starts"] if folders else None
+    indices, labels = [], []
+    for entries, base, (i_method, i_params, i_body), (l_method, l_params, l_body) in sections(data):
+        assert i_method in (4, 6) and l_method in (3, 5)
+        skips = decode_gaps(i_params, i_body, entries, base, starts if i_method == 6 else None)
+        assert i_params.pos == len(i_params.data)
+        position = base - 1
+        for skip in skips:
+            position += skip + 1
+            indices.append(position)
+        assert l_params.data == b""
+        labels += decode_labels(l_body, skips, base, expected["n_classes"], starts if l_method == 5 else None)
+        assert l_body.pos == len(l_body.data)
+    assert indices == expected["indices"]
+    assert labels == expected["labels"]
