@@ -1,5 +1,5 @@
 """FORMAT.md §5.3, §5.6, §5.7, §5.9, §6.2, §6.3 and §6.5 read literally: an independent decoder
-of the context models (index methods 4 and 6, label methods 3 and 5), in plain Python
+of every context model (index methods 3, 4 and 6, label methods 2, 3 and 5), in plain Python
 integers, checked against the golden files.
 
 Nothing here imports the library's coders or kernels (the container framing comes from
@@ -19,9 +19,9 @@ import pytest
 from common import GOLDEN_DIR, load_sidecar
 from test_spec_static import sections
 
-M = 1 << 15  # §5.7: 15-bit probabilities
-STRENGTH = 256  # §5.7: a prior counts as 256 observations
 RANS_L = 1 << 31
+V10 = (12, 64)  # §5.6 (methods 3 / 2): 12-bit probabilities, a prior worth 64 observations
+V11 = (15, 256)  # §5.7 (methods 4 / 3, and 6 / 5): 15 bits, 256 observations
 
 
 def bitlen(v: int) -> int:
@@ -39,7 +39,8 @@ def next_point(point: int) -> int:
 class Table:
     """One context of an adaptive table: counts, seen, rebuild point, frequencies."""
 
-    def __init__(self, n_symbols: int) -> None:
+    def __init__(self, n_symbols: int, version: tuple[int, int]) -> None:
+        self.m, self.strength = 1 << version[0], version[1]
         self.counts = [0] * n_symbols
         self.seen = 0
         self.point = 0  # 0: not built yet
@@ -50,15 +51,16 @@ class Table:
         a = len(self.counts)
         if sum(self.counts) >= 1 << 16:
             self.counts = [(c + 1) >> 1 for c in self.counts]
-        spread = M - a
+        m = self.m
+        spread = m - a
         if prior is None:
             weights = [8 * c + 1 for c in self.counts]
             total = 8 * sum(self.counts) + a
         else:
-            weights = [8 * M * c + 8 * STRENGTH * p for c, p in zip(self.counts, prior)]
-            total = 8 * M * (sum(self.counts) + STRENGTH)
+            weights = [8 * m * c + 8 * self.strength * p for c, p in zip(self.counts, prior)]
+            total = 8 * m * (sum(self.counts) + self.strength)
         freq = [1 + w * spread // total for w in weights]
-        freq[freq.index(max(freq))] += M - sum(freq)
+        freq[freq.index(max(freq))] += m - sum(freq)
         self.freq = freq
         self.cum = [0]
         for f in freq:
@@ -84,16 +86,17 @@ class Table:
 class Stream:
     """§5.6: 64-bit state, 32-bit words, the first two words the initial state (high first)."""
 
-    def __init__(self, words: list[int]) -> None:
+    def __init__(self, words: list[int], bits: int) -> None:
         assert len(words) >= 2
+        self.bits = bits
         self.words, self.pos = words, 2
         self.x = (words[0] << 32) | words[1]
 
     def decode(self, freq: list[int], cum: list[int]) -> int:
-        slot = self.x % M
+        slot = self.x % (1 << self.bits)
         s = max(j for j in range(len(freq)) if cum[j] <= slot)
         assert cum[s] <= slot < cum[s] + freq[s]
-        self.x = freq[s] * (self.x >> 15) + slot - cum[s]
+        self.x = freq[s] * (self.x >> self.bits) + slot - cum[s]
         if self.x < RANS_L:
             self.x = (self.x << 32) | self.words[self.pos]
             self.pos += 1
@@ -127,7 +130,7 @@ def token_range(t: int) -> tuple[int, int]:
     return (1 << e) + ((t - 8) % 4) * w, w
 
 
-def geometric_row(level: int, n_tok: int) -> list[int]:
+def geometric_row(level: int, n_tok: int, m: int = 1 << 15) -> list[int]:
     """G[level] of §5.7, in Q31 integers as the spec lists the steps."""
     one = 1 << 31
     b = level >> 1
@@ -152,8 +155,8 @@ def geometric_row(level: int, n_tok: int) -> list[int]:
         lo, w = token_range(t)
         mass.append(max(0, surv(lo) - surv(lo + w)) if t < n_tok - 1 else surv(lo))
     total = sum(mass)
-    g = [1 + m * (M - n_tok) // total for m in mass]
-    g[g.index(max(g))] += M - sum(g)
+    g = [1 + w * (m - n_tok) // total for w in mass]
+    g[g.index(max(g))] += m - sum(g)
     return g
 
 
@@ -186,21 +189,26 @@ def folder_of(starts: list[int], x: int) -> int:
     return lo
 
 
-def decode_gaps(params, body, count: int, base: int, starts: list[int] | None) -> list[int]:
-    """Index method 4 (``starts`` None) or 6 (the folder layout's first indices)."""
-    n_tok = params.varint()
+def decode_gaps(method: int, params, body, count: int, base: int, starts: list[int] | None) -> list[int]:
+    """Index method 3, 4 or 6 (``starts``: the folder layout's first indices)."""
+    v10 = method == 3
+    version = V10 if v10 else V11
+    n_tok = 160 if v10 else params.varint()
     words = read_words(body)
     raw = RawBits(body.take(len(body.data) - body.pos))
-    stream = Stream(words)
-    grand = Table(n_tok)
-    parents = [Table(n_tok) for _ in range(40)]
+    stream = Stream(words, version[0])
+    grand = Table(n_tok, version)
+    parents = [Table(n_tok, version) for _ in range(40)]
     geo: dict[int, list[int]] = {}
-    children = [Table(n_tok) for _ in range(320)]
+    children = [Table(n_tok, version) for _ in range(320)]
+    young = 0 if v10 else 16  # §5.7: young children borrow their parent's table until 16 symbols
     for child in children:
-        child.point = 16  # §5.7: young children borrow their parent's table until 16 symbols
+        child.point = young
     fresh_min = 2 if starts is not None else 4
 
     def parent_prior(level: int) -> list[int]:
+        if v10:  # §5.3: the parent's prior is the grandparent
+            return grand.freq
         return [(g + h) // 2 for g, h in zip(grand.freq, geo[level])]
 
     skips: list[int] = []
@@ -210,7 +218,7 @@ def decode_gaps(params, body, count: int, base: int, starts: list[int] | None) -
     for i in range(count):
         s16 = sum(skips[-16:])
         level = half_octave(s16 + 1)
-        if fresh_min <= since < 16:
+        if not v10 and fresh_min <= since < 16:
             level = half_octave(16 * since_sum // since + 1)
         mag = min(prev_tok if prev_tok < 8 else 8 + (prev_tok - 8) // 4, 7) if i else 0
         child, parent = children[level * 8 + mag], parents[level]
@@ -218,7 +226,9 @@ def decode_gaps(params, body, count: int, base: int, starts: list[int] | None) -
             geo[level] = geometric_row(level, n_tok)
             grand.first_use(None)
             parent.first_use(parent_prior(level))
-        table = child if child.seen >= 16 else parent
+        if v10:
+            child.first_use(parent.freq)
+        table = child if child.seen >= young else parent
         tok = stream.decode(table.freq, table.cum)
         # updates: child, grandparent, parent (each rebuilt if due), then the child if due
         child.count(tok)
@@ -237,7 +247,9 @@ def decode_gaps(params, body, count: int, base: int, starts: list[int] | None) -
             v = (1 << e) | (((tok - 8) % 4) << (e - 2)) | raw.take(e - 2)
         # run boundaries
         x = base + v if x_prev is None else x_prev + v + 1
-        if starts is None:
+        if v10:
+            boundary = False
+        elif starts is None:
             boundary = i >= 16 and v > 4 * (s16 // 16) + 8
         else:
             boundary = x_prev is not None and folder_of(starts, x) != folder_of(starts, x_prev)
@@ -256,17 +268,20 @@ def decode_gaps(params, body, count: int, base: int, starts: list[int] | None) -
 # --- §6.2 / §6.3 / §6.5 the label model ---------------------------------------------------------
 
 
-def decode_labels(body, skips: list[int], base: int, n_classes: int, starts: list[int] | None) -> list[int]:
-    """Label method 3 (``starts`` None) or 5."""
-    stream = Stream(read_words(body))
-    parents = [Table(4) for _ in range(8)]
-    children = [Table(4) for _ in range(96)]
+def decode_labels(method: int, body, skips: list[int], base: int, n_classes: int, starts: list[int] | None) -> list[int]:
+    """Label method 2, 3 or 5 (``starts``: the folder layout's first indices)."""
+    v10 = method == 2
+    version = V10 if v10 else V11
+    stream = Stream(read_words(body), version[0])
+    parents = [Table(4, version) for _ in range(8)]
+    children = [Table(4, version) for _ in range(96)]
     split = n_classes > 256
-    exclude = n_classes <= 32
+    exclude = n_classes <= 32 and not v10
     n_hi = -(-n_classes // 256)
-    literal = Table(n_classes) if not split else None
-    high = Table(n_hi)
-    lows = [Table(256) for _ in range(n_hi)]
+    literal = Table(n_classes, version) if not split else None
+    high = Table(n_hi, version)
+    lows = [Table(256, version) for _ in range(n_hi)]
+    m = 1 << version[0]
     window: list[int] = []  # the last 8 labels, oldest first
     mode = None
     recent: list[int] = []  # the 4 most recent distinct labels, most recent first
@@ -279,7 +294,9 @@ def decode_labels(body, skips: list[int], base: int, n_classes: int, starts: lis
         cands = (cands + [None] * 3)[:3]
         # run boundary: the window empties after the candidates are formed (§6.3)
         x = base + v if x_prev is None else x_prev + v + 1
-        if starts is None:
+        if v10:
+            boundary = False
+        elif starts is None:
             boundary = i >= 16 and v > 4 * (sum(skips[i - 16 : i]) // 16) + 8
         else:
             boundary = x_prev is not None and folder_of(starts, x) != folder_of(starts, x_prev)
@@ -309,9 +326,9 @@ def decode_labels(body, skips: list[int], base: int, n_classes: int, starts: lis
             if exclude:
                 present = [c for c in cands if c is not None]
                 gone = sum(literal.freq[c] for c in present)
-                scale = M * (1 << 16) // (M - gone)
+                scale = m * (1 << 16) // (m - gone)
                 f2 = [0 if s in present else literal.freq[s] * scale >> 16 for s in range(n_classes)]
-                f2[f2.index(max(f2))] += M - sum(f2)
+                f2[f2.index(max(f2))] += m - sum(f2)
                 cum2 = [0]
                 for f in f2:
                     cum2.append(cum2[-1] + f)
@@ -359,6 +376,9 @@ def decode_labels(body, skips: list[int], base: int, n_classes: int, starts: lis
 # --- the golden files --------------------------------------------------------------------------
 
 CONTEXT_GOLDEN = [
+    "index-3-label-2",
+    "index-3-label-3",
+    "index-4-label-2",
     "index-4-label-3",
     "clustered-c10",
     "clustered-c300",
@@ -380,15 +400,15 @@ def test_spec_decoder_reads_the_golden_files(name: str):
     starts = folders["starts"] if folders else None
     indices, labels = [], []
     for entries, base, (i_method, i_params, i_body), (l_method, l_params, l_body) in sections(data):
-        assert i_method in (4, 6) and l_method in (3, 5)
-        skips = decode_gaps(i_params, i_body, entries, base, starts if i_method == 6 else None)
+        assert i_method in (3, 4, 6) and l_method in (2, 3, 5)
+        skips = decode_gaps(i_method, i_params, i_body, entries, base, starts if i_method == 6 else None)
         assert i_params.pos == len(i_params.data)
         position = base - 1
         for skip in skips:
             position += skip + 1
             indices.append(position)
         assert l_params.data == b""
-        labels += decode_labels(l_body, skips, base, expected["n_classes"], starts if l_method == 5 else None)
+        labels += decode_labels(l_method, l_body, skips, base, expected["n_classes"], starts if l_method == 5 else None)
         assert l_body.pos == len(l_body.data)
     assert indices == expected["indices"]
     assert labels == expected["labels"]
