@@ -72,6 +72,11 @@ class StreamWriter:
 
     Memory: one block of input (``block_entries`` x 16 bytes) plus what the
     coders need for one block.
+
+    ``folders`` (a FolderLayout or Reference) lets the coders use the reference's folder
+    layout (see :func:`pladacodec.encode`).  Since the header is written first, a streamed
+    file names the layout whenever one is given (``encode`` names it only when that pays),
+    so it then decodes only with the same layout.
     """
 
     def __init__(
