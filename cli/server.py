@@ -80,8 +80,11 @@ def manifest(directory: str, out: str | None) -> None:
     ref.write_manifest(out_path)
     fp_path = out_path.with_name(out_path.name + ".sha256")
     fp_path.write_text(f"{ref.fingerprint.hex()}  {ref.n}\n", encoding="utf-8")
-    click.echo(f"{ref.n:,} images")
+    layout = ref.folder_layout() if ref.n else None
+    click.echo(f"{ref.n:,} images" + (f" in {layout.n_folders:,} folders" if layout is not None else ""))
     click.echo(f"fingerprint {ref.fingerprint.hex()}")
+    if layout is not None:  # what a task packed with --folders names in its header
+        click.echo(f"folders     {layout.n_folders:,}, layout digest {layout.digest.hex()}")
     click.echo(f"manifest    {out_path}")
     click.echo(f"fingerprint {fp_path}")
 

@@ -200,6 +200,7 @@ def test_manifest_command(tmp_path):
     assert result.exit_code == 0, result.output
     ref = Reference.from_dir(tmp_path / "ref")
     assert ref.fingerprint.hex() in result.output
+    assert "2 images in 2 folders" in result.output and ref.folder_layout().digest.hex() in result.output
     assert out.read_text() == "a/1.png\nb/2.png\n"
     assert (tmp_path / "ref.manifest.sha256").read_text() == f"{ref.fingerprint.hex()}  2\n"
     # default output name: beside the folder
