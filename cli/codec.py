@@ -252,6 +252,17 @@ def _layout(reference_manifest):
     return Reference.from_manifest(reference_manifest).folder_layout()
 
 
+def _decoded(decode, task, reference_manifest):
+    """``decode(task, folders=...)`` with the manifest's layout; a task that needs a layout it
+    was not given gets the CLI's wording."""
+    try:
+        return decode(task, folders=_layout(reference_manifest))
+    except pladacodec.PladaReferenceError as exc:
+        if reference_manifest is None:
+            raise UserError(f"{exc}; on the command line: --reference-manifest MANIFEST") from None
+        raise
+
+
 # --- unpack -------------------------------------------------------------------------------
 
 
@@ -265,7 +276,7 @@ def _layout(reference_manifest):
 def unpack(task, output, reference_manifest):
     """Decode TASK (.plada) into a selection file, .npz or .csv by the output's suffix."""
     _suffix(Path(output), "output")
-    payload = pladacodec.read(task, folders=_layout(reference_manifest))
+    payload = _decoded(pladacodec.read, task, reference_manifest)
     write_selection(output, payload)
     click.echo(f"wrote {output}: k = {payload.k:,} of N = {payload.n_reference:,}, C = {payload.n_classes:,}")
 
@@ -328,7 +339,7 @@ def inspect_cmd(task, as_json, top, reference_manifest):
 
     The whole file is decoded and verified first.
     """
-    info = pladacodec.inspect(task, folders=_layout(reference_manifest))
+    info = _decoded(pladacodec.inspect, task, reference_manifest)
     if as_json:
         click.echo(json.dumps({"file": task, **info.as_dict()}, indent=2, ensure_ascii=False))
     else:

@@ -357,7 +357,8 @@ def test_pack_with_folders_and_unpack_with_the_manifest(tmp_path):
     assert pladacodec.read_header(task.read_bytes()).folders[0] == 60
 
     out = tmp_path / "out.npz"
-    assert_user_error(run_cli(["unpack", task, "-o", out]), 1, r"coded against a folder layout of 60 folders")
+    assert_user_error(run_cli(["unpack", task, "-o", out]), 1, r"coded against a folder layout of 60 folders.*--reference-manifest MANIFEST")
+    assert_user_error(run_cli(["inspect", task]), 1, r"--reference-manifest MANIFEST")
     result = run_cli(["unpack", task, "-o", out, "--reference-manifest", manifest])
     assert result.exit_code == 0, result.output
     with np.load(out) as z:
