@@ -38,7 +38,7 @@ _INDEX_CODERS: dict[int, tuple[Callable, Callable]] = {
     S.INDEX_CONTEXT2: (_context.indices_context2_encode, _context.indices_context2_decode),
     S.INDEX_GOLOMB_RANS: (_coders.indices_golomb_rans_encode, _coders.indices_golomb_rans_decode),
     # folder methods (S.FOLDER_METHODS) take the FolderLayout as one more argument
-    S.INDEX_CONTEXT2_FOLDERS: (_context.indices_folders_encode, _context.indices_folders_decode),
+    S.INDEX_CONTEXT2_FOLDERS: (_context.indices_context2_encode, _context.indices_context2_decode),
 }
 # method id -> (encode(labels, C, indices, base) -> (params, body), decode(params, body, count, C, indices, base))
 _LABEL_CODERS: dict[int, tuple[Callable, Callable]] = {
@@ -52,7 +52,7 @@ _LABEL_CODERS: dict[int, tuple[Callable, Callable]] = {
         lambda labels, c, indices, base: _coders.labels_iid_rans_encode(labels, c),
         lambda params, body, count, c, indices, base: _coders.labels_iid_rans_decode(params, body, count, c),
     ),
-    S.LABEL_CONTEXT2_FOLDERS: (_context.labels_folders_encode, _context.labels_folders_decode),
+    S.LABEL_CONTEXT2_FOLDERS: (_context.labels_context2_encode, _context.labels_context2_decode),
 }
 METHOD_NAMES = {
     ("index", S.INDEX_GOLOMB_ANS): "golomb-ans",

@@ -28,10 +28,6 @@ __all__ = [
     "indices_context2_decode",
     "labels_context2_encode",
     "labels_context2_decode",
-    "indices_folders_encode",
-    "indices_folders_decode",
-    "labels_folders_encode",
-    "labels_folders_decode",
 ]
 
 _U32 = np.dtype("<u4")
@@ -118,6 +114,11 @@ def labels_context_decode(params: Reader, body: Reader, count: int, n_classes: i
 
 
 # --- second generation: index method 4 (FORMAT.md §5.7), label method 3 (§6.3) ---------------
+# With ``folders`` (a :class:`pladacodec.folders.FolderLayout`, which the header names in tag
+# 10) the same coders are index method 6 / label method 5 (§5.9, §6.5): the run boundaries
+# are the layout's folder changes.
+
+_NO_FOLDERS = np.zeros(0, dtype=np.int64)
 
 
 @functools.cache
@@ -126,67 +127,34 @@ def _geo() -> tuple[np.ndarray, np.ndarray]:
     return _kernels.geo_survivals()
 
 
-def indices_context2_encode(indices: np.ndarray, base: int) -> tuple[bytes, bytes]:
+def _folder_args(folders, base: int) -> tuple[np.ndarray, int, bool]:
+    """(ends, base, folders?) for the kernels: the folder ends from the one holding ``base`` on."""
+    if folders is None:
+        return _NO_FOLDERS, base, False
+    return folders.ends_from(base), base, True
+
+
+def indices_context2_encode(indices: np.ndarray, base: int, folders=None) -> tuple[bytes, bytes]:
     skips = skips_from_indices(indices, base)
     n_tokens = int(_kernels.gap_tokens_needed(skips))
-    geo = _geo()
-    body = _gaps_encode(skips, lambda s, words, raw, sizes: _kernels.ctx2_gaps_encode(s, n_tokens, words, raw, sizes, *geo))
+    args = (*_geo(), *_folder_args(folders, base))
+    body = _gaps_encode(skips, lambda s, words, raw, sizes: _kernels.ctx2_gaps_encode(s, n_tokens, words, raw, sizes, *args))
     return encode_varint(n_tokens), body
 
 
-def indices_context2_decode(params: Reader, body: Reader, count: int, base: int, n_reference: int) -> np.ndarray:
+def indices_context2_decode(params: Reader, body: Reader, count: int, base: int, n_reference: int, folders=None) -> np.ndarray:
     n_tokens = params.varint("token alphabet size", maximum=_kernels.GAP_TOKENS)
     if n_tokens < 1:
         raise PladaFormatError("index stream: token alphabet size must be at least 1")
-    geo = _geo()
-    return _gaps_decode(body, count, base, n_reference, lambda words, raw, skips: _kernels.ctx2_gaps_decode(words, raw, n_tokens, skips, *geo))
+    args = (*_geo(), *_folder_args(folders, base))
+    return _gaps_decode(body, count, base, n_reference, lambda words, raw, skips: _kernels.ctx2_gaps_decode(words, raw, n_tokens, skips, *args))
 
 
-def labels_context2_encode(labels: np.ndarray, n_classes: int, indices: np.ndarray, base: int) -> tuple[bytes, bytes]:
-    return b"", _labels_encode(labels, indices, base, lambda lab, skips, words: _kernels.ctx2_labels_encode(lab, skips, n_classes, words))
+def labels_context2_encode(labels: np.ndarray, n_classes: int, indices: np.ndarray, base: int, folders=None) -> tuple[bytes, bytes]:
+    args = _folder_args(folders, base)
+    return b"", _labels_encode(labels, indices, base, lambda lab, skips, words: _kernels.ctx2_labels_encode(lab, skips, n_classes, words, *args))
 
 
-def labels_context2_decode(params: Reader, body: Reader, count: int, n_classes: int, indices: np.ndarray, base: int) -> np.ndarray:
-    return _labels_decode(body, count, indices, base, lambda words, skips, out: _kernels.ctx2_labels_decode(words, skips, n_classes, out))
-
-
-# --- with a folder layout: index method 6 (FORMAT.md §5.9), label method 5 (§6.5) -------------
-# The models of methods 4 / 3; run boundaries are the folder changes of ``folders`` (a
-# :class:`pladacodec.folders.FolderLayout`), which the header names (tag 10).
-
-
-def indices_folders_encode(indices: np.ndarray, base: int, folders) -> tuple[bytes, bytes]:
-    skips = skips_from_indices(indices, base)
-    n_tokens = int(_kernels.gap_tokens_needed(skips))
-    geo = _geo()
-    ends = folders.ends_from(base)
-    body = _gaps_encode(
-        skips, lambda s, words, raw, sizes: _kernels.ctx2f_gaps_encode(s, n_tokens, words, raw, sizes, *geo, ends, base)
-    )
-    return encode_varint(n_tokens), body
-
-
-def indices_folders_decode(params: Reader, body: Reader, count: int, base: int, n_reference: int, folders) -> np.ndarray:
-    n_tokens = params.varint("token alphabet size", maximum=_kernels.GAP_TOKENS)
-    if n_tokens < 1:
-        raise PladaFormatError("index stream: token alphabet size must be at least 1")
-    geo = _geo()
-    ends = folders.ends_from(base)
-    return _gaps_decode(
-        body, count, base, n_reference,
-        lambda words, raw, skips: _kernels.ctx2f_gaps_decode(words, raw, n_tokens, skips, *geo, ends, base),
-    )
-
-
-def labels_folders_encode(labels: np.ndarray, n_classes: int, indices: np.ndarray, base: int, folders) -> tuple[bytes, bytes]:
-    ends = folders.ends_from(base)
-    return b"", _labels_encode(
-        labels, indices, base, lambda lab, skips, words: _kernels.ctx2f_labels_encode(lab, skips, n_classes, words, ends, base)
-    )
-
-
-def labels_folders_decode(params: Reader, body: Reader, count: int, n_classes: int, indices: np.ndarray, base: int, folders) -> np.ndarray:
-    ends = folders.ends_from(base)
-    return _labels_decode(
-        body, count, indices, base, lambda words, skips, out: _kernels.ctx2f_labels_decode(words, skips, n_classes, out, ends, base)
-    )
+def labels_context2_decode(params: Reader, body: Reader, count: int, n_classes: int, indices: np.ndarray, base: int, folders=None) -> np.ndarray:
+    args = _folder_args(folders, base)
+    return _labels_decode(body, count, indices, base, lambda words, skips, out: _kernels.ctx2_labels_decode(words, skips, n_classes, out, *args))

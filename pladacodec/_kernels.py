@@ -1061,17 +1061,21 @@ def gap_tokens_needed(skips):
 
 
 @nb.njit(
-    nb.int64(nb.uint64[::1], nb.int64, nb.uint32[::1], nb.uint8[::1], nb.int64[::1], nb.int64[:, ::1], nb.int64[:, ::1]),
+    nb.int64(
+        nb.uint64[::1], nb.int64, nb.uint32[::1], nb.uint8[::1], nb.int64[::1], nb.int64[:, ::1], nb.int64[:, ::1],
+        nb.int64[::1], nb.int64, nb.boolean,
+    ),
     cache=True,
     nogil=True,
 )
-def ctx2_gaps_encode(skips, n_tok, words, raw, out_sizes, lo_surv, hi_surv):
-    """Index method 4: tokens + raw low bits; out_sizes = [n_words, n_raw_bits]; -1 if a token >= n_tok."""
+def ctx2_gaps_encode(skips, n_tok, words, raw, out_sizes, lo_surv, hi_surv, ends, base, folders):
+    """Index method 4, or 6 with ``folders`` (run boundaries at the folder changes ``ends`` gives,
+    see _folder_step): tokens + raw low bits; out_sizes = [n_words, n_raw_bits]; -1 if a token >= n_tok."""
     n = skips.shape[0]
     starts = np.empty(n, dtype=np.int32)
     freqs = np.empty(n, dtype=np.int32)
     sizes = np.zeros(2, dtype=np.int64)
-    if not _gaps_run2(skips, n_tok, False, words, raw, starts, freqs, sizes, lo_surv, hi_surv, np.zeros(0, dtype=np.int64), 0, False):
+    if not _gaps_run2(skips, n_tok, False, words, raw, starts, freqs, sizes, lo_surv, hi_surv, ends, base, folders):
         return -1
     out_sizes[0] = _rans_flush(starts, freqs, sizes[0], words, RANS2_BITS)
     out_sizes[1] = sizes[1]
@@ -1079,47 +1083,18 @@ def ctx2_gaps_encode(skips, n_tok, words, raw, out_sizes, lo_surv, hi_surv):
 
 
 @nb.njit(
-    nb.int64(nb.uint32[::1], nb.uint8[::1], nb.int64, nb.uint64[::1], nb.int64[:, ::1], nb.int64[:, ::1]),
+    nb.int64(
+        nb.uint32[::1], nb.uint8[::1], nb.int64, nb.uint64[::1], nb.int64[:, ::1], nb.int64[:, ::1],
+        nb.int64[::1], nb.int64, nb.boolean,
+    ),
     cache=True,
     nogil=True,
 )
-def ctx2_gaps_decode(words, raw, n_tok, out, lo_surv, hi_surv):
+def ctx2_gaps_decode(words, raw, n_tok, out, lo_surv, hi_surv, ends, base, folders):
     """Inverse of ctx2_gaps_encode. Returns raw bits consumed, or -1 on a bad stream."""
     dummy = np.zeros(0, dtype=np.int32)
     sizes = np.zeros(2, dtype=np.int64)
-    if not _gaps_run2(out, n_tok, True, words, raw, dummy, dummy, sizes, lo_surv, hi_surv, np.zeros(0, dtype=np.int64), 0, False):
-        return -1
-    return sizes[1]
-
-
-@nb.njit(
-    nb.int64(nb.uint64[::1], nb.int64, nb.uint32[::1], nb.uint8[::1], nb.int64[::1], nb.int64[:, ::1], nb.int64[:, ::1], nb.int64[::1], nb.int64),
-    cache=True,
-    nogil=True,
-)
-def ctx2f_gaps_encode(skips, n_tok, words, raw, out_sizes, lo_surv, hi_surv, ends, base):
-    """Index method 6 (§5.9): ctx2_gaps_encode with folder changes as run boundaries."""
-    n = skips.shape[0]
-    starts = np.empty(n, dtype=np.int32)
-    freqs = np.empty(n, dtype=np.int32)
-    sizes = np.zeros(2, dtype=np.int64)
-    if not _gaps_run2(skips, n_tok, False, words, raw, starts, freqs, sizes, lo_surv, hi_surv, ends, base, True):
-        return -1
-    out_sizes[0] = _rans_flush(starts, freqs, sizes[0], words, RANS2_BITS)
-    out_sizes[1] = sizes[1]
-    return 0
-
-
-@nb.njit(
-    nb.int64(nb.uint32[::1], nb.uint8[::1], nb.int64, nb.uint64[::1], nb.int64[:, ::1], nb.int64[:, ::1], nb.int64[::1], nb.int64),
-    cache=True,
-    nogil=True,
-)
-def ctx2f_gaps_decode(words, raw, n_tok, out, lo_surv, hi_surv, ends, base):
-    """Inverse of ctx2f_gaps_encode. Returns raw bits consumed, or -1 on a bad stream."""
-    dummy = np.zeros(0, dtype=np.int32)
-    sizes = np.zeros(2, dtype=np.int64)
-    if not _gaps_run2(out, n_tok, True, words, raw, dummy, dummy, sizes, lo_surv, hi_surv, ends, base, True):
+    if not _gaps_run2(out, n_tok, True, words, raw, dummy, dummy, sizes, lo_surv, hi_surv, ends, base, folders):
         return -1
     return sizes[1]
 
@@ -1380,44 +1355,31 @@ def _labels_run2(labels, skips, n_classes, decoding, words, starts, freqs, sizes
     return True
 
 
-@nb.njit(nb.int64(nb.int64[::1], nb.uint64[::1], nb.int64, nb.uint32[::1]), cache=True, nogil=True)
-def ctx2_labels_encode(labels, skips, n_classes, words):
-    """Label method 3 (skips give the gap context); returns the word count."""
+@nb.njit(
+    nb.int64(nb.int64[::1], nb.uint64[::1], nb.int64, nb.uint32[::1], nb.int64[::1], nb.int64, nb.boolean),
+    cache=True,
+    nogil=True,
+)
+def ctx2_labels_encode(labels, skips, n_classes, words, ends, base, folders):
+    """Label method 3, or 5 with ``folders`` (skips give the gap context); returns the word count."""
     n = labels.shape[0]
     starts = np.empty(3 * n, dtype=np.int32)
     freqs = np.empty(3 * n, dtype=np.int32)
     sizes = np.zeros(1, dtype=np.int64)
-    _labels_run2(labels, skips, n_classes, False, words, starts, freqs, sizes, np.zeros(0, dtype=np.int64), 0, False)
+    _labels_run2(labels, skips, n_classes, False, words, starts, freqs, sizes, ends, base, folders)
     return _rans_flush(starts, freqs, sizes[0], words, RANS2_BITS)
 
 
-@nb.njit(nb.int64(nb.uint32[::1], nb.uint64[::1], nb.int64, nb.int64[::1]), cache=True, nogil=True)
-def ctx2_labels_decode(words, skips, n_classes, out):
+@nb.njit(
+    nb.int64(nb.uint32[::1], nb.uint64[::1], nb.int64, nb.int64[::1], nb.int64[::1], nb.int64, nb.boolean),
+    cache=True,
+    nogil=True,
+)
+def ctx2_labels_decode(words, skips, n_classes, out, ends, base, folders):
     """Inverse of ctx2_labels_encode; returns 0, or -1 on a bad stream."""
     dummy = np.zeros(0, dtype=np.int32)
     sizes = np.zeros(1, dtype=np.int64)
-    if not _labels_run2(out, skips, n_classes, True, words, dummy, dummy, sizes, np.zeros(0, dtype=np.int64), 0, False):
-        return -1
-    return 0
-
-
-@nb.njit(nb.int64(nb.int64[::1], nb.uint64[::1], nb.int64, nb.uint32[::1], nb.int64[::1], nb.int64), cache=True, nogil=True)
-def ctx2f_labels_encode(labels, skips, n_classes, words, ends, base):
-    """Label method 5 (§6.5): ctx2_labels_encode with folder changes as run boundaries."""
-    n = labels.shape[0]
-    starts = np.empty(3 * n, dtype=np.int32)
-    freqs = np.empty(3 * n, dtype=np.int32)
-    sizes = np.zeros(1, dtype=np.int64)
-    _labels_run2(labels, skips, n_classes, False, words, starts, freqs, sizes, ends, base, True)
-    return _rans_flush(starts, freqs, sizes[0], words, RANS2_BITS)
-
-
-@nb.njit(nb.int64(nb.uint32[::1], nb.uint64[::1], nb.int64, nb.int64[::1], nb.int64[::1], nb.int64), cache=True, nogil=True)
-def ctx2f_labels_decode(words, skips, n_classes, out, ends, base):
-    """Inverse of ctx2f_labels_encode; returns 0, or -1 on a bad stream."""
-    dummy = np.zeros(0, dtype=np.int32)
-    sizes = np.zeros(1, dtype=np.int64)
-    if not _labels_run2(out, skips, n_classes, True, words, dummy, dummy, sizes, ends, base, True):
+    if not _labels_run2(out, skips, n_classes, True, words, dummy, dummy, sizes, ends, base, folders):
         return -1
     return 0
 
