@@ -22,7 +22,7 @@ from . import _container
 from . import _spec as S
 from ._container import Header, Layout
 from .errors import PladaDecodeError, PladaEncodeError, PladaError, PladaFormatError
-from .folders import FolderLayout
+from .folders import as_layout
 
 __all__ = ["Payload", "TaskInfo", "encode", "decode", "write", "read", "inspect", "read_header"]
 
@@ -313,25 +313,10 @@ def encode(
     header, idx, lab = _prepare(
         indices, labels, n_reference, n_classes, class_names, reference_fingerprint, metadata, block_entries
     )
-    folders = as_folders(folders, header.n_reference, PladaEncodeError)
+    folders = as_layout(folders, header.n_reference, PladaEncodeError)
     _check_methods(index_methods, _container._INDEX_CODERS, "index_methods")
     _check_methods(label_methods, _container._LABEL_CODERS, "label_methods")
     return b"".join(_container.iter_encoded(header, idx, lab, index_methods, label_methods, folders))
-
-
-def as_folders(folders, n_reference: int | None, error=PladaEncodeError):
-    """A FolderLayout from ``folders`` (a FolderLayout, a Reference, or None), checked
-    against ``n_reference`` when given."""
-    if folders is None:
-        return None
-    if not isinstance(folders, FolderLayout):
-        if hasattr(folders, "folder_layout"):
-            folders = folders.folder_layout()
-        else:
-            raise error(f"folders must be a FolderLayout or a Reference, got {type(folders).__name__}")
-    if n_reference is not None and folders.n_reference != n_reference:
-        raise error(f"the folder layout covers {folders.n_reference:,} images, the task n_reference = {n_reference:,}")
-    return folders
 
 
 def _check_methods(methods, known, what) -> None:
@@ -364,7 +349,7 @@ def _decode_full(data, max_entries: int, folders=None) -> TaskInfo:
     view = _as_buffer(data)
     if len(view) > S.MAX_FILE_SIZE:
         raise PladaFormatError(f"{len(view):,} bytes exceeds the largest .plada file ({S.MAX_FILE_SIZE:,} bytes)")
-    folders = as_folders(folders, None, PladaDecodeError)
+    folders = as_layout(folders, None, PladaDecodeError, resolve=False)  # resolved if the file needs it
     header, indices, labels, layout = _container.decode_container(view, max_entries, folders)
     payload = Payload(
         indices, labels, header.n_reference, header.n_classes, header.class_names,

@@ -21,8 +21,10 @@ import numpy as np
 from . import _coders, _context
 from . import _spec as S
 from ._bytes import Reader, crc32c, encode_varint
+from .folders import as_layout
 from .errors import (
     PladaChecksumError,
+    PladaDecodeError,
     PladaEncodeError,
     PladaFormatError,
     PladaReferenceError,
@@ -547,10 +549,12 @@ def decode_block(reader: Reader, header: Header, expected_entries: int, expected
 
 def check_folders(header: Header, folders):
     """The layout to decode ``header``'s blocks with: None when the header names none (a
-    layout given anyway is not needed), else ``folders``, which must be the one it names."""
+    layout given anyway is not needed), else ``folders`` (a FolderLayout or a Reference),
+    which must be the one it names."""
     if header.folders is None:
         return None
     n_folders, digest = header.folders
+    folders = as_layout(folders, None, PladaDecodeError)  # a Reference's layout, computed now
     if folders is None:
         raise PladaReferenceError(
             f"this file is coded against a folder layout of {n_folders:,} folders (digest {digest.hex()}); "

@@ -43,6 +43,7 @@ import numpy as np
 from . import _api, _container
 from . import _spec as S
 from ._bytes import Reader, crc32c
+from .folders import as_layout
 from .errors import (
     PladaChecksumError,
     PladaDecodeError,
@@ -107,7 +108,7 @@ class StreamWriter:
         _api._check_methods(label_methods, _container._LABEL_CODERS, "label_methods")
         # The header goes out first, so with a layout it always names it (encode() names it
         # only when that pays): the file then decodes only with the layout.
-        self._folders = _api.as_folders(folders, header.n_reference, PladaEncodeError)
+        self._folders = as_layout(folders, header.n_reference, PladaEncodeError)
         _container._allowed("index", index_methods, self._folders)  # a folder method needs the layout
         _container._allowed("label", label_methods, self._folders)
         if self._folders is not None:
@@ -327,7 +328,7 @@ class StreamReader:
     """
 
     def __init__(self, source, *, verify_first: bool = True, folders=None) -> None:
-        self._folders_given = _api.as_folders(folders, None, PladaDecodeError)
+        self._folders_given = as_layout(folders, None, PladaDecodeError, resolve=False)
         self._own = not hasattr(source, "read")
         if self._own:
             try:

@@ -52,9 +52,12 @@ def load_task(task: Any, folders: Any = None):
 
 
 def _layout_of(reference: Any, task: Any):
-    """The reference's folder layout when ``task`` is encoded bytes or a file that needs one."""
+    """What to decode ``task`` with: a Reference as it is (the reader computes its layout only
+    for a task that names one), a dataset's layout when the task needs one, else None."""
     import pladacodec
 
+    if isinstance(reference, Reference):
+        return reference
     if not isinstance(task, (str, os.PathLike, bytes, bytearray, memoryview)):
         return None
     try:
@@ -63,8 +66,6 @@ def _layout_of(reference: Any, task: Any):
         return None  # load_task reports it
     if header.folders is None:
         return None
-    if isinstance(reference, Reference):
-        return reference.folder_layout()
     return dataset_folder_layout(reference)
 
 

@@ -32,7 +32,7 @@ import numpy as np
 from . import _spec as S
 from .errors import PladaEncodeError
 
-__all__ = ["FolderLayout"]
+__all__ = ["FolderLayout", "as_layout"]
 
 
 class FolderLayout:
@@ -135,3 +135,22 @@ class FolderLayout:
 
     def __repr__(self) -> str:
         return f"FolderLayout(n_folders={self.n_folders:,}, n_reference={self.n_reference:,}, digest={self.digest.hex()})"
+
+
+def as_layout(folders, n_reference: int | None = None, error=PladaEncodeError, resolve: bool = True):
+    """``folders`` as a FolderLayout: a FolderLayout, or anything with ``folder_layout()`` (a
+    :class:`~pladacodec.reference.Reference`), or None; checked against ``n_reference`` when
+    given.  With ``resolve=False`` only the type is checked and ``folders`` comes back as it
+    is (a Reference's layout costs seconds for millions of paths; readers resolve it only
+    for a file that names a layout)."""
+    if folders is None:
+        return None
+    if not isinstance(folders, FolderLayout):
+        if not hasattr(folders, "folder_layout"):
+            raise error(f"folders must be a FolderLayout or a Reference, got {type(folders).__name__}")
+        if not resolve:
+            return folders
+        folders = folders.folder_layout()
+    if n_reference is not None and folders.n_reference != n_reference:
+        raise error(f"the folder layout covers {folders.n_reference:,} images, the task n_reference = {n_reference:,}")
+    return folders

@@ -213,3 +213,22 @@ def test_stream_writer_with_folders_matches_encode_when_it_uses_them(tmp_path):
         for start in range(0, len(indices), 333):
             w.write(indices[start : start + 333], labels[start : start + 333])
     assert path.read_bytes() == pladacodec.encode(indices, labels, layout.n_reference, n_classes=10, folders=layout)
+
+
+def test_a_reference_layout_is_computed_only_for_files_that_need_it():
+    """decode(folders=reference) resolves the reference's layout (seconds for millions of paths)
+    only when the file names one."""
+    indices, labels, layout = _clustered(5)
+    calls = []
+
+    class CountingReference:
+        def folder_layout(self):
+            calls.append(1)
+            return layout
+
+    plain = pladacodec.encode(indices, labels, layout.n_reference, n_classes=10)
+    coded = pladacodec.encode(indices, labels, layout.n_reference, n_classes=10, folders=layout)
+    assert pladacodec.decode(plain, folders=CountingReference()) == pladacodec.decode(plain)
+    assert calls == []
+    assert pladacodec.decode(coded, folders=CountingReference()) == pladacodec.decode(coded, folders=layout)
+    assert calls == [1]
