@@ -907,14 +907,18 @@ def _geo_row(level, n_tok, lo_surv, hi_surv, out):
 
 
 @nb.njit(cache=True, nogil=True)
-def _gaps_run2(skips, n_tok, decoding, words, raw, starts, freqs, sizes, lo_surv, hi_surv, ends, base, folders):
+def _gaps_run2(skips, n_tok, decoding, words, raw, starts, freqs, sizes, lo_surv, hi_surv, ends, base):
     """The gap model of index method 4, shared by encoder and decoder (see _gaps_run).  With
-    ``folders``, run boundaries are the folder changes of index method 6 (``ends``: the end of
-    the folder holding ``base`` and of every later folder, see _folder_step), not the jumps of §5.7."""
+    ``ends`` (not None) it is index method 6: run boundaries are the folder changes (``ends``:
+    the end of the folder holding ``base`` and of every later folder, see _folder_step), not
+    the jumps of §5.7.  ``ends is None`` is decided when numba compiles, so method 4's kernel
+    carries none of method 6's work."""
     n = skips.shape[0]
     fold = 0  # with folders: the folder of the previous entry, as a position in ends
     fold_at = np.uint64(base)  # ... and that entry + 1 (the block's base before the first)
-    fresh_min = GAP_FRESH_MIN_FOLDERS if folders else GAP_FRESH_MIN
+    fresh_min = GAP_FRESH_MIN
+    if ends is not None:
+        fresh_min = GAP_FRESH_MIN_FOLDERS
     counts, seen, nxt, freq, cum, lut = _model_new(GAP_CONTEXTS, n_tok, CHILD_MIN)
     p_counts, p_seen, p_nxt, p_freq, p_cum, p_lut = _model_new(GAP_LEVELS, n_tok, 0)
     g_counts, g_seen, g_nxt, g_freq, g_cum, g_lut = _model_new(1, n_tok, 0)
@@ -1024,7 +1028,7 @@ def _gaps_run2(skips, n_tok, decoding, words, raw, starts, freqs, sizes, lo_surv
         if decoding:
             skips[i] = v
         mag1 = _gap_mag(tok)
-        if folders:
+        if ends is not None:
             boundary, fold, fold_at = _folder_step(ends, fold, fold_at, v, i)
         else:
             boundary = _run_boundary(i, v, window_sum)
@@ -1075,7 +1079,11 @@ def ctx2_gaps_encode(skips, n_tok, words, raw, out_sizes, lo_surv, hi_surv, ends
     starts = np.empty(n, dtype=np.int32)
     freqs = np.empty(n, dtype=np.int32)
     sizes = np.zeros(2, dtype=np.int64)
-    if not _gaps_run2(skips, n_tok, False, words, raw, starts, freqs, sizes, lo_surv, hi_surv, ends, base, folders):
+    if folders:
+        ok = _gaps_run2(skips, n_tok, False, words, raw, starts, freqs, sizes, lo_surv, hi_surv, ends, base)
+    else:
+        ok = _gaps_run2(skips, n_tok, False, words, raw, starts, freqs, sizes, lo_surv, hi_surv, None, 0)
+    if not ok:
         return -1
     out_sizes[0] = _rans_flush(starts, freqs, sizes[0], words, RANS2_BITS)
     out_sizes[1] = sizes[1]
@@ -1094,7 +1102,11 @@ def ctx2_gaps_decode(words, raw, n_tok, out, lo_surv, hi_surv, ends, base, folde
     """Inverse of ctx2_gaps_encode. Returns raw bits consumed, or -1 on a bad stream."""
     dummy = np.zeros(0, dtype=np.int32)
     sizes = np.zeros(2, dtype=np.int64)
-    if not _gaps_run2(out, n_tok, True, words, raw, dummy, dummy, sizes, lo_surv, hi_surv, ends, base, folders):
+    if folders:
+        ok = _gaps_run2(out, n_tok, True, words, raw, dummy, dummy, sizes, lo_surv, hi_surv, ends, base)
+    else:
+        ok = _gaps_run2(out, n_tok, True, words, raw, dummy, dummy, sizes, lo_surv, hi_surv, None, 0)
+    if not ok:
         return -1
     return sizes[1]
 
@@ -1109,10 +1121,10 @@ LABEL_EXCLUDE_MAX = 32
 
 
 @nb.njit(cache=True, nogil=True)
-def _labels_run2(labels, skips, n_classes, decoding, words, starts, freqs, sizes, ends, base, folders):
+def _labels_run2(labels, skips, n_classes, decoding, words, starts, freqs, sizes, ends, base):
     """The label model of label method 3, shared by encoder and decoder; False on a bad stream.
-    With ``folders`` (label method 5) the window empties when the entry's folder differs from
-    the previous entry's, instead of at the jumps of §6.3."""
+    With ``ends`` (not None: label method 5, see _gaps_run2) the window empties when the entry's
+    folder differs from the previous entry's, instead of at the jumps of §6.3."""
     n = labels.shape[0]
     fold = 0
     fold_at = np.uint64(base)
@@ -1160,7 +1172,7 @@ def _labels_run2(labels, skips, n_classes, decoding, words, starts, freqs, sizes
                 j += 1
         v = skips[i]
         # a skip far above the local mean starts a new run (likely a new folder): forget the window
-        if folders:
+        if ends is not None:
             boundary, fold, fold_at = _folder_step(ends, fold, fold_at, v, i)
         else:
             boundary = _run_boundary(i, v, gap_sum)
@@ -1171,7 +1183,7 @@ def _labels_run2(labels, skips, n_classes, decoding, words, starts, freqs, sizes
                 window[q] = -1
             mode = -1
             mode_count = 0
-            if folders:  # label method 5: a new folder's first label has its own context (hit 0)
+            if ends is not None:  # label method 5: a new folder's first label has its own context (hit 0)
                 prev_hit = 0
         gap_sum = gap_sum - gap_ring[i % GAP_WINDOW] + v
         gap_ring[i % GAP_WINDOW] = v
@@ -1366,7 +1378,10 @@ def ctx2_labels_encode(labels, skips, n_classes, words, ends, base, folders):
     starts = np.empty(3 * n, dtype=np.int32)
     freqs = np.empty(3 * n, dtype=np.int32)
     sizes = np.zeros(1, dtype=np.int64)
-    _labels_run2(labels, skips, n_classes, False, words, starts, freqs, sizes, ends, base, folders)
+    if folders:
+        _labels_run2(labels, skips, n_classes, False, words, starts, freqs, sizes, ends, base)
+    else:
+        _labels_run2(labels, skips, n_classes, False, words, starts, freqs, sizes, None, 0)
     return _rans_flush(starts, freqs, sizes[0], words, RANS2_BITS)
 
 
@@ -1379,7 +1394,11 @@ def ctx2_labels_decode(words, skips, n_classes, out, ends, base, folders):
     """Inverse of ctx2_labels_encode; returns 0, or -1 on a bad stream."""
     dummy = np.zeros(0, dtype=np.int32)
     sizes = np.zeros(1, dtype=np.int64)
-    if not _labels_run2(out, skips, n_classes, True, words, dummy, dummy, sizes, ends, base, folders):
+    if folders:
+        ok = _labels_run2(out, skips, n_classes, True, words, dummy, dummy, sizes, ends, base)
+    else:
+        ok = _labels_run2(out, skips, n_classes, True, words, dummy, dummy, sizes, None, 0)
+    if not ok:
         return -1
     return 0
 
