@@ -244,19 +244,16 @@ _MANIFEST_FOR_FOLDERS = click.option(
 )
 
 
-def _layout(reference_manifest):
-    if reference_manifest is None:
-        return None
-    from pladacodec.reference import Reference
-
-    return Reference.from_manifest(reference_manifest).folder_layout()
-
-
 def _decoded(decode, task, reference_manifest):
-    """``decode(task, folders=...)`` with the manifest's layout; a task that needs a layout it
-    was not given gets the CLI's wording."""
+    """``decode(task, folders=...)`` with the manifest's reference (its layout is computed only
+    for a task that names one); a task that needs a layout it was not given gets the CLI's wording."""
+    reference = None
+    if reference_manifest is not None:
+        from pladacodec.reference import Reference
+
+        reference = Reference.from_manifest(reference_manifest)
     try:
-        return decode(task, folders=_layout(reference_manifest))
+        return decode(task, folders=reference)
     except pladacodec.PladaReferenceError as exc:
         if reference_manifest is None:
             raise UserError(f"{exc}; on the command line: --reference-manifest MANIFEST") from None

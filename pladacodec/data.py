@@ -51,34 +51,14 @@ def load_task(task: Any, folders: Any = None):
     )
 
 
-def _layout_of(reference: Any, task: Any):
-    """What to decode ``task`` with: a Reference as it is (the reader computes its layout only
-    for a task that names one), a dataset's layout when the task needs one, else None."""
-    import pladacodec
+class _DatasetFolders:
+    """A dataset's folder layout, computed by the reader only for a task that names one."""
 
-    if isinstance(reference, Reference):
-        return reference
-    if not isinstance(task, (str, os.PathLike, bytes, bytearray, memoryview)):
-        return None
-    try:
-        header = pladacodec.read_header(task if not isinstance(task, (str, os.PathLike)) else _head(task))
-    except (pladacodec.PladaError, OSError):
-        return None  # load_task reports it
-    if header.folders is None:
-        return None
-    return dataset_folder_layout(reference)
+    def __init__(self, dataset: Any) -> None:
+        self.dataset = dataset
 
-
-def _head(path: Any) -> bytes:
-    """The preamble, header and header CRC of a ``.plada`` file (what read_header needs)."""
-    from . import _spec as S
-
-    with open(path, "rb") as fh:
-        preamble = fh.read(S.PREAMBLE_SIZE)
-        if len(preamble) < S.PREAMBLE_SIZE:
-            return preamble
-        header_len = int.from_bytes(preamble[12:16], "little")
-        return preamble + fh.read(min(header_len, S.MAX_HEADER_SIZE) + S.HEADER_CRC_SIZE)
+    def folder_layout(self):
+        return dataset_folder_layout(self.dataset)
 
 
 def _short(fp: bytes | None) -> str:
@@ -113,7 +93,7 @@ class PladaDataset(torch.utils.data.Dataset):
     ) -> None:
         if isinstance(reference, (str, os.PathLike)):
             reference = Reference.from_dir(reference)
-        payload = load_task(task, folders=_layout_of(reference, task))
+        payload = load_task(task, folders=reference if isinstance(reference, Reference) else _DatasetFolders(reference))
         if isinstance(reference, Reference):
             if reference.root is None:
                 raise PladaReferenceError("the reference has no root folder to read images from")

@@ -139,7 +139,7 @@ class FolderLayout:
 
 def as_layout(folders, n_reference: int | None = None, error=PladaEncodeError, resolve: bool = True):
     """``folders`` as a FolderLayout: a FolderLayout, or anything with ``folder_layout()`` (a
-    :class:`~pladacodec.reference.Reference`), or None; checked against ``n_reference`` when
+    :class:`~pladacodec.reference.Reference`; None when it has no layout), or None; checked against ``n_reference`` when
     given.  With ``resolve=False`` only the type is checked and ``folders`` comes back as it
     is (a Reference's layout costs seconds for millions of paths; readers resolve it only
     for a file that names a layout)."""
@@ -151,6 +151,8 @@ def as_layout(folders, n_reference: int | None = None, error=PladaEncodeError, r
         if not resolve:
             return folders
         folders = folders.folder_layout()
+        if folders is None:  # e.g. a dataset that does not name its images by path
+            return None
     if n_reference is not None and folders.n_reference != n_reference:
         raise error(f"the folder layout covers {folders.n_reference:,} images, the task n_reference = {n_reference:,}")
     return folders
