@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import math
 
 import numpy as np
@@ -13,7 +15,7 @@ pytest.importorskip("pyarrow")
 pytest.importorskip("pyroaring")
 
 from pladacodec_bench.baselines import BASELINES, iid_bound_bits, smallest_uint  # noqa: E402
-from pladacodec_bench.oracle import folder_oracle_bits  # noqa: E402
+from pladacodec_bench.oracle import _folder_log_probs, _threshold, folder_oracle_bits, generative_oracle_bits  # noqa: E402
 from pladacodec_bench.workloads import PROFILES, Selection, folder_starts, make_selection  # noqa: E402
 
 SMALL_PROFILES = ["in1k-c10", "in1k-c100", "in1k-c1000", "uniform-in1k-c100"]
@@ -152,3 +154,55 @@ def test_folder_oracle_matches_its_formula():
         return min(-(hits * math.log2(p + (1 - p) / 2) + (n - hits) * math.log2((1 - p) / 2)) for p in (0.9, 0.7, 0.5))
 
     assert label_bits == pytest.approx(2 * (1 + math.log2(3)) + folder(2, 3) + folder(1, 1))
+
+
+# --- the generative oracle -----------------------------------------------------------------------
+
+_TINY = dataclasses.replace(
+    PROFILES["in1k-c10"], n_reference=6, n_classes=2, n_folders=2, n_relevant_folders=1, relevance_mean=1.5
+)
+
+
+@pytest.mark.parametrize("n_safety", [0, 2])
+@pytest.mark.parametrize("t", [-1.0, 0.7, 3.0])
+def test_generative_oracle_is_a_proper_code(t, n_safety):
+    """Its probabilities over every selection of a tiny reference (two folders of 3 images, C = 2)
+    and every labelling sum to 1: it is a code, not an estimate that could undercut any coder."""
+    n_f = np.array([3.0, 3.0])
+    total = 0.0
+    for picked in itertools.product([0, 1], repeat=6):
+        chosen = [i for i in range(6) if picked[i]]
+        folder = np.array([i // 3 for i in chosen], dtype=np.int64)
+        k_f = np.bincount(folder, minlength=2).astype(np.float64)
+        for labels in itertools.product(range(2), repeat=len(chosen)):
+            keys, counts = np.unique(folder * 2 + np.array(labels, dtype=np.int64), return_counts=True)
+            log_p = _folder_log_probs(n_f, k_f, keys // 2, counts.astype(np.float64), _TINY, t, n_safety)
+            total += math.exp(log_p.sum())
+    assert total == pytest.approx(1.0, abs=1e-9)
+
+
+def test_generative_oracle_threshold_gives_the_expected_count():
+    params = PROFILES["in21k-c200"]
+    t = _threshold(params, 141_971)
+    pi_rel = params.n_relevant_folders / params.n_folders
+    expected = params.n_reference * sum(
+        w * 0.5 * math.erfc((t - mean) / math.hypot(sd, params.image_noise_sd) / math.sqrt(2))
+        for w, mean, sd in ((pi_rel, params.relevance_mean, params.relevance_sd), (1 - pi_rel, 0.0, params.background_sd))
+    )
+    assert expected == pytest.approx(141_971, rel=1e-9)
+
+
+@pytest.mark.parametrize("profile", ["in1k-c10", "in1k-c100", "in1k-c1000"])
+def test_generative_oracle_knows_the_process(profile):
+    """Shorter than the two-part folder oracle, and shorter with the generator's own parameters
+    than with wrong ones (label purity, number of relevant folders): it is the generator's model."""
+    sel, starts, params = make_selection(profile, 0.01), folder_starts(profile), PROFILES[profile]
+    bits = generative_oracle_bits(sel, starts, params)
+    assert bits < sum(folder_oracle_bits(sel, starts))
+    for wrong in (
+        dataclasses.replace(params, label_purity=0.6),
+        dataclasses.replace(params, label_purity=0.95),
+        dataclasses.replace(params, n_relevant_folders=params.n_relevant_folders // 2),
+        dataclasses.replace(params, n_relevant_folders=params.n_relevant_folders * 3),
+    ):
+        assert bits < generative_oracle_bits(sel, starts, wrong)
