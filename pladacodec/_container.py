@@ -55,6 +55,8 @@ _LABEL_CODERS: dict[int, tuple[Callable, Callable]] = {
         lambda params, body, count, c, indices, base: _coders.labels_iid_rans_decode(params, body, count, c),
     ),
     S.LABEL_CONTEXT2_FOLDERS: (_context.labels_context2_encode, _context.labels_context2_decode),
+    S.LABEL_CONTEXT3: (_context.labels_context3_encode, _context.labels_context3_decode),
+    S.LABEL_CONTEXT3_FOLDERS: (_context.labels_context3_encode, _context.labels_context3_decode),
 }
 METHOD_NAMES = {
     ("index", S.INDEX_GOLOMB_ANS): "golomb-ans",
@@ -68,6 +70,8 @@ METHOD_NAMES = {
     ("label", S.LABEL_CONTEXT2): "context-ans-2",
     ("label", S.LABEL_IID_RANS): "iid-rans",
     ("label", S.LABEL_CONTEXT2_FOLDERS): "context-ans-2-folders",
+    ("label", S.LABEL_CONTEXT3): "context-ans-3",
+    ("label", S.LABEL_CONTEXT3_FOLDERS): "context-ans-3-folders",
 }
 
 

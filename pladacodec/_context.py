@@ -28,6 +28,8 @@ __all__ = [
     "indices_context2_decode",
     "labels_context2_encode",
     "labels_context2_decode",
+    "labels_context3_encode",
+    "labels_context3_decode",
 ]
 
 _U32 = np.dtype("<u4")
@@ -150,11 +152,22 @@ def indices_context2_decode(params: Reader, body: Reader, count: int, base: int,
     return _gaps_decode(body, count, base, n_reference, lambda words, raw, skips: _kernels.ctx2_gaps_decode(words, raw, n_tokens, skips, *args))
 
 
-def labels_context2_encode(labels: np.ndarray, n_classes: int, indices: np.ndarray, base: int, folders=None) -> tuple[bytes, bytes]:
-    args = _folder_args(folders, base)
+def labels_context2_encode(labels: np.ndarray, n_classes: int, indices: np.ndarray, base: int, folders=None, gen: int = 0) -> tuple[bytes, bytes]:
+    args = (*_folder_args(folders, base), gen)
     return b"", _labels_encode(labels, indices, base, lambda lab, skips, words: _kernels.ctx2_labels_encode(lab, skips, n_classes, words, *args))
 
 
-def labels_context2_decode(params: Reader, body: Reader, count: int, n_classes: int, indices: np.ndarray, base: int, folders=None) -> np.ndarray:
-    args = _folder_args(folders, base)
+def labels_context2_decode(params: Reader, body: Reader, count: int, n_classes: int, indices: np.ndarray, base: int, folders=None, gen: int = 0) -> np.ndarray:
+    args = (*_folder_args(folders, base), gen)
     return _labels_decode(body, count, indices, base, lambda words, skips, out: _kernels.ctx2_labels_decode(words, skips, n_classes, out, *args))
+
+
+# --- label method 6 (FORMAT.md §6.6), and 7 with ``folders``: method 3's kernel, gen 1 ------
+
+
+def labels_context3_encode(labels: np.ndarray, n_classes: int, indices: np.ndarray, base: int, folders=None) -> tuple[bytes, bytes]:
+    return labels_context2_encode(labels, n_classes, indices, base, folders, gen=1)
+
+
+def labels_context3_decode(params: Reader, body: Reader, count: int, n_classes: int, indices: np.ndarray, base: int, folders=None) -> np.ndarray:
+    return labels_context2_decode(params, body, count, n_classes, indices, base, folders, gen=1)

@@ -186,6 +186,8 @@ def _model_new(n_ctx, n_sym, first):
 def _rebuild(counts, seen, nxt, freq, cum, lut, c, pfreq, pc, with_lut, n_sym, bits, strength):
     """Quantise context c's counts over its first n_sym symbols (plus the prior table pfreq[pc],
     worth ``strength`` observations, if pc >= 0) to a table summing to M = 2^bits (§5.6).
+    Without a prior (pc < 0), ``strength`` is the weight of one observation against the +1 every
+    symbol gets: OBSERVATION_WEIGHT, except label method 6 / 7's literal tables (§6.6).
 
     With ``with_lut``, once the context has seen LUT_MIN_SEEN symbols, ``lut[c, j]`` becomes
     the symbol holding slot ``j << (bits - 12)`` (every slot when bits = 12).
@@ -204,15 +206,15 @@ def _rebuild(counts, seen, nxt, freq, cum, lut, c, pfreq, pc, with_lut, n_sym, b
         # weight_s = OBS * M * count_s + OBS * strength * prior_s  (the prior sums to about M)
         denom = OBSERVATION_WEIGHT * m * (total + strength)
     else:
-        # weight_s = OBS * count_s + 1
-        denom = OBSERVATION_WEIGHT * total + n_sym
+        # weight_s = strength * count_s + 1
+        denom = strength * total + n_sym
     used = 0
     best = 0
     for s in range(n_sym):
         if pc >= 0:
             w = OBSERVATION_WEIGHT * m * np.int64(counts[c, s]) + OBSERVATION_WEIGHT * strength * np.int64(pfreq[pc, s])
         else:
-            w = OBSERVATION_WEIGHT * np.int64(counts[c, s]) + 1
+            w = strength * np.int64(counts[c, s]) + 1
         f = 1 + (w * spread) // denom
         freq[c, s] = f
         used += f
@@ -420,7 +422,7 @@ def _gaps_run(skips, decoding, words, raw, starts, freqs, sizes):
         if nxt[c] == 0:
             if p_nxt[level] == 0:
                 if g_nxt[0] == 0:
-                    _rebuild(g_counts, g_seen, g_nxt, g_freq, g_cum, g_lut, 0, g_freq, -1, False, g_counts.shape[1], RANS_BITS, PRIOR_STRENGTH)
+                    _rebuild(g_counts, g_seen, g_nxt, g_freq, g_cum, g_lut, 0, g_freq, -1, False, g_counts.shape[1], RANS_BITS, OBSERVATION_WEIGHT)
                 _rebuild(p_counts, p_seen, p_nxt, p_freq, p_cum, p_lut, level, g_freq, 0, False, p_counts.shape[1], RANS_BITS, PRIOR_STRENGTH)
             _rebuild(counts, seen, nxt, freq, cum, lut, c, p_freq, level, True, counts.shape[1], RANS_BITS, PRIOR_STRENGTH)
         # step: code the token
@@ -453,7 +455,7 @@ def _gaps_run(skips, decoding, words, raw, starts, freqs, sizes):
         g_counts[0, tok] += 1
         g_seen[0] += 1
         if g_seen[0] >= g_nxt[0]:
-            _rebuild(g_counts, g_seen, g_nxt, g_freq, g_cum, g_lut, 0, g_freq, -1, False, g_counts.shape[1], RANS_BITS, PRIOR_STRENGTH)
+            _rebuild(g_counts, g_seen, g_nxt, g_freq, g_cum, g_lut, 0, g_freq, -1, False, g_counts.shape[1], RANS_BITS, OBSERVATION_WEIGHT)
         p_counts[level, tok] += 1
         p_seen[level] += 1
         if p_seen[level] >= p_nxt[level]:
@@ -589,7 +591,7 @@ def _labels_run(labels, skips, n_classes, decoding, words, starts, freqs, sizes)
         # step: code r in context c (parent pc)
         if r_nxt[c] == 0:
             if q_nxt[pc] == 0:
-                _rebuild(q_counts, q_seen, q_nxt, q_freq, q_cum, q_lut, pc, q_freq, -1, False, q_counts.shape[1], RANS_BITS, PRIOR_STRENGTH)
+                _rebuild(q_counts, q_seen, q_nxt, q_freq, q_cum, q_lut, pc, q_freq, -1, False, q_counts.shape[1], RANS_BITS, OBSERVATION_WEIGHT)
             _rebuild(r_counts, r_seen, r_nxt, r_freq, r_cum, r_lut, c, q_freq, pc, True, r_counts.shape[1], RANS_BITS, PRIOR_STRENGTH)
         if decoding:
             slot = np.int64(x & RANS_MASK)
@@ -619,7 +621,7 @@ def _labels_run(labels, skips, n_classes, decoding, words, starts, freqs, sizes)
         q_counts[pc, r] += 1
         q_seen[pc] += 1
         if q_seen[pc] >= q_nxt[pc]:
-            _rebuild(q_counts, q_seen, q_nxt, q_freq, q_cum, q_lut, pc, q_freq, -1, False, q_counts.shape[1], RANS_BITS, PRIOR_STRENGTH)
+            _rebuild(q_counts, q_seen, q_nxt, q_freq, q_cum, q_lut, pc, q_freq, -1, False, q_counts.shape[1], RANS_BITS, OBSERVATION_WEIGHT)
         if r_seen[c] >= r_nxt[c]:
             _rebuild(r_counts, r_seen, r_nxt, r_freq, r_cum, r_lut, c, q_freq, pc, True, r_counts.shape[1], RANS_BITS, PRIOR_STRENGTH)
         if r < LABEL_CANDIDATES:
@@ -635,7 +637,7 @@ def _labels_run(labels, skips, n_classes, decoding, words, starts, freqs, sizes)
             if split:
                 # step: code the high part (one context, no parent)
                 if h_nxt[0] == 0:
-                    _rebuild(h_counts, h_seen, h_nxt, h_freq, h_cum, h_lut, 0, h_freq, -1, True, h_counts.shape[1], RANS_BITS, PRIOR_STRENGTH)
+                    _rebuild(h_counts, h_seen, h_nxt, h_freq, h_cum, h_lut, 0, h_freq, -1, True, h_counts.shape[1], RANS_BITS, OBSERVATION_WEIGHT)
                 if decoding:
                     slot = np.int64(x & RANS_MASK)
                     if h_nxt[0] >= LUT_READY:
@@ -662,10 +664,10 @@ def _labels_run(labels, skips, n_classes, decoding, words, starts, freqs, sizes)
                 h_counts[0, hi] += 1
                 h_seen[0] += 1
                 if h_seen[0] >= h_nxt[0]:
-                    _rebuild(h_counts, h_seen, h_nxt, h_freq, h_cum, h_lut, 0, h_freq, -1, True, h_counts.shape[1], RANS_BITS, PRIOR_STRENGTH)
+                    _rebuild(h_counts, h_seen, h_nxt, h_freq, h_cum, h_lut, 0, h_freq, -1, True, h_counts.shape[1], RANS_BITS, OBSERVATION_WEIGHT)
             # step: code the low part in the context of the high part
             if l_nxt[hi] == 0:
-                _rebuild(l_counts, l_seen, l_nxt, l_freq, l_cum, l_lut, hi, l_freq, -1, True, l_counts.shape[1], RANS_BITS, PRIOR_STRENGTH)
+                _rebuild(l_counts, l_seen, l_nxt, l_freq, l_cum, l_lut, hi, l_freq, -1, True, l_counts.shape[1], RANS_BITS, OBSERVATION_WEIGHT)
             if decoding:
                 slot = np.int64(x & RANS_MASK)
                 if l_nxt[hi] >= LUT_READY:
@@ -692,7 +694,7 @@ def _labels_run(labels, skips, n_classes, decoding, words, starts, freqs, sizes)
             l_counts[hi, lo] += 1
             l_seen[hi] += 1
             if l_seen[hi] >= l_nxt[hi]:
-                _rebuild(l_counts, l_seen, l_nxt, l_freq, l_cum, l_lut, hi, l_freq, -1, True, l_counts.shape[1], RANS_BITS, PRIOR_STRENGTH)
+                _rebuild(l_counts, l_seen, l_nxt, l_freq, l_cum, l_lut, hi, l_freq, -1, True, l_counts.shape[1], RANS_BITS, OBSERVATION_WEIGHT)
             label = (hi << 8) + lo
             if label >= n_classes:
                 return False
@@ -964,7 +966,7 @@ def _gaps_run2(skips, n_tok, decoding, words, raw, starts, freqs, sizes, lo_surv
         if p_nxt[level] == 0:
             _geo_row(level, n_tok, lo_surv, hi_surv, geo)
             if g_nxt[0] == 0:
-                _rebuild(g_counts, g_seen, g_nxt, g_freq, g_cum, g_lut, 0, g_freq, -1, False, n_tok, RANS2_BITS, PRIOR_STRENGTH2)
+                _rebuild(g_counts, g_seen, g_nxt, g_freq, g_cum, g_lut, 0, g_freq, -1, False, n_tok, RANS2_BITS, OBSERVATION_WEIGHT)
             for t in range(n_tok):
                 prior[level, t] = (g_freq[0, t] + geo[level, t]) >> 1
             _rebuild(p_counts, p_seen, p_nxt, p_freq, p_cum, p_lut, level, prior, level, False, n_tok, RANS2_BITS, PRIOR_STRENGTH2)
@@ -1002,7 +1004,7 @@ def _gaps_run2(skips, n_tok, decoding, words, raw, starts, freqs, sizes, lo_surv
         g_counts[0, tok] += 1
         g_seen[0] += 1
         if g_seen[0] >= g_nxt[0]:
-            _rebuild(g_counts, g_seen, g_nxt, g_freq, g_cum, g_lut, 0, g_freq, -1, False, n_tok, RANS2_BITS, PRIOR_STRENGTH2)
+            _rebuild(g_counts, g_seen, g_nxt, g_freq, g_cum, g_lut, 0, g_freq, -1, False, n_tok, RANS2_BITS, OBSERVATION_WEIGHT)
         p_counts[level, tok] += 1
         p_seen[level] += 1
         if p_seen[level] >= p_nxt[level]:
@@ -1118,13 +1120,20 @@ def ctx2_gaps_decode(words, raw, n_tok, out, lo_surv, hi_surv, ends, base, folde
 # every such label).
 
 LABEL_EXCLUDE_MAX = 32
+# label method 6 / 7 (§6.6): skip magnitudes up to 2^19 as contexts, children whose prior is
+# worth 32 observations instead of 256, literal tables weighting an observation 1 instead of 8
+LABEL3_MAG_LEVELS = 24
+LABEL3_CHILD_STRENGTH = 32
+LABEL3_LITERAL_WEIGHT = 1
 
 
 @nb.njit(cache=True, nogil=True)
-def _labels_run2(labels, skips, n_classes, decoding, words, starts, freqs, sizes, ends, base):
+def _labels_run2(labels, skips, n_classes, decoding, words, starts, freqs, sizes, ends, base, gen):
     """The label model of label method 3, shared by encoder and decoder; False on a bad stream.
     With ``ends`` (not None: label method 5, see _gaps_run2) the window empties when the entry's
-    folder differs from the previous entry's, instead of at the jumps of §6.3."""
+    folder differs from the previous entry's, instead of at the jumps of §6.3.  ``gen`` 1 is label
+    method 6 / 7 (§6.6): more skip contexts, children that learn sooner, literal tables that
+    sharpen slower; 0 is methods 3 / 5."""
     n = labels.shape[0]
     fold = 0
     fold_at = np.uint64(base)
@@ -1133,7 +1142,10 @@ def _labels_run2(labels, skips, n_classes, decoding, words, starts, freqs, sizes
     n_hi = (n_classes + 255) // 256 if split else 1
     n_lo = 256 if split else n_classes
     r_sym = LABEL_CANDIDATES + 1
-    r_counts, r_seen, r_nxt, r_freq, r_cum, r_lut = _model_new(LABEL_CONTEXTS, r_sym, 0)
+    mag_levels = LABEL3_MAG_LEVELS if gen else LABEL_MAG_LEVELS
+    child_strength = LABEL3_CHILD_STRENGTH if gen else PRIOR_STRENGTH2
+    literal_weight = LABEL3_LITERAL_WEIGHT if gen else OBSERVATION_WEIGHT
+    r_counts, r_seen, r_nxt, r_freq, r_cum, r_lut = _model_new(mag_levels * LABEL_PARENTS, r_sym, 0)
     q_counts, q_seen, q_nxt, q_freq, q_cum, q_lut = _model_new(LABEL_PARENTS, r_sym, 0)
     h_counts, h_seen, h_nxt, h_freq, h_cum, h_lut = _model_new(1, n_hi, 0)
     l_counts, l_seen, l_nxt, l_freq, l_cum, l_lut = _model_new(n_hi, n_lo, 0)
@@ -1191,8 +1203,8 @@ def _labels_run2(labels, skips, n_classes, decoding, words, starts, freqs, sizes
             mag = np.int64(v)
         else:
             mag = GAP_EXACT + _bitlen(v) - 4
-        if mag >= LABEL_MAG_LEVELS:
-            mag = LABEL_MAG_LEVELS - 1
+        if mag >= mag_levels:
+            mag = mag_levels - 1
         strength = (mode_count - 1) * LABEL_STRENGTH_LEVELS // LABEL_WINDOW if mode_count > 0 else 0
         pc = strength * 2 + prev_hit
         c = mag * LABEL_PARENTS + pc
@@ -1207,8 +1219,8 @@ def _labels_run2(labels, skips, n_classes, decoding, words, starts, freqs, sizes
         # step: code r in context c (parent pc)
         if r_nxt[c] == 0:
             if q_nxt[pc] == 0:
-                _rebuild_inline(q_counts, q_seen, q_nxt, q_freq, q_cum, q_lut, pc, q_freq, -1, False, r_sym, RANS2_BITS, PRIOR_STRENGTH2)
-            _rebuild_inline(r_counts, r_seen, r_nxt, r_freq, r_cum, r_lut, c, q_freq, pc, False, r_sym, RANS2_BITS, PRIOR_STRENGTH2)
+                _rebuild_inline(q_counts, q_seen, q_nxt, q_freq, q_cum, q_lut, pc, q_freq, -1, False, r_sym, RANS2_BITS, OBSERVATION_WEIGHT)
+            _rebuild_inline(r_counts, r_seen, r_nxt, r_freq, r_cum, r_lut, c, q_freq, pc, False, r_sym, RANS2_BITS, child_strength)
         if decoding:
             slot = np.int64(x & RANS2_MASK)
             # r = how many of the (increasing) bounds cum[c, 1..3] lie at or below the slot
@@ -1224,9 +1236,9 @@ def _labels_run2(labels, skips, n_classes, decoding, words, starts, freqs, sizes
         q_counts[pc, r] += 1
         q_seen[pc] += 1
         if q_seen[pc] >= q_nxt[pc]:
-            _rebuild_inline(q_counts, q_seen, q_nxt, q_freq, q_cum, q_lut, pc, q_freq, -1, False, r_sym, RANS2_BITS, PRIOR_STRENGTH2)
+            _rebuild_inline(q_counts, q_seen, q_nxt, q_freq, q_cum, q_lut, pc, q_freq, -1, False, r_sym, RANS2_BITS, OBSERVATION_WEIGHT)
         if r_seen[c] >= r_nxt[c]:
-            _rebuild_inline(r_counts, r_seen, r_nxt, r_freq, r_cum, r_lut, c, q_freq, pc, False, r_sym, RANS2_BITS, PRIOR_STRENGTH2)
+            _rebuild_inline(r_counts, r_seen, r_nxt, r_freq, r_cum, r_lut, c, q_freq, pc, False, r_sym, RANS2_BITS, child_strength)
         if r < LABEL_CANDIDATES:
             label = cand[r]
             if label < 0:
@@ -1234,7 +1246,7 @@ def _labels_run2(labels, skips, n_classes, decoding, words, starts, freqs, sizes
         elif exclude:
             # step: the literal, from the adaptive table with the candidates' share removed
             if l_nxt[0] == 0:
-                _rebuild(l_counts, l_seen, l_nxt, l_freq, l_cum, l_lut, 0, l_freq, -1, False, n_lo, RANS2_BITS, PRIOR_STRENGTH2)
+                _rebuild(l_counts, l_seen, l_nxt, l_freq, l_cum, l_lut, 0, l_freq, -1, False, n_lo, RANS2_BITS, literal_weight)
             gone = 0
             for t in range(LABEL_CANDIDATES):
                 if cand[t] >= 0:
@@ -1274,7 +1286,7 @@ def _labels_run2(labels, skips, n_classes, decoding, words, starts, freqs, sizes
             l_counts[0, lo] += 1
             l_seen[0] += 1
             if l_seen[0] >= l_nxt[0]:
-                _rebuild(l_counts, l_seen, l_nxt, l_freq, l_cum, l_lut, 0, l_freq, -1, False, n_lo, RANS2_BITS, PRIOR_STRENGTH2)
+                _rebuild(l_counts, l_seen, l_nxt, l_freq, l_cum, l_lut, 0, l_freq, -1, False, n_lo, RANS2_BITS, literal_weight)
         else:
             hi = 0
             lo = 0
@@ -1284,7 +1296,7 @@ def _labels_run2(labels, skips, n_classes, decoding, words, starts, freqs, sizes
             if split:
                 # step: code the high part (one context, no parent)
                 if h_nxt[0] == 0:
-                    _rebuild(h_counts, h_seen, h_nxt, h_freq, h_cum, h_lut, 0, h_freq, -1, True, n_hi, RANS2_BITS, PRIOR_STRENGTH2)
+                    _rebuild(h_counts, h_seen, h_nxt, h_freq, h_cum, h_lut, 0, h_freq, -1, True, n_hi, RANS2_BITS, literal_weight)
                 if decoding:
                     slot = np.int64(x & RANS2_MASK)
                     if h_nxt[0] >= LUT_READY:
@@ -1302,10 +1314,10 @@ def _labels_run2(labels, skips, n_classes, decoding, words, starts, freqs, sizes
                 h_counts[0, hi] += 1
                 h_seen[0] += 1
                 if h_seen[0] >= h_nxt[0]:
-                    _rebuild(h_counts, h_seen, h_nxt, h_freq, h_cum, h_lut, 0, h_freq, -1, True, n_hi, RANS2_BITS, PRIOR_STRENGTH2)
+                    _rebuild(h_counts, h_seen, h_nxt, h_freq, h_cum, h_lut, 0, h_freq, -1, True, n_hi, RANS2_BITS, literal_weight)
             # step: code the low part in the context of the high part
             if l_nxt[hi] == 0:
-                _rebuild(l_counts, l_seen, l_nxt, l_freq, l_cum, l_lut, hi, l_freq, -1, True, n_lo, RANS2_BITS, PRIOR_STRENGTH2)
+                _rebuild(l_counts, l_seen, l_nxt, l_freq, l_cum, l_lut, hi, l_freq, -1, True, n_lo, RANS2_BITS, literal_weight)
             if decoding:
                 slot = np.int64(x & RANS2_MASK)
                 if l_nxt[hi] >= LUT_READY:
@@ -1323,7 +1335,7 @@ def _labels_run2(labels, skips, n_classes, decoding, words, starts, freqs, sizes
             l_counts[hi, lo] += 1
             l_seen[hi] += 1
             if l_seen[hi] >= l_nxt[hi]:
-                _rebuild(l_counts, l_seen, l_nxt, l_freq, l_cum, l_lut, hi, l_freq, -1, True, n_lo, RANS2_BITS, PRIOR_STRENGTH2)
+                _rebuild(l_counts, l_seen, l_nxt, l_freq, l_cum, l_lut, hi, l_freq, -1, True, n_lo, RANS2_BITS, literal_weight)
             label = (hi << 8) + lo
         if label >= n_classes:
             return False
@@ -1368,36 +1380,37 @@ def _labels_run2(labels, skips, n_classes, decoding, words, starts, freqs, sizes
 
 
 @nb.njit(
-    nb.int64(nb.int64[::1], nb.uint64[::1], nb.int64, nb.uint32[::1], nb.int64[::1], nb.int64, nb.boolean),
+    nb.int64(nb.int64[::1], nb.uint64[::1], nb.int64, nb.uint32[::1], nb.int64[::1], nb.int64, nb.boolean, nb.int64),
     cache=True,
     nogil=True,
 )
-def ctx2_labels_encode(labels, skips, n_classes, words, ends, base, folders):
-    """Label method 3, or 5 with ``folders`` (skips give the gap context); returns the word count."""
+def ctx2_labels_encode(labels, skips, n_classes, words, ends, base, folders, gen):
+    """Label method 3, or 5 with ``folders``; with ``gen`` 1, method 6 or 7 (skips give the gap
+    context); returns the word count."""
     n = labels.shape[0]
     starts = np.empty(3 * n, dtype=np.int32)
     freqs = np.empty(3 * n, dtype=np.int32)
     sizes = np.zeros(1, dtype=np.int64)
     if folders:
-        _labels_run2(labels, skips, n_classes, False, words, starts, freqs, sizes, ends, base)
+        _labels_run2(labels, skips, n_classes, False, words, starts, freqs, sizes, ends, base, gen)
     else:
-        _labels_run2(labels, skips, n_classes, False, words, starts, freqs, sizes, None, 0)
+        _labels_run2(labels, skips, n_classes, False, words, starts, freqs, sizes, None, 0, gen)
     return _rans_flush(starts, freqs, sizes[0], words, RANS2_BITS)
 
 
 @nb.njit(
-    nb.int64(nb.uint32[::1], nb.uint64[::1], nb.int64, nb.int64[::1], nb.int64[::1], nb.int64, nb.boolean),
+    nb.int64(nb.uint32[::1], nb.uint64[::1], nb.int64, nb.int64[::1], nb.int64[::1], nb.int64, nb.boolean, nb.int64),
     cache=True,
     nogil=True,
 )
-def ctx2_labels_decode(words, skips, n_classes, out, ends, base, folders):
+def ctx2_labels_decode(words, skips, n_classes, out, ends, base, folders, gen):
     """Inverse of ctx2_labels_encode; returns 0, or -1 on a bad stream."""
     dummy = np.zeros(0, dtype=np.int32)
     sizes = np.zeros(1, dtype=np.int64)
     if folders:
-        ok = _labels_run2(out, skips, n_classes, True, words, dummy, dummy, sizes, ends, base)
+        ok = _labels_run2(out, skips, n_classes, True, words, dummy, dummy, sizes, ends, base, gen)
     else:
-        ok = _labels_run2(out, skips, n_classes, True, words, dummy, dummy, sizes, None, 0)
+        ok = _labels_run2(out, skips, n_classes, True, words, dummy, dummy, sizes, None, 0, gen)
     if not ok:
         return -1
     return 0

@@ -13,7 +13,7 @@ import struct
 # --- FORMAT.md §2 Preamble ---------------------------------------------------
 MAGIC = b"\x89PLADA\r\n"
 VERSION_MAJOR = 1  # the only major version this reader implements
-VERSION_MINOR = 3  # the highest minor version whose fields and methods this reader knows
+VERSION_MINOR = 4  # the highest minor version whose fields and methods this reader knows
 PREAMBLE_FORMAT = "<8sBBHI"  # magic, major, minor, flags, header length
 PREAMBLE_SIZE = struct.calcsize(PREAMBLE_FORMAT)  # 16
 FLAGS_CRITICAL_MASK = 0x00FF  # unknown bits here: refuse the file
@@ -58,10 +58,15 @@ LABEL_CONTEXT = 2  # adaptive context-model rANS over candidate ranks, 12-bit ta
 LABEL_CONTEXT2 = 3  # the same model at 15 bits, literals exclude the candidates (§6.3; v1.1)
 LABEL_IID_RANS = 4  # label method 1's model, coded with the static two-state rANS (§6.4; v1.2)
 LABEL_CONTEXT2_FOLDERS = 5  # method 3 with the folder changes of a known layout as run boundaries (§6.5; v1.3)
-LABEL_METHODS = (LABEL_IID_ANS, LABEL_CONTEXT, LABEL_CONTEXT2, LABEL_IID_RANS, LABEL_CONTEXT2_FOLDERS)
+LABEL_CONTEXT3 = 6  # method 3 with finer skip contexts, quicker children, flatter literals (§6.6; v1.4)
+LABEL_CONTEXT3_FOLDERS = 7  # method 6 with method 5's folder boundaries (§6.6; v1.4)
+LABEL_METHODS = (
+    LABEL_IID_ANS, LABEL_CONTEXT, LABEL_CONTEXT2, LABEL_IID_RANS, LABEL_CONTEXT2_FOLDERS, LABEL_CONTEXT3,
+    LABEL_CONTEXT3_FOLDERS,
+)
 # Methods that need the folder layout named by header tag 10: a file uses them only with it,
 # and a writer tries them only when given a layout.
-FOLDER_METHODS = {("index", INDEX_CONTEXT2_FOLDERS), ("label", LABEL_CONTEXT2_FOLDERS)}
+FOLDER_METHODS = {("index", INDEX_CONTEXT2_FOLDERS), ("label", LABEL_CONTEXT2_FOLDERS), ("label", LABEL_CONTEXT3_FOLDERS)}
 
 # The first minor version that defines each method: a file is stamped with the lowest
 # minor version that knows every method its writer may use (FORMAT.md §2).
@@ -77,6 +82,8 @@ METHOD_MINOR_VERSION = {
     ("label", LABEL_IID_RANS): 2,
     ("index", INDEX_CONTEXT2_FOLDERS): 3,
     ("label", LABEL_CONTEXT2_FOLDERS): 3,
+    ("label", LABEL_CONTEXT3): 4,
+    ("label", LABEL_CONTEXT3_FOLDERS): 4,
 }
 TAG_MINOR_VERSION = {TAG_FOLDERS: 3}  # header fields newer than 1.0
 # Superseded methods: still decoded (forever) and available when forced, but the automatic

@@ -216,21 +216,21 @@ def _clustered_selection(n_classes: int, seed: int) -> tuple[np.ndarray, np.ndar
     return np.concatenate(indices)[order].astype(np.uint64), np.concatenate(labels)[order].astype(np.int64), 200_000
 
 
-def _clustered_case(n_classes: int, seed: int) -> Callable[[], tuple]:
-    """Context-ANS 2 (index 4, label 3) over every path: mature contexts, run boundaries, literals
-    with excluded candidates (C <= 32) or split in two parts (C > 256)."""
+def _clustered_case(n_classes: int, seed: int, label_method: int = S.LABEL_CONTEXT2) -> Callable[[], tuple]:
+    """Context-ANS 2 (index 4, label 3; or label 6) over every path: mature contexts, run
+    boundaries, literals with excluded candidates (C <= 32) or split in two parts (C > 256)."""
 
     def build():
         indices, labels, n = _clustered_selection(n_classes, seed)
-        kwargs = dict(n_classes=n_classes, index_methods=[S.INDEX_CONTEXT2], label_methods=[S.LABEL_CONTEXT2])
+        kwargs = dict(n_classes=n_classes, index_methods=[S.INDEX_CONTEXT2], label_methods=[label_method])
         return indices, labels, n, kwargs
 
     return build
 
 
-def _clustered_folders_case(n_classes: int, seed: int) -> Callable[[], tuple]:
-    """The clustered selections through index method 6 / label method 5 over folders of 400-599
-    images (a fixed pattern): boundaries inside runs and between them."""
+def _clustered_folders_case(n_classes: int, seed: int, label_method: int = S.LABEL_CONTEXT2_FOLDERS) -> Callable[[], tuple]:
+    """The clustered selections through index method 6 / label method 5 (or 7) over folders of
+    400-599 images (a fixed pattern): boundaries inside runs and between them."""
 
     def build():
         indices, labels, n = _clustered_selection(n_classes, seed)
@@ -238,7 +238,7 @@ def _clustered_folders_case(n_classes: int, seed: int) -> Callable[[], tuple]:
         starts = np.concatenate(([0], np.cumsum(sizes)))
         folders = pladacodec.FolderLayout(starts[starts < n], n)
         kwargs = dict(
-            n_classes=n_classes, index_methods=[S.INDEX_CONTEXT2_FOLDERS], label_methods=[S.LABEL_CONTEXT2_FOLDERS],
+            n_classes=n_classes, index_methods=[S.INDEX_CONTEXT2_FOLDERS], label_methods=[label_method],
             folders=folders,
         )
         return indices, labels, n, kwargs
@@ -300,6 +300,12 @@ def golden_cases() -> dict[str, Callable[[], tuple]]:
     cases["clustered-c100"] = _clustered_case(100, 9)  # literals of 33 <= C <= 256: one table, no exclusion
     cases["clustered-folders-c10"] = _clustered_folders_case(10, 7)
     cases["clustered-folders-c300"] = _clustered_folders_case(300, 8)
+    # label methods 6 / 7 (§6.6) on every literal path: excluded candidates, one table, split
+    cases["clustered-l6-c10"] = _clustered_case(10, 7, S.LABEL_CONTEXT3)
+    cases["clustered-l6-c100"] = _clustered_case(100, 9, S.LABEL_CONTEXT3)
+    cases["clustered-l6-c300"] = _clustered_case(300, 8, S.LABEL_CONTEXT3)
+    cases["clustered-folders-l7-c10"] = _clustered_folders_case(10, 7, S.LABEL_CONTEXT3_FOLDERS)
+    cases["clustered-folders-l7-c300"] = _clustered_folders_case(300, 8, S.LABEL_CONTEXT3_FOLDERS)
     cases["extras"] = _extras_case
     cases["empty"] = _empty_case
     cases["wide"] = _wide_case
@@ -310,8 +316,12 @@ def golden_cases() -> dict[str, Callable[[], tuple]]:
 
 def golden_methods(name: str) -> tuple[int, int] | None:
     """(index method, label method) that a golden case forces, or None for the special cases."""
+    if name.startswith("clustered-folders-l7-"):
+        return S.INDEX_CONTEXT2_FOLDERS, S.LABEL_CONTEXT3_FOLDERS
     if name.startswith("clustered-folders-"):
         return S.INDEX_CONTEXT2_FOLDERS, S.LABEL_CONTEXT2_FOLDERS
+    if name.startswith("clustered-l6-"):
+        return S.INDEX_CONTEXT2, S.LABEL_CONTEXT3
     if name.startswith("clustered-"):
         return S.INDEX_CONTEXT2, S.LABEL_CONTEXT2
     for i in S.INDEX_METHODS:

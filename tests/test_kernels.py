@@ -356,9 +356,10 @@ def test_decoders_stop_at_the_first_read_past_their_stream():
     skips = np.full(n, 7, np.uint64)
     assert _kernels.ctx2_gaps_decode(words, np.zeros(8, np.uint8), 100, skips, *geo, *NO_FOLDERS) == -1
     assert (skips[64:] == 7).all()
-    labels = np.full(n, -5, np.int64)
-    assert _kernels.ctx2_labels_decode(words, np.zeros(n, np.uint64), 10, labels, *NO_FOLDERS) == -1
-    assert (labels[64:] == -5).all()
+    for gen in (0, 1):  # label methods 3 and 6
+        labels = np.full(n, -5, np.int64)
+        assert _kernels.ctx2_labels_decode(words, np.zeros(n, np.uint64), 10, labels, *NO_FOLDERS, gen) == -1
+        assert (labels[64:] == -5).all()
     freq, cum = _static_table([1, 2, 3], 16)
     out = np.full(n, -5, np.int32)
     assert _kernels.static_rans_decode(np.array([0, 1 << 31, 0, 1 << 31], np.uint32), freq, cum, 16, out) == -1

@@ -1,5 +1,5 @@
-"""FORMAT.md §5.3, §5.6, §5.7, §5.9, §6.2, §6.3 and §6.5 read literally: an independent decoder
-of every context model (index methods 3, 4 and 6, label methods 2, 3 and 5), in plain Python
+"""FORMAT.md §5.3, §5.6, §5.7, §5.9, §6.2, §6.3, §6.5 and §6.6 read literally: an independent decoder
+of every context model (index methods 3, 4 and 6, label methods 2, 3, 5, 6 and 7), in plain Python
 integers, checked against the golden files.
 
 Nothing here imports the library's coders or kernels (the container framing comes from
@@ -7,7 +7,9 @@ test_spec_static.py, which parses it from the spec too): if the spec text and th
 implementation ever disagree, these tests say so.  The golden files cover every path of
 the label model's literals: C <= 32 (candidates excluded), 33 <= C <= 256 (one table) and
 C > 256 (high and low parts); young, mature and rebuilt contexts; run boundaries from
-jumps (methods 4 / 3) and from a folder layout (methods 6 / 5).
+jumps (methods 4 / 3 / 6) and from a folder layout (methods 6 / 5 / 7), for both generations
+of the label model (3 / 5 and 6 / 7, which differ only in constants: changing any of §6.6's
+three back to method 3's fails every method 6 / 7 file).
 """
 
 from __future__ import annotations
@@ -39,8 +41,9 @@ def next_point(point: int) -> int:
 class Table:
     """One context of an adaptive table: counts, seen, rebuild point, frequencies."""
 
-    def __init__(self, n_symbols: int, version: tuple[int, int]) -> None:
+    def __init__(self, n_symbols: int, version: tuple[int, int], weight: int = 8) -> None:
         self.m, self.strength = 1 << version[0], version[1]
+        self.weight = weight  # one observation, in a table without a prior (§5.6; 1 for §6.6's literals)
         self.counts = [0] * n_symbols
         self.seen = 0
         self.point = 0  # 0: not built yet
@@ -54,8 +57,8 @@ class Table:
         m = self.m
         spread = m - a
         if prior is None:
-            weights = [8 * c + 1 for c in self.counts]
-            total = 8 * sum(self.counts) + a
+            weights = [self.weight * c + 1 for c in self.counts]
+            total = self.weight * sum(self.counts) + a
         else:
             weights = [8 * m * c + 8 * self.strength * p for c, p in zip(self.counts, prior)]
             total = 8 * m * (sum(self.counts) + self.strength)
@@ -269,18 +272,21 @@ def decode_gaps(method: int, params, body, count: int, base: int, starts: list[i
 
 
 def decode_labels(method: int, body, skips: list[int], base: int, n_classes: int, starts: list[int] | None) -> list[int]:
-    """Label method 2, 3 or 5 (``starts``: the folder layout's first indices)."""
+    """Label method 2, 3, 5, 6 or 7 (``starts``: the folder layout's first indices, for 5 and 7)."""
     v10 = method == 2
+    v14 = method in (6, 7)  # §6.6: 24 magnitudes, children's prior worth 32, literal weight 1
     version = V10 if v10 else V11
     stream = Stream(read_words(body), version[0])
+    mag_cap = 23 if v14 else 11
     parents = [Table(4, version) for _ in range(8)]
-    children = [Table(4, version) for _ in range(96)]
+    children = [Table(4, (version[0], 32) if v14 else version) for _ in range((mag_cap + 1) * 8)]
     split = n_classes > 256
     exclude = n_classes <= 32 and not v10
     n_hi = -(-n_classes // 256)
-    literal = Table(n_classes, version) if not split else None
-    high = Table(n_hi, version)
-    lows = [Table(256, version) for _ in range(n_hi)]
+    weight = 1 if v14 else 8
+    literal = Table(n_classes, version, weight) if not split else None
+    high = Table(n_hi, version, weight)
+    lows = [Table(256, version, weight) for _ in range(n_hi)]
     m = 1 << version[0]
     window: list[int] = []  # the last 8 labels, oldest first
     mode = None
@@ -304,7 +310,7 @@ def decode_labels(method: int, body, skips: list[int], base: int, n_classes: int
             window, mode = [], None
             if starts is not None:
                 hit = 0  # §6.5
-        mag = min(v if v < 8 else bitlen(v) + 4, 11)
+        mag = min(v if v < 8 else bitlen(v) + 4, mag_cap)
         d_count = window.count(mode) if mode is not None else 0
         strength = (d_count - 1) * 4 // 8 if d_count else 0
         pc = strength * 2 + hit
@@ -388,6 +394,15 @@ CONTEXT_GOLDEN = [
     "clustered-folders-c300",
     "index-4-label-5",
     "index-6-label-3",
+    "index-4-label-6",
+    "index-6-label-7",
+    "index-4-label-7",
+    "index-6-label-6",
+    "clustered-l6-c10",
+    "clustered-l6-c100",
+    "clustered-l6-c300",
+    "clustered-folders-l7-c10",
+    "clustered-folders-l7-c300",
 ]
 
 
@@ -400,7 +415,7 @@ def test_spec_decoder_reads_the_golden_files(name: str):
     starts = folders["starts"] if folders else None
     indices, labels = [], []
     for entries, base, (i_method, i_params, i_body), (l_method, l_params, l_body) in sections(data):
-        assert i_method in (3, 4, 6) and l_method in (2, 3, 5)
+        assert i_method in (3, 4, 6) and l_method in (2, 3, 5, 6, 7)
         skips = decode_gaps(i_method, i_params, i_body, entries, base, starts if i_method == 6 else None)
         assert i_params.pos == len(i_params.data)
         position = base - 1
@@ -408,7 +423,7 @@ def test_spec_decoder_reads_the_golden_files(name: str):
             position += skip + 1
             indices.append(position)
         assert l_params.data == b""
-        labels += decode_labels(l_method, l_body, skips, base, expected["n_classes"], starts if l_method == 5 else None)
+        labels += decode_labels(l_method, l_body, skips, base, expected["n_classes"], starts if l_method in (5, 7) else None)
         assert l_body.pos == len(l_body.data)
     assert indices == expected["indices"]
     assert labels == expected["labels"]
