@@ -1120,11 +1120,15 @@ def ctx2_gaps_decode(words, raw, n_tok, out, lo_surv, hi_surv, ends, base, folde
 # every such label).
 
 LABEL_EXCLUDE_MAX = 32
-# label method 6 / 7 (§6.6): skip magnitudes up to 2^19 as contexts, children whose prior is
-# worth 32 observations instead of 256, literal tables weighting an observation 1 instead of 8
+# label method 6 / 7 (§6.6): skip magnitudes up to 2^18 as child contexts, parents that know
+# the skip coarsely (< 8, < 1,024, larger), children whose prior is worth 32 observations
+# instead of 256, literal tables weighting an observation 1 instead of 8
 LABEL3_MAG_LEVELS = 24
 LABEL3_CHILD_STRENGTH = 32
 LABEL3_LITERAL_WEIGHT = 1
+LABEL3_COARSE = 3  # parent skip classes: mag < LABEL3_MAG_SMALL, < LABEL3_MAG_MEDIUM, the rest
+LABEL3_MAG_SMALL = 8  # skips below 8
+LABEL3_MAG_MEDIUM = 15  # skips below 1,024
 
 
 @nb.njit(cache=True, nogil=True)
@@ -1132,8 +1136,8 @@ def _labels_run2(labels, skips, n_classes, decoding, words, starts, freqs, sizes
     """The label model of label method 3, shared by encoder and decoder; False on a bad stream.
     With ``ends`` (not None: label method 5, see _gaps_run2) the window empties when the entry's
     folder differs from the previous entry's, instead of at the jumps of §6.3.  ``gen`` 1 is label
-    method 6 / 7 (§6.6): more skip contexts, children that learn sooner, literal tables that
-    sharpen slower; 0 is methods 3 / 5."""
+    method 6 / 7 (§6.6): more skip contexts, parents that see the skip, children that learn
+    sooner, literal tables that sharpen slower; 0 is methods 3 / 5."""
     n = labels.shape[0]
     fold = 0
     fold_at = np.uint64(base)
@@ -1146,7 +1150,7 @@ def _labels_run2(labels, skips, n_classes, decoding, words, starts, freqs, sizes
     child_strength = LABEL3_CHILD_STRENGTH if gen else PRIOR_STRENGTH2
     literal_weight = LABEL3_LITERAL_WEIGHT if gen else OBSERVATION_WEIGHT
     r_counts, r_seen, r_nxt, r_freq, r_cum, r_lut = _model_new(mag_levels * LABEL_PARENTS, r_sym, 0)
-    q_counts, q_seen, q_nxt, q_freq, q_cum, q_lut = _model_new(LABEL_PARENTS, r_sym, 0)
+    q_counts, q_seen, q_nxt, q_freq, q_cum, q_lut = _model_new(LABEL_PARENTS * (LABEL3_COARSE if gen else 1), r_sym, 0)
     h_counts, h_seen, h_nxt, h_freq, h_cum, h_lut = _model_new(1, n_hi, 0)
     l_counts, l_seen, l_nxt, l_freq, l_cum, l_lut = _model_new(n_hi, n_lo, 0)
     x_freq = np.zeros(n_lo, dtype=np.int64)  # the literal table with the candidates excluded
@@ -1208,6 +1212,9 @@ def _labels_run2(labels, skips, n_classes, decoding, words, starts, freqs, sizes
         strength = (mode_count - 1) * LABEL_STRENGTH_LEVELS // LABEL_WINDOW if mode_count > 0 else 0
         pc = strength * 2 + prev_hit
         c = mag * LABEL_PARENTS + pc
+        if gen:  # label method 6 / 7: the parent sees the skip's class too (§6.6)
+            coarse = 0 if mag < LABEL3_MAG_SMALL else (1 if mag < LABEL3_MAG_MEDIUM else 2)
+            pc += coarse * LABEL_PARENTS
         label = -1
         r = LABEL_CANDIDATES
         if not decoding:

@@ -8,8 +8,7 @@ implementation ever disagree, these tests say so.  The golden files cover every 
 the label model's literals: C <= 32 (candidates excluded), 33 <= C <= 256 (one table) and
 C > 256 (high and low parts); young, mature and rebuilt contexts; run boundaries from
 jumps (methods 4 / 3 / 6) and from a folder layout (methods 6 / 5 / 7), for both generations
-of the label model (3 / 5 and 6 / 7, which differ only in constants: changing any of §6.6's
-three back to method 3's fails every method 6 / 7 file).
+of the label model (3 / 5 and 6 / 7: undoing any one of §6.6's four changes fails every method 6 / 7 file).
 """
 
 from __future__ import annotations
@@ -274,11 +273,11 @@ def decode_gaps(method: int, params, body, count: int, base: int, starts: list[i
 def decode_labels(method: int, body, skips: list[int], base: int, n_classes: int, starts: list[int] | None) -> list[int]:
     """Label method 2, 3, 5, 6 or 7 (``starts``: the folder layout's first indices, for 5 and 7)."""
     v10 = method == 2
-    v14 = method in (6, 7)  # §6.6: 24 magnitudes, children's prior worth 32, literal weight 1
+    v14 = method in (6, 7)  # §6.6: 24 magnitudes, 24 parents, children's prior worth 32, literal weight 1
     version = V10 if v10 else V11
     stream = Stream(read_words(body), version[0])
     mag_cap = 23 if v14 else 11
-    parents = [Table(4, version) for _ in range(8)]
+    parents = [Table(4, version) for _ in range(24 if v14 else 8)]
     children = [Table(4, (version[0], 32) if v14 else version) for _ in range((mag_cap + 1) * 8)]
     split = n_classes > 256
     exclude = n_classes <= 32 and not v10
@@ -314,7 +313,8 @@ def decode_labels(method: int, body, skips: list[int], base: int, n_classes: int
         d_count = window.count(mode) if mode is not None else 0
         strength = (d_count - 1) * 4 // 8 if d_count else 0
         pc = strength * 2 + hit
-        child, parent = children[mag * 8 + pc], parents[pc]
+        coarse = (0 if mag < 8 else 1 if mag < 15 else 2) if v14 else 0  # §6.6: the parent sees the skip
+        child, parent = children[mag * 8 + pc], parents[coarse * 8 + pc]
         parent.first_use(None)
         child.first_use(parent.freq)
         r = stream.decode(child.freq, child.cum)
