@@ -167,9 +167,11 @@ LUT_READY = 2 * LUT_MIN_SEEN  # nxt >= this <=> the last rebuild filled the tabl
 
 
 @nb.njit(cache=True, nogil=True)
-def _model_new(n_ctx, n_sym, first):
+def _model_new(n_ctx, n_sym, first, with_lut):
     """Adaptive tables for n_ctx contexts over n_sym symbols; a context is first built when its
-    ``seen`` reaches ``first`` (0: on first use)."""
+    ``seen`` reaches ``first`` (0: on first use).  Without ``with_lut`` (the model never asks
+    _rebuild for slot tables) the slot table is a placeholder: a small block then does not pay
+    for allocating 4 KiB per context it will not use."""
     counts = np.zeros((n_ctx, n_sym), dtype=np.int32)
     seen = np.zeros(n_ctx, dtype=np.int64)
     nxt = np.full(n_ctx, first, dtype=np.int64)
@@ -178,7 +180,7 @@ def _model_new(n_ctx, n_sym, first):
     # the fixed cost of small blocks low.
     freq = np.empty((n_ctx, n_sym), dtype=np.int32)
     cum = np.empty((n_ctx, n_sym + 1), dtype=np.int32)  # cum[c, n_sym] = M after a rebuild
-    lut = np.empty((n_ctx, LUT_SIZE), dtype=np.uint8)  # every alphabet has <= 256 symbols
+    lut = np.empty((n_ctx if with_lut else 1, LUT_SIZE), dtype=np.uint8)  # every alphabet has <= 256 symbols
     return counts, seen, nxt, freq, cum, lut
 
 
@@ -385,9 +387,9 @@ def _gaps_run(skips, decoding, words, raw, starts, freqs, sizes):
     Returns False on a stream that is inconsistent in any way.
     """
     n = skips.shape[0]
-    counts, seen, nxt, freq, cum, lut = _model_new(GAP_CONTEXTS, GAP_TOKENS, 0)
-    p_counts, p_seen, p_nxt, p_freq, p_cum, p_lut = _model_new(GAP_LEVELS, GAP_TOKENS, 0)
-    g_counts, g_seen, g_nxt, g_freq, g_cum, g_lut = _model_new(1, GAP_TOKENS, 0)
+    counts, seen, nxt, freq, cum, lut = _model_new(GAP_CONTEXTS, GAP_TOKENS, 0, True)
+    p_counts, p_seen, p_nxt, p_freq, p_cum, p_lut = _model_new(GAP_LEVELS, GAP_TOKENS, 0, True)
+    g_counts, g_seen, g_nxt, g_freq, g_cum, g_lut = _model_new(1, GAP_TOKENS, 0, True)
     ring = np.zeros(GAP_WINDOW, dtype=np.uint64)
     window_sum = np.uint64(0)
     mag1 = 0
@@ -541,10 +543,10 @@ def _labels_run(labels, skips, n_classes, decoding, words, starts, freqs, sizes)
     split = n_classes > 256
     n_hi = (n_classes + 255) // 256 if split else 1
     n_lo = 256 if split else n_classes
-    r_counts, r_seen, r_nxt, r_freq, r_cum, r_lut = _model_new(LABEL_CONTEXTS, LABEL_CANDIDATES + 1, 0)
-    q_counts, q_seen, q_nxt, q_freq, q_cum, q_lut = _model_new(LABEL_PARENTS, LABEL_CANDIDATES + 1, 0)
-    h_counts, h_seen, h_nxt, h_freq, h_cum, h_lut = _model_new(1, n_hi, 0)
-    l_counts, l_seen, l_nxt, l_freq, l_cum, l_lut = _model_new(n_hi, n_lo, 0)
+    r_counts, r_seen, r_nxt, r_freq, r_cum, r_lut = _model_new(LABEL_CONTEXTS, LABEL_CANDIDATES + 1, 0, True)
+    q_counts, q_seen, q_nxt, q_freq, q_cum, q_lut = _model_new(LABEL_PARENTS, LABEL_CANDIDATES + 1, 0, True)
+    h_counts, h_seen, h_nxt, h_freq, h_cum, h_lut = _model_new(1, n_hi, 0, True)
+    l_counts, l_seen, l_nxt, l_freq, l_cum, l_lut = _model_new(n_hi, n_lo, 0, True)
     window = np.full(LABEL_WINDOW, -1, dtype=np.int64)
     in_window = np.zeros(n_classes, dtype=np.int32)
     recent = np.full(LABEL_RECENT, -1, dtype=np.int64)
@@ -921,9 +923,9 @@ def _gaps_run2(skips, n_tok, decoding, words, raw, starts, freqs, sizes, lo_surv
     fresh_min = GAP_FRESH_MIN
     if ends is not None:
         fresh_min = GAP_FRESH_MIN_FOLDERS
-    counts, seen, nxt, freq, cum, lut = _model_new(GAP_CONTEXTS, n_tok, CHILD_MIN)
-    p_counts, p_seen, p_nxt, p_freq, p_cum, p_lut = _model_new(GAP_LEVELS, n_tok, 0)
-    g_counts, g_seen, g_nxt, g_freq, g_cum, g_lut = _model_new(1, n_tok, 0)
+    counts, seen, nxt, freq, cum, lut = _model_new(GAP_CONTEXTS, n_tok, CHILD_MIN, True)
+    p_counts, p_seen, p_nxt, p_freq, p_cum, p_lut = _model_new(GAP_LEVELS, n_tok, 0, False)
+    g_counts, g_seen, g_nxt, g_freq, g_cum, g_lut = _model_new(1, n_tok, 0, False)
     geo = np.empty((GAP_LEVELS, n_tok), dtype=np.int32)  # filled per level on first use
     prior = np.empty((GAP_LEVELS, n_tok), dtype=np.int32)  # a parent's prior: grandparent + geometric
     ring = np.zeros(GAP_WINDOW, dtype=np.uint64)
@@ -1149,10 +1151,10 @@ def _labels_run2(labels, skips, n_classes, decoding, words, starts, freqs, sizes
     mag_levels = LABEL3_MAG_LEVELS if gen else LABEL_MAG_LEVELS
     child_strength = LABEL3_CHILD_STRENGTH if gen else PRIOR_STRENGTH2
     literal_weight = LABEL3_LITERAL_WEIGHT if gen else OBSERVATION_WEIGHT
-    r_counts, r_seen, r_nxt, r_freq, r_cum, r_lut = _model_new(mag_levels * LABEL_PARENTS, r_sym, 0)
-    q_counts, q_seen, q_nxt, q_freq, q_cum, q_lut = _model_new(LABEL_PARENTS * (LABEL3_COARSE if gen else 1), r_sym, 0)
-    h_counts, h_seen, h_nxt, h_freq, h_cum, h_lut = _model_new(1, n_hi, 0)
-    l_counts, l_seen, l_nxt, l_freq, l_cum, l_lut = _model_new(n_hi, n_lo, 0)
+    r_counts, r_seen, r_nxt, r_freq, r_cum, r_lut = _model_new(mag_levels * LABEL_PARENTS, r_sym, 0, False)
+    q_counts, q_seen, q_nxt, q_freq, q_cum, q_lut = _model_new(LABEL_PARENTS * (LABEL3_COARSE if gen else 1), r_sym, 0, False)
+    h_counts, h_seen, h_nxt, h_freq, h_cum, h_lut = _model_new(1, n_hi, 0, True)
+    l_counts, l_seen, l_nxt, l_freq, l_cum, l_lut = _model_new(n_hi, n_lo, 0, True)
     x_freq = np.zeros(n_lo, dtype=np.int64)  # the literal table with the candidates excluded
     x_cum = np.zeros(n_lo + 1, dtype=np.int64)
     window = np.full(LABEL_WINDOW, -1, dtype=np.int64)
