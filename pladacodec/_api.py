@@ -306,7 +306,8 @@ def encode(
     ``folders`` (a :class:`~pladacodec.folders.FolderLayout`, or a
     :class:`~pladacodec.reference.Reference` whose folders are used): the reference's folder
     layout, known to the receiver too.  The coders then also try index method 6 / label
-    method 5, which take the true folder changes as context (FORMAT.md §5.9, §6.5); the file
+    methods 5 and 7, which take the true folder changes as context (FORMAT.md §5.9, §6.5,
+    §6.6); the file
     names the layout in its header only if that makes it smaller, and then decodes only
     with the same layout (``decode(..., folders=...)``).
     """

@@ -1136,7 +1136,7 @@ LABEL3_MAG_MEDIUM = 15  # skips below 1,024
 @nb.njit(cache=True, nogil=True)
 def _labels_run2(labels, skips, n_classes, decoding, words, starts, freqs, sizes, ends, base, gen):
     """The label model of label method 3, shared by encoder and decoder; False on a bad stream.
-    With ``ends`` (not None: label method 5, see _gaps_run2) the window empties when the entry's
+    With ``ends`` (not None: label method 5 / 7, see _gaps_run2) the window empties when the entry's
     folder differs from the previous entry's, instead of at the jumps of §6.3.  ``gen`` 1 is label
     method 6 / 7 (§6.6): more skip contexts, parents that see the skip, children that learn
     sooner, literal tables that sharpen slower; 0 is methods 3 / 5."""
@@ -1201,7 +1201,7 @@ def _labels_run2(labels, skips, n_classes, decoding, words, starts, freqs, sizes
                 window[q] = -1
             mode = -1
             mode_count = 0
-            if ends is not None:  # label method 5: a new folder's first label has its own context (hit 0)
+            if ends is not None:  # label methods 5 / 7: a new folder's first label has its own context (hit 0)
                 prev_hit = 0
         gap_sum = gap_sum - gap_ring[i % GAP_WINDOW] + v
         gap_ring[i % GAP_WINDOW] = v

@@ -1,4 +1,4 @@
-"""Folder layouts: the optional side information of index method 6 and label method 5.
+"""Folder layouts: the optional side information of index method 6 and label methods 5 and 7.
 
 Reference sets are stored folder by folder (ImageNet-21K: 21,841 synset folders), and a
 teacher's selection comes in runs inside relevant folders with a nearly constant label
