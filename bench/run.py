@@ -122,8 +122,8 @@ GENERIC = ("brotli11-shuffled", "xz9e-shuffled")
 BOUND = "iid-bound"
 ORACLE = "folder-oracle"
 GENERATIVE = "generative-oracle"  # the generator's own model given the layout (bench/oracle.py)
-# .plada given the folder layout as side information (index method 6 / label method 5,
-# FORMAT.md §5.9, §6.5): structured profiles only, reported apart from the acceptance rows.
+# .plada given the folder layout as side information (index method 6 / label methods 5 / 7,
+# FORMAT.md §5.9, §6.5, §6.6): structured profiles only, reported apart from the acceptance rows.
 FOLDERS = "plada+folders"
 ORACLE_MARGIN = 1.02  # a target below 1.02 x the oracle's payload leaves no room for a container
 CACHE_FILE = "baselines-cache.json"

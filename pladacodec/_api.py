@@ -307,9 +307,8 @@ def encode(
     :class:`~pladacodec.reference.Reference` whose folders are used): the reference's folder
     layout, known to the receiver too.  The coders then also try index method 6 / label
     methods 5 and 7, which take the true folder changes as context (FORMAT.md §5.9, §6.5,
-    §6.6); the file
-    names the layout in its header only if that makes it smaller, and then decodes only
-    with the same layout (``decode(..., folders=...)``).
+    §6.6); the file names the layout in its header only if that makes it smaller, and then
+    decodes only with the same layout (``decode(..., folders=...)``).
     """
     header, idx, lab = _prepare(
         indices, labels, n_reference, n_classes, class_names, reference_fingerprint, metadata, block_entries
