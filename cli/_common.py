@@ -24,6 +24,7 @@ from typing import IO, Any
 
 import click
 
+from pladacodec._spec import VERSION_MAJOR, VERSION_MINOR
 from pladacodec.errors import PladaDecodeError, PladaError
 
 __all__ = [
@@ -35,6 +36,8 @@ __all__ = [
     "UserError",
     "PladaCommand",
     "describe_os_error",
+    "format_version_option",
+    "methods_for",
 ]
 
 EXIT_OK = 0
@@ -53,6 +56,28 @@ class UserError(click.ClickException):
 
     def show(self, file: IO[Any] | None = None) -> None:
         click.echo(f"error: {self.format_message()}", err=True, file=file)
+
+
+def format_version_option(command):
+    """``--format-version 1.N``: write only what readers of that format version decode."""
+    return click.option(
+        "--format-version", default=None, metavar=f"{VERSION_MAJOR}.N",
+        help=f"Write a file that readers of this .plada format version decode ({VERSION_MAJOR}.0 to "
+        f"{VERSION_MAJOR}.{VERSION_MINOR}; default: the newest, whose coders are the smallest). "
+        "For clients that run an older pladacodec.",
+    )(command)
+
+
+def methods_for(format_version: str | None, folders: bool) -> dict:
+    """encode() keywords for ``--format-version`` (none without it)."""
+    if format_version is None:
+        return {}
+    import pladacodec
+
+    try:
+        return pladacodec.methods_for_version(format_version, folders=folders)
+    except PladaError as exc:
+        raise UserError(f"--format-version: {exc}") from None
 
 
 def describe_os_error(exc: OSError) -> str:

@@ -26,6 +26,8 @@ from ._common import (
     EXIT_REFERENCE_SIZE,
     PladaCommand,
     UserError,
+    format_version_option,
+    methods_for,
 )
 
 __all__ = ["pack", "unpack", "inspect_cmd", "verify", "Selection", "read_selection", "write_selection"]
@@ -186,7 +188,11 @@ def _bits_per_selected(file_bytes: int, k: int) -> str:
     help="Also code against the manifest's folder layout (needs --reference-manifest): 0.7-3 %% smaller on "
     "clustered selections; the file then unpacks only with the same manifest.",
 )
-def pack(selection, output, n_reference, n_classes, classes_file, fingerprint, reference_manifest, metadata, folders):
+@format_version_option
+def pack(
+    selection, output, n_reference, n_classes, classes_file, fingerprint, reference_manifest, metadata, folders,
+    format_version,
+):
     """Encode SELECTION (.npz with 'indices' and 'labels', or .csv of 'index,label' rows) as a .plada file.
 
     Indices may come in any order; they are stored sorted, each with its label.
@@ -222,7 +228,7 @@ def pack(selection, output, n_reference, n_classes, classes_file, fingerprint, r
     size = pladacodec.write(
         output, sel.indices, sel.labels, n_reference,
         n_classes=n_classes, class_names=class_names, reference_fingerprint=fingerprint, metadata=metadata,
-        folders=layout,
+        folders=layout, **methods_for(format_version, layout is not None),
     )
     header = pladacodec.read_header(Path(output).read_bytes())
     note = ""

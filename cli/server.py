@@ -22,7 +22,7 @@ from pladacodec.selection import (
     select_budget,
 )
 
-from ._common import PladaCommand
+from ._common import PladaCommand, format_version_option, methods_for
 
 
 def _read_class_names(path: str | None) -> tuple[str, ...] | None:
@@ -219,10 +219,11 @@ def score(
 @click.option("-o", "--out", "out", required=True, type=click.Path(dir_okay=False),
               help="The .plada file to write; a name ending in .npz or .csv writes the selection "
               "for `pladacodec pack` instead.")
+@format_version_option
 def select(
     scores_dir: str, keep: str | None, count: int | None, budget: str | None, strategy: str,
     safety_net: float, alpha: float, seed: int, reference_dir: str | None, manifest_path: str | None,
-    class_names: str | None, folders: bool, out: str,
+    class_names: str | None, folders: bool, out: str, format_version: str | None,
 ) -> None:
     """Choose the images to send from SCORES_DIR and write the task as a .plada file.
 
@@ -260,10 +261,12 @@ def select(
         meta["temperature"] = scores.meta.get("temperature")
         return meta
 
+    methods = methods_for(format_version, layout is not None)
+
     def packed_size(sel) -> int:
         return len(pladacodec.encode(
             sel.indices, sel.labels, scores.n, n_classes=scores.n_classes, class_names=names,
-            reference_fingerprint=fingerprint, metadata=metadata(sel), folders=layout,
+            reference_fingerprint=fingerprint, metadata=metadata(sel), folders=layout, **methods,
         ))
 
     if budget is not None:
@@ -272,7 +275,7 @@ def select(
         sel = select_images(scores.energy, scores.label, count=count,
                             keep=parse_keep(keep) if keep is not None else None, **kwargs)
     task = dict(n_classes=scores.n_classes, class_names=names, reference_fingerprint=fingerprint,
-                metadata=metadata(sel), folders=layout)
+                metadata=metadata(sel), folders=layout, **methods)
     if Path(out).suffix.lower() in (".npz", ".csv"):
         from .codec import write_selection
 

@@ -16,6 +16,7 @@ from ._api import TaskInfo as TaskInfo
 from ._api import decode as decode
 from ._api import encode as encode
 from ._api import inspect as inspect
+from ._api import methods_for_version as methods_for_version
 from ._api import read as read
 from ._api import read_header as read_header
 from ._api import write as write

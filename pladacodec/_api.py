@@ -24,7 +24,7 @@ from ._container import Header, Layout
 from .errors import PladaDecodeError, PladaEncodeError, PladaError, PladaFormatError
 from .folders import as_layout
 
-__all__ = ["Payload", "TaskInfo", "encode", "decode", "write", "read", "inspect", "read_header"]
+__all__ = ["Payload", "TaskInfo", "encode", "decode", "write", "read", "inspect", "read_header", "methods_for_version"]
 
 PathLike = Union[str, os.PathLike]
 
@@ -300,7 +300,8 @@ def encode(
     (ids from FORMAT.md); by default every method but the superseded ones (index 3,
     label 2) is tried per block and the smallest kept. The file is stamped with the
     lowest format minor version that defines every allowed method: pass only 1.0
-    methods (index 1-3, label 1-2) to write a file that 1.0 readers decode.
+    methods (index 1-3, label 1-2) to write a file that 1.0 readers decode, or
+    ``**methods_for_version("1.3")`` for the best a 1.3 reader decodes.
     ``block_entries`` (at most 2^20) defaults to :func:`balanced_block_entries`.
 
     ``folders`` (a :class:`~pladacodec.folders.FolderLayout`, or a
@@ -317,6 +318,36 @@ def encode(
     _check_methods(index_methods, _container._INDEX_CODERS, "index_methods")
     _check_methods(label_methods, _container._LABEL_CODERS, "label_methods")
     return b"".join(_container.iter_encoded(header, idx, lab, index_methods, label_methods, folders))
+
+
+def methods_for_version(version, folders: bool = False) -> dict[str, list[int]]:
+    """``index_methods`` / ``label_methods`` for :func:`encode`, :func:`write` or a
+    :class:`~pladacodec.StreamWriter` so that readers of format ``version`` (``"1.3"`` or
+    ``(1, 3)``) decode the file: the methods that version's automatic choice tried, with the
+    folder methods only if ``folders`` (a layout will be passed; 1.3 and later).
+
+    >>> methods_for_version("1.0")
+    {'index_methods': [1, 2, 3], 'label_methods': [1, 2]}
+    >>> methods_for_version("1.2")
+    {'index_methods': [2, 4, 5], 'label_methods': [3, 4]}
+    """
+    if isinstance(version, str):
+        major, dot, minor = version.partition(".")
+        if not (dot and major.isdigit() and minor.isdigit()):
+            raise PladaEncodeError(f"format version must look like '1.3', found {version!r}")
+        version = (int(major), int(minor))
+    major, minor = version
+    if major != S.VERSION_MAJOR or not 0 <= minor <= S.VERSION_MINOR:
+        raise PladaEncodeError(
+            f"this writer writes format versions {S.VERSION_MAJOR}.0 to {S.VERSION_MAJOR}.{S.VERSION_MINOR},"
+            f" not {major}.{minor}"
+        )
+    if folders and minor < S.TAG_MINOR_VERSION[S.TAG_FOLDERS]:
+        raise PladaEncodeError(
+            f"a folder layout needs format 1.{S.TAG_MINOR_VERSION[S.TAG_FOLDERS]} or later, not {major}.{minor}"
+        )
+    index_methods, label_methods = _container.methods_up_to(minor, folders)
+    return {"index_methods": list(index_methods), "label_methods": list(label_methods)}
 
 
 def _check_methods(methods, known, what) -> None:

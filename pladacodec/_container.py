@@ -85,6 +85,25 @@ def automatic_methods(kind: str, folders: bool = False) -> tuple[int, ...]:
     )
 
 
+def methods_up_to(minor: int, folders: bool = False) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(index methods, label methods) that the automatic choice of format 1.``minor`` tried: every
+    method that version defines, except those superseded by a successor it also defines, and the
+    folder methods only with ``folders``.  A file written with them is stamped 1.``minor`` or lower."""
+
+    def keep(kind: str, m: int) -> bool:
+        successor = S.SUPERSEDED_BY.get((kind, m))
+        return (
+            S.METHOD_MINOR_VERSION[(kind, m)] <= minor
+            and (successor is None or S.METHOD_MINOR_VERSION[(kind, successor)] > minor)
+            and (folders or (kind, m) not in S.FOLDER_METHODS)
+        )
+
+    return (
+        tuple(m for m in _INDEX_CODERS if keep("index", m)),
+        tuple(m for m in _LABEL_CODERS if keep("label", m)),
+    )
+
+
 def minor_version_for(
     index_methods: Sequence[int] | None, label_methods: Sequence[int] | None, folders: bool = False
 ) -> int:

@@ -88,12 +88,13 @@ METHOD_MINOR_VERSION = {
 TAG_MINOR_VERSION = {TAG_FOLDERS: 3}  # header fields newer than 1.0
 # Superseded methods: still decoded (forever) and available when forced, but the automatic
 # choice skips them because their successor codes the same model better (FORMAT.md §5, §6).
-SUPERSEDED_METHODS = {
-    ("index", INDEX_CONTEXT),
-    ("label", LABEL_CONTEXT),
-    ("index", INDEX_GOLOMB_ANS),
-    ("label", LABEL_IID_ANS),
+SUPERSEDED_BY = {
+    ("index", INDEX_CONTEXT): INDEX_CONTEXT2,
+    ("label", LABEL_CONTEXT): LABEL_CONTEXT2,
+    ("index", INDEX_GOLOMB_ANS): INDEX_GOLOMB_RANS,
+    ("label", LABEL_IID_ANS): LABEL_IID_RANS,
 }
+SUPERSEDED_METHODS = set(SUPERSEDED_BY)
 
 # --- FORMAT.md §7 Trailer ----------------------------------------------------
 TRAILER_FORMAT = "<I4s"  # CRC-32C of every byte before the trailer, end magic

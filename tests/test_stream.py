@@ -156,3 +156,24 @@ def test_default_blocks_are_balanced_and_streaming_agrees(tmp_path):
     # small selections keep the historical 2^20 block field, so their bytes do not change
     small = pladacodec.encode(indices[:10], labels[:10], 3 * k, n_classes=3, **fast)
     assert pladacodec.read_header(small).block_entries == S.DEFAULT_BLOCK_ENTRIES
+
+
+@pytest.mark.parametrize("minor", range(S.VERSION_MINOR + 1))
+def test_methods_for_version_write_files_that_version_reads(minor):
+    """methods_for_version(1.N): the file is stamped 1.N or lower, by encode and by a stream writer,
+    and every method it may use is one 1.N defines; the newest version is the automatic choice."""
+    rng = np.random.default_rng(minor)
+    indices = np.sort(rng.choice(10_000, 300, replace=False)).astype(np.uint64)
+    labels = rng.integers(0, 5, 300)
+    methods = pladacodec.methods_for_version(f"1.{minor}")
+    blob = pladacodec.encode(indices, labels, 10_000, n_classes=5, **methods)
+    assert blob[8] == 1 and blob[9] <= minor
+    for kind in ("index", "label"):
+        assert all(S.METHOD_MINOR_VERSION[(kind, m)] <= minor for m in methods[f"{kind}_methods"])
+    streamed = io.BytesIO()
+    with pladacodec.StreamWriter(streamed, n_reference=10_000, n_selected=300, n_classes=5, **methods) as writer:
+        writer.write(indices, labels)
+    assert streamed.getvalue()[9] <= minor
+    np.testing.assert_array_equal(pladacodec.decode(streamed.getvalue()).labels, labels)
+    if minor == S.VERSION_MINOR:
+        assert blob == pladacodec.encode(indices, labels, 10_000, n_classes=5)
