@@ -246,6 +246,27 @@ def _clustered_folders_case(n_classes: int, seed: int, label_method: int = S.LAB
     return build
 
 
+def _noisy_case(index_method: int, label_method: int) -> Callable[[], tuple]:
+    """Dense picks whose labels mix five classes (30/30/20/10/10 %) per run: the label window's
+    mode is often tied, so its update rule (FORMAT.md §6.2: D's count taken before the oldest
+    label leaves) decides the candidates."""
+
+    def build():
+        rng = np.random.default_rng(12)
+        indices, labels, pos = [], [], 0
+        for _ in range(12):
+            pos += int(rng.integers(50, 500))
+            run = pos + np.flatnonzero(rng.random(120) < 0.6)
+            active = rng.choice(8, 5, replace=False)
+            indices.append(run)
+            labels.append(active[rng.choice(5, run.size, p=[0.3, 0.3, 0.2, 0.1, 0.1])])
+            pos += 120
+        kwargs = dict(n_classes=8, index_methods=[index_method], label_methods=[label_method])
+        return np.concatenate(indices).astype(np.uint64), np.concatenate(labels).astype(np.int64), 10_000, kwargs
+
+    return build
+
+
 def _extras_case():
     indices = np.array([3, 14, 15, 92, 653, 589, 793, 238, 462, 643, 383, 279], dtype=np.uint64)
     labels = np.array([0, 1, 2, 2, 1, 0, 0, 1, 2, 2, 1, 0], dtype=np.int64)
@@ -306,6 +327,9 @@ def golden_cases() -> dict[str, Callable[[], tuple]]:
     cases["clustered-l6-c300"] = _clustered_case(300, 8, S.LABEL_CONTEXT3)
     cases["clustered-folders-l7-c10"] = _clustered_folders_case(10, 7, S.LABEL_CONTEXT3_FOLDERS)
     cases["clustered-folders-l7-c300"] = _clustered_folders_case(300, 8, S.LABEL_CONTEXT3_FOLDERS)
+    cases["noisy-l2"] = _noisy_case(S.INDEX_CONTEXT, S.LABEL_CONTEXT)
+    cases["noisy-l3"] = _noisy_case(S.INDEX_CONTEXT2, S.LABEL_CONTEXT2)
+    cases["noisy-l6"] = _noisy_case(S.INDEX_CONTEXT2, S.LABEL_CONTEXT3)
     cases["extras"] = _extras_case
     cases["empty"] = _empty_case
     cases["wide"] = _wide_case
@@ -320,6 +344,9 @@ def golden_methods(name: str) -> tuple[int, int] | None:
         return S.INDEX_CONTEXT2_FOLDERS, S.LABEL_CONTEXT3_FOLDERS
     if name.startswith("clustered-folders-"):
         return S.INDEX_CONTEXT2_FOLDERS, S.LABEL_CONTEXT2_FOLDERS
+    if name.startswith("noisy-l"):
+        return {"2": (S.INDEX_CONTEXT, S.LABEL_CONTEXT), "3": (S.INDEX_CONTEXT2, S.LABEL_CONTEXT2),
+                "6": (S.INDEX_CONTEXT2, S.LABEL_CONTEXT3)}[name[-1]]
     if name.startswith("clustered-l6-"):
         return S.INDEX_CONTEXT2, S.LABEL_CONTEXT3
     if name.startswith("clustered-"):

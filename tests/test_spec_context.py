@@ -2,19 +2,23 @@
 of every context model (index methods 3, 4 and 6, label methods 2, 3, 5, 6 and 7), in plain Python
 integers, checked against the golden files.
 
-Nothing here imports the library's coders or kernels (the container framing comes from
-test_spec_static.py, which parses it from the spec too): if the spec text and the
-implementation ever disagree, these tests say so.  The golden files cover every path of
+Nothing here decodes with the library's coders or kernels (the container framing comes from
+test_spec_static.py, which parses it from the spec too; the library only *writes* the files
+of the last test, from benchmark workloads): if the spec text and the implementation ever
+disagree, these tests say so.  The golden files cover every path of
 the label model's literals: C <= 32 (candidates excluded), 33 <= C <= 256 (one table) and
 C > 256 (high and low parts); young, mature and rebuilt contexts; run boundaries from
 jumps (methods 4 / 3 / 6) and from a folder layout (methods 6 / 5 / 7), for both generations
 of the label model (3 / 5 and 6 / 7: undoing any one of §6.6's four changes fails every method 6 / 7 file).
+The noisy-l* files pin §6.2's mode update: reading `d` after the oldest label leaves (which
+the text allowed before 1.4) fails all three.
 """
 
 from __future__ import annotations
 
 import struct
 
+import numpy as np
 import pytest
 
 from common import GOLDEN_DIR, load_sidecar
@@ -365,11 +369,12 @@ def decode_labels(method: int, body, skips: list[int], base: int, n_classes: int
         recent = [label] + recent[:3]
         # the window and its mode
         dropped = window[0] if len(window) == 8 else None
+        before = window.count(mode) if mode is not None else 0  # D's count before this entry
         window = window[-7:] + [label]
         counts = {lab: window.count(lab) for lab in window}
         if mode is None or label == mode:
             mode = label if mode is None else mode
-        elif counts[label] >= counts.get(mode, 0) and label != mode:
+        elif counts[label] >= before:  # reaches D's count from before the entry: takes over
             mode = label
         elif dropped == mode:  # the mode's count dropped: rescan from the most recent entry
             best = max(counts.values())
@@ -403,6 +408,9 @@ CONTEXT_GOLDEN = [
     "clustered-l6-c300",
     "clustered-folders-l7-c10",
     "clustered-folders-l7-c300",
+    "noisy-l2",
+    "noisy-l3",
+    "noisy-l6",
 ]
 
 
@@ -427,3 +435,39 @@ def test_spec_decoder_reads_the_golden_files(name: str):
         assert l_body.pos == len(l_body.data)
     assert indices == expected["indices"]
     assert labels == expected["labels"]
+
+
+# --- beyond the golden files: what the encoder writes for benchmark workloads ------------------
+
+WORKLOADS = [("in1k-c10", 0.1), ("in21k-c200", 0.01), ("in1k-c1000", 0.01), ("uniform-in1k-c100", 0.01)]
+
+
+@pytest.mark.parametrize("profile, keep", WORKLOADS)
+@pytest.mark.parametrize("index_method, label_method", [(4, 3), (4, 6), (6, 5), (6, 7)])
+def test_spec_decoder_reads_what_the_encoder_writes(profile, keep, index_method, label_method):
+    """5,000 entries of a benchmark selection, coded by the library with each context pair and read
+    by the decoder above: paths the golden files may miss (in1k-c10 @ 10 % found §6.2's mode
+    update ambiguous at entry 3,340)."""
+    import pladacodec
+    from pladacodec_bench.workloads import PROFILES, folder_starts, make_selection
+
+    sel = make_selection(profile, keep)
+    indices, labels = sel.indices[:5000], sel.labels[:5000]
+    starts = folder_starts(profile) if not PROFILES[profile].uniform else np.array([0, sel.n_reference])
+    folders = pladacodec.FolderLayout(starts[:-1], sel.n_reference) if index_method == 6 else None
+    data = pladacodec.encode(
+        indices, labels, sel.n_reference, n_classes=sel.n_classes,
+        index_methods=[index_method], label_methods=[label_method], folders=folders,
+    )
+    layout = [int(s) for s in starts[:-1]] if folders is not None else None
+    got_indices, got_labels = [], []
+    for entries, base, (i_method, i_params, i_body), (l_method, l_params, l_body) in sections(data):
+        assert (i_method, l_method) == (index_method, label_method)
+        skips = decode_gaps(i_method, i_params, i_body, entries, base, layout)
+        position = base - 1
+        for skip in skips:
+            position += skip + 1
+            got_indices.append(position)
+        got_labels += decode_labels(l_method, l_body, skips, base, sel.n_classes, layout)
+    assert got_indices == [int(x) for x in indices]
+    assert got_labels == [int(x) for x in labels]
