@@ -205,9 +205,11 @@ def _section(method: int, params: bytes, body: bytes) -> bytes:
     return head + body + struct.pack(S.SECTION_CRC_FORMAT, crc)
 
 
-def _best(candidates) -> tuple[int, bytes, bytes]:
-    """The smallest (method, params, body); ties go to the lowest method id."""
-    best = None
+def _best(candidates, kind: str) -> tuple[int, bytes, bytes]:
+    """The smallest (method, params, body); ties go to the lowest method id.  A static method
+    (S.STATIC_METHODS) is preferred to a smaller adaptive one that saves at most
+    S.ADAPTIVE_MIN_SAVING of it: the adaptive models decode several times slower (FORMAT.md §5)."""
+    best = best_static = None
     tried = []
     for method, coded in candidates:
         tried.append(method)
@@ -216,6 +218,10 @@ def _best(candidates) -> tuple[int, bytes, bytes]:
         size = len(coded[0]) + len(coded[1])
         if best is None or size < best[0]:
             best = (size, method, coded)
+        if (kind, method) in S.STATIC_METHODS and (best_static is None or size < best_static[0]):
+            best_static = (size, method, coded)
+    if best_static is not None and best_static[0] <= best[0] * (1 + S.ADAPTIVE_MIN_SAVING):
+        best = best_static
     if best is None:
         raise PladaEncodeError(
             f"none of the requested coding methods {tried} can code this block (a bitmap spans at most "
@@ -278,8 +284,8 @@ def encode_block_options(
     head = encode_varint(len(indices)) + encode_varint(base)
 
     def assemble(index_candidates, label_candidates) -> bytes:
-        index = _best(index_candidates)
-        label = _best(label_candidates)
+        index = _best(index_candidates, "index")
+        label = _best(label_candidates, "label")
         return head + _section(*index) + _section(*label)
 
     data = assemble(index_coded, label_coded)

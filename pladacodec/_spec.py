@@ -95,6 +95,14 @@ SUPERSEDED_BY = {
     ("label", LABEL_IID_ANS): LABEL_IID_RANS,
 }
 SUPERSEDED_METHODS = set(SUPERSEDED_BY)
+# The reference encoder's speed / size trade (FORMAT.md §5): the static methods decode 3-10x
+# faster than the adaptive context models, so an adaptive method is kept only when it is more
+# than ADAPTIVE_MIN_SAVING smaller than the best static one.
+STATIC_METHODS = {
+    ("index", INDEX_GOLOMB_ANS), ("index", INDEX_BITMAP_ANS), ("index", INDEX_GOLOMB_RANS),
+    ("label", LABEL_IID_ANS), ("label", LABEL_IID_RANS),
+}
+ADAPTIVE_MIN_SAVING = 0.01
 
 # --- FORMAT.md §7 Trailer ----------------------------------------------------
 TRAILER_FORMAT = "<I4s"  # CRC-32C of every byte before the trailer, end magic

@@ -262,3 +262,26 @@ def test_deterministic_across_processes():
 def test_sorted_selection_helper():
     idx, lab = sorted_selection([5, 1, 3], [50, 10, 30])
     assert idx.tolist() == [1, 3, 5] and lab.tolist() == [10, 30, 50]
+
+
+def test_a_static_method_is_kept_unless_an_adaptive_one_saves_more_than_1_percent():
+    """FORMAT.md §5: the static methods decode several times faster, so the automatic choice
+    trades up to 1 % of a section for them."""
+    from pladacodec import _container
+
+    def coded(size):
+        return (b"", bytes(size))
+
+    static, adaptive = S.LABEL_IID_RANS, S.LABEL_CONTEXT3
+    assert _container._best([(static, coded(1010)), (adaptive, coded(1000))], "label")[0] == static
+    assert _container._best([(static, coded(1011)), (adaptive, coded(1000))], "label")[0] == adaptive
+    assert _container._best([(S.INDEX_GOLOMB_RANS, coded(505)), (S.INDEX_CONTEXT2, coded(500))], "index")[0] == S.INDEX_GOLOMB_RANS
+    # end to end: uniform labels over 1,000 classes (Zipf), where the context model is 0.1 % smaller
+    rng = np.random.default_rng(5)
+    indices = np.sort(rng.choice(1_281_167, 12_812, replace=False)).astype(np.uint64)
+    weights = 1.0 / np.arange(1, 1001)
+    labels = rng.choice(1000, 12_812, p=weights / weights.sum())
+    blob = pladacodec.encode(indices, labels, 1_281_167, n_classes=1000)
+    assert pladacodec.inspect(blob).methods()["labels"] == {"iid-rans": 1}
+    context = pladacodec.encode(indices, labels, 1_281_167, n_classes=1000, label_methods=[S.LABEL_CONTEXT3])
+    assert len(context) <= len(blob)
