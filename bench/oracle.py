@@ -125,16 +125,21 @@ def _logsumexp(a: np.ndarray, axis: int) -> np.ndarray:
     return np.squeeze(top, axis=axis) + np.log(np.sum(np.exp(a - top), axis=axis))
 
 
+def _pick_share(t: float, mean: float, sd: float, noise_sd: float) -> float:
+    """P(r + noise > t) for a relevance r ~ N(mean, sd): the expected share of a folder type's images
+    above the threshold."""
+    return 0.5 * math.erfc((t - mean) / math.hypot(sd, noise_sd) / math.sqrt(2.0))
+
+
 def _threshold(params: WorkloadParams, n_main: int) -> float:
     """The score threshold t at which the expected number of images above it is n_main."""
-    pi_rel = min(params.n_relevant_folders, params.n_folders) / params.n_folders
-    types = ((pi_rel, params.relevance_mean, params.relevance_sd), (1.0 - pi_rel, 0.0, params.background_sd))
+    types = _folder_types(params, params.n_folders, 0, 0.0)  # without a Safety Net t is not used
     lo, hi = -50.0, 50.0
     for _ in range(200):
         t = 0.5 * (lo + hi)
         expected = sum(
-            w * params.n_reference * 0.5 * math.erfc((t - mean) / math.hypot(sd, params.image_noise_sd) / math.sqrt(2.0))
-            for w, mean, sd in types
+            weight * params.n_reference * _pick_share(t, mean, sd, params.image_noise_sd)
+            for weight, mean, sd, _, _ in types
         )
         lo, hi = (t, hi) if expected > n_main else (lo, t)
     return 0.5 * (lo + hi)
@@ -150,7 +155,7 @@ def _folder_types(params: WorkloadParams, n_folders: int, n_safety: int, t: floa
     if n_net:
         mean_size = params.n_reference / n_folders
         net_picks = n_safety / n_net  # per Safety-Net folder, spread over its images
-        main_picks = mean_size * 0.5 * math.erfc(t / math.hypot(params.background_sd, params.image_noise_sd) / math.sqrt(2.0))
+        main_picks = mean_size * _pick_share(t, 0.0, params.background_sd, params.image_noise_sd)
         # a pick there carries the folder's class if it is a Safety-Net pick; read that as a purity
         types.append((n_net / n_folders, 0.0, params.background_sd, min(net_picks / mean_size, 0.5), net_picks / (net_picks + main_picks)))
     types.append(((n_folders - n_relevant - n_net) / n_folders, 0.0, params.background_sd, 0.0, params.background_purity))

@@ -297,8 +297,9 @@ def encode(
     Indices may come in any order; they are sorted together with their labels.
     ``n_classes`` defaults to ``len(class_names)`` or ``max(labels) + 1``.
     ``index_methods`` / ``label_methods`` restrict the coding methods tried
-    (ids from FORMAT.md); by default every method but the superseded ones (index 3,
-    label 2) is tried per block and the smallest kept. The file is stamped with the
+    (ids from FORMAT.md); by default every method but the superseded ones (index 1 and 3,
+    label 1 and 2) is tried per block and the smallest kept, except that a static method is
+    preferred to an adaptive one less than 1 % smaller (FORMAT.md §5). The file is stamped with the
     lowest format minor version that defines every allowed method: pass only 1.0
     methods (index 1-3, label 1-2) to write a file that 1.0 readers decode, or
     ``**methods_for_version("1.3")`` for the best a 1.3 reader decodes.

@@ -77,12 +77,10 @@ METHOD_NAMES = {
 
 def automatic_methods(kind: str, folders: bool = False) -> tuple[int, ...]:
     """The methods the automatic choice tries: every one but the superseded (FORMAT.md §5),
-    and the folder methods only when the writer has a folder layout."""
-    coders = _INDEX_CODERS if kind == "index" else _LABEL_CODERS
-    return tuple(
-        m for m in coders
-        if (kind, m) not in S.SUPERSEDED_METHODS and (folders or (kind, m) not in S.FOLDER_METHODS)
-    )
+    and the folder methods only when the writer has a folder layout (the newest version's
+    :func:`methods_up_to`)."""
+    index_methods, label_methods = methods_up_to(S.VERSION_MINOR, folders)
+    return index_methods if kind == "index" else label_methods
 
 
 def methods_up_to(minor: int, folders: bool = False) -> tuple[tuple[int, ...], tuple[int, ...]]:

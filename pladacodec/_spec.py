@@ -87,14 +87,14 @@ METHOD_MINOR_VERSION = {
 }
 TAG_MINOR_VERSION = {TAG_FOLDERS: 3}  # header fields newer than 1.0
 # Superseded methods: still decoded (forever) and available when forced, but the automatic
-# choice skips them because their successor codes the same model better (FORMAT.md §5, §6).
+# choice skips them because their successor (named here) codes the same model better
+# (FORMAT.md §5, §6); an older version's choice (methods_up_to) skips them only if it defines it.
 SUPERSEDED_BY = {
     ("index", INDEX_CONTEXT): INDEX_CONTEXT2,
     ("label", LABEL_CONTEXT): LABEL_CONTEXT2,
     ("index", INDEX_GOLOMB_ANS): INDEX_GOLOMB_RANS,
     ("label", LABEL_IID_ANS): LABEL_IID_RANS,
 }
-SUPERSEDED_METHODS = set(SUPERSEDED_BY)
 # The reference encoder's speed / size trade (FORMAT.md §5): the static methods decode 3-10x
 # faster than the adaptive context models, so an adaptive method is kept only when it is more
 # than ADAPTIVE_MIN_SAVING smaller than the best static one.
