@@ -57,6 +57,7 @@ _LABEL_CODERS: dict[int, tuple[Callable, Callable]] = {
     S.LABEL_CONTEXT2_FOLDERS: (_context.labels_context2_encode, _context.labels_context2_decode),
     S.LABEL_CONTEXT3: (_context.labels_context3_encode, _context.labels_context3_decode),
     S.LABEL_CONTEXT3_FOLDERS: (_context.labels_context3_encode, _context.labels_context3_decode),
+    S.LABEL_FORGET: (_context.labels_forget_encode, _context.labels_forget_decode),
 }
 METHOD_NAMES = {
     ("index", S.INDEX_GOLOMB_ANS): "golomb-ans",
@@ -72,6 +73,7 @@ METHOD_NAMES = {
     ("label", S.LABEL_CONTEXT2_FOLDERS): "context-ans-2-folders",
     ("label", S.LABEL_CONTEXT3): "context-ans-3",
     ("label", S.LABEL_CONTEXT3_FOLDERS): "context-ans-3-folders",
+    ("label", S.LABEL_FORGET): "forget-rans",
 }
 
 

@@ -11,10 +11,12 @@ size of its token alphabet).
 from __future__ import annotations
 
 import functools
+import struct
 
 import numpy as np
 
 from . import _kernels
+from . import _spec as S
 from ._bytes import Reader, encode_varint
 from ._coders import indices_from_skips, skips_from_indices
 from .errors import PladaFormatError
@@ -30,6 +32,8 @@ __all__ = [
     "labels_context2_decode",
     "labels_context3_encode",
     "labels_context3_decode",
+    "labels_forget_encode",
+    "labels_forget_decode",
 ]
 
 _U32 = np.dtype("<u4")
@@ -171,3 +175,33 @@ def labels_context3_encode(labels: np.ndarray, n_classes: int, indices: np.ndarr
 
 def labels_context3_decode(params: Reader, body: Reader, count: int, n_classes: int, indices: np.ndarray, base: int, folders=None) -> np.ndarray:
     return labels_context2_decode(params, body, count, n_classes, indices, base, folders, gen=1)
+
+
+# --- label method 8 (FORMAT.md §6.7): order 0 with forgetting ----------------------------------
+# The one parameter, h, is the encoder's to choose: it tries each of FORGET_TRIALS and keeps the
+# smallest body (how fast the class mix drifts differs from one selection to the next).
+
+FORGET_TRIALS = (6, 7, 8, 9, 10, 12, 16)
+
+
+def labels_forget_encode(labels: np.ndarray, n_classes: int, indices: np.ndarray, base: int) -> tuple[bytes, bytes]:
+    labels = np.ascontiguousarray(labels, dtype=np.int64)
+    words = np.empty(2 * len(labels) + 2, dtype=np.uint32)
+    best_h, best_words = 0, None
+    for h in FORGET_TRIALS:
+        n_words = _kernels.forget_labels_encode(labels, n_classes, h, words)
+        if best_words is None or n_words < len(best_words):
+            best_h, best_words = h, words[:n_words].copy()
+    return struct.pack(S.FORGET_PARAMS_FORMAT, best_h), encode_varint(len(best_words)) + best_words.astype(_U32, copy=False).tobytes()
+
+
+def labels_forget_decode(params: Reader, body: Reader, count: int, n_classes: int, indices: np.ndarray, base: int) -> np.ndarray:
+    (h,) = params.unpack(S.FORGET_PARAMS_FORMAT, "label method 8 parameters")
+    if not S.FORGET_MIN_BITS <= h <= S.FORGET_MAX_BITS:
+        raise PladaFormatError(f"label method 8: halving exponent {h} outside [{S.FORGET_MIN_BITS}, {S.FORGET_MAX_BITS}]")
+    n_words = body.varint("label stream word count", maximum=body.remaining // 4)
+    words = np.frombuffer(body.take(4 * n_words, "label stream words"), dtype=_U32).astype(np.uint32)
+    out = np.empty(count, dtype=np.int64)
+    if _kernels.forget_labels_decode(words, n_classes, h, out) < 0:
+        raise PladaFormatError("label stream: method 8 stream is inconsistent (wrong count, unused words or a label >= C)")
+    return out

@@ -1425,6 +1425,126 @@ def ctx2_labels_decode(words, skips, n_classes, out, ends, base, folders, gen):
     return 0
 
 
+# --- label method 8 (FORMAT.md §6.7): order 0 with forgetting ---------------------------------
+# One adaptive table over the labels (or the high part, then the low part in the high part's
+# context, for C > 256) whose counts halve whenever they sum to 2^h: the table follows the
+# class mix of the last few hundred labels.  Selections a real teacher makes on a pool stored
+# source by source have no constant label per run (the rank model's strength) but a class mix
+# that drifts from one source to the next.
+
+FORGET_WEIGHT = 2  # one observation against the +1 every label gets (a = 1/2, Krichevsky-Trofimov)
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _forget_step(counts, seen, nxt, freq, cum, lut, c, n_sym, halve_bits):
+    """Count a symbol of context c, then rebuild it if due: points 1, 2, 4, ... up to
+    R = 2^(h - 4), then every R; the counts halve first when they sum to >= 2^h (§6.7)."""
+    seen[c] += 1
+    if seen[c] >= nxt[c]:
+        _forget_rebuild(counts, seen, nxt, freq, cum, lut, c, n_sym, halve_bits)
+
+
+@nb.njit(cache=True, nogil=True)
+def _forget_rebuild(counts, seen, nxt, freq, cum, lut, c, n_sym, halve_bits):
+    total = 0
+    for s in range(n_sym):
+        total += counts[c, s]
+    if total >= (1 << halve_bits):
+        for s in range(n_sym):
+            counts[c, s] = (counts[c, s] + 1) >> 1
+    _rebuild(counts, seen, nxt, freq, cum, lut, c, freq, -1, False, n_sym, RANS2_BITS, FORGET_WEIGHT)
+    step = np.int64(1) << max(halve_bits - 5, 0)
+    s_c = seen[c]
+    nxt[c] = 1 if s_c == 0 else (s_c * 2 if s_c < step else s_c + step)
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _forget_symbol(counts, seen, nxt, freq, cum, lut, c, n_sym, halve_bits, s, decoding, x, wpad, pos, n_words, starts, freqs, m):
+    """Code symbol s (or decode it) with context c's table, then adapt; returns (s, x, pos, m)."""
+    if nxt[c] == 0:
+        _forget_rebuild(counts, seen, nxt, freq, cum, lut, c, n_sym, halve_bits)
+    if decoding:
+        slot = np.int64(x & RANS2_MASK)
+        s = _search2(cum, c, n_sym, slot)
+        x = np.uint64(freq[c, s]) * (x >> np.uint64(RANS2_BITS)) + np.uint64(slot - cum[c, s])
+        x, pos = _renorm(x, wpad, pos, n_words)
+    else:
+        starts[m] = cum[c, s]
+        freqs[m] = freq[c, s]
+        m += 1
+    counts[c, s] += 1
+    _forget_step(counts, seen, nxt, freq, cum, lut, c, n_sym, halve_bits)
+    return s, x, pos, m
+
+
+@nb.njit(cache=True, nogil=True)
+def _labels_forget_run(labels, n_classes, halve_bits, decoding, words, starts, freqs, sizes):
+    """Label method 8's model, shared by encoder and decoder; False on a bad stream."""
+    n = labels.shape[0]
+    split = n_classes > 256
+    n_hi = (n_classes + 255) // 256 if split else 1
+    n_lo = 256 if split else n_classes
+    h_counts, h_seen, h_nxt, h_freq, h_cum, h_lut = _model_new(1, n_hi, 0, False)
+    l_counts, l_seen, l_nxt, l_freq, l_cum, l_lut = _model_new(n_hi, n_lo, 0, False)
+    n_words = words.shape[0]
+    x = RANS_L
+    pos = 0
+    m = 0
+    wpad = np.zeros(n_words + 1 if decoding else 0, dtype=np.uint32)
+    if decoding:
+        if n_words < 2:
+            return False
+        wpad[:n_words] = words
+        x = (np.uint64(words[0]) << np.uint64(32)) | np.uint64(words[1])
+        pos = 2
+        if x < RANS_L or x >= (np.uint64(1) << np.uint64(63)):
+            return False
+    for i in range(n):
+        if pos > n_words:
+            return False
+        label = 0 if decoding else labels[i]
+        hi = label >> 8 if split else 0
+        if split:
+            hi, x, pos, m = _forget_symbol(
+                h_counts, h_seen, h_nxt, h_freq, h_cum, h_lut, 0, n_hi, halve_bits, hi, decoding, x, wpad, pos, n_words, starts, freqs, m
+            )
+        lo, x, pos, m = _forget_symbol(
+            l_counts, l_seen, l_nxt, l_freq, l_cum, l_lut, hi, n_lo, halve_bits, label & 255 if split else label,
+            decoding, x, wpad, pos, n_words, starts, freqs, m,
+        )
+        label = (hi << 8) + lo
+        if label >= n_classes:
+            return False
+        if decoding:
+            labels[i] = label
+    if decoding:
+        if x != RANS_L or pos != n_words:
+            return False
+    sizes[0] = m
+    return True
+
+
+@nb.njit(nb.int64(nb.int64[::1], nb.int64, nb.int64, nb.uint32[::1]), cache=True, nogil=True)
+def forget_labels_encode(labels, n_classes, halve_bits, words):
+    """Label method 8 with halving exponent ``halve_bits``; returns the word count."""
+    n = labels.shape[0]
+    starts = np.empty(2 * n, dtype=np.int32)
+    freqs = np.empty(2 * n, dtype=np.int32)
+    sizes = np.zeros(1, dtype=np.int64)
+    _labels_forget_run(labels, n_classes, halve_bits, False, words, starts, freqs, sizes)
+    return _rans_flush(starts, freqs, sizes[0], words, RANS2_BITS)
+
+
+@nb.njit(nb.int64(nb.uint32[::1], nb.int64, nb.int64, nb.int64[::1]), cache=True, nogil=True)
+def forget_labels_decode(words, n_classes, halve_bits, out):
+    """Inverse of forget_labels_encode; returns 0, or -1 on a bad stream."""
+    dummy = np.zeros(0, dtype=np.int32)
+    sizes = np.zeros(1, dtype=np.int64)
+    if not _labels_forget_run(out, n_classes, halve_bits, True, words, dummy, dummy, sizes):
+        return -1
+    return 0
+
+
 # --- static two-state rANS (FORMAT.md §5.8): index method 5, label method 4 -----------------
 # A fixed table per stream, two interleaved states (entry i uses state i mod 2) so that the
 # decoder's two dependency chains overlap, and a slot table of 2^12 buckets per stream.

@@ -13,7 +13,7 @@ import struct
 # --- FORMAT.md §2 Preamble ---------------------------------------------------
 MAGIC = b"\x89PLADA\r\n"
 VERSION_MAJOR = 1  # the only major version this reader implements
-VERSION_MINOR = 4  # the highest minor version whose fields and methods this reader knows
+VERSION_MINOR = 5  # the highest minor version whose fields and methods this reader knows
 PREAMBLE_FORMAT = "<8sBBHI"  # magic, major, minor, flags, header length
 PREAMBLE_SIZE = struct.calcsize(PREAMBLE_FORMAT)  # 16
 FLAGS_CRITICAL_MASK = 0x00FF  # unknown bits here: refuse the file
@@ -60,9 +60,10 @@ LABEL_IID_RANS = 4  # label method 1's model, coded with the static two-state rA
 LABEL_CONTEXT2_FOLDERS = 5  # method 3 with the folder changes of a known layout as run boundaries (§6.5; v1.3)
 LABEL_CONTEXT3 = 6  # method 3 with finer skip contexts, quicker children, flatter literals (§6.6; v1.4)
 LABEL_CONTEXT3_FOLDERS = 7  # method 6 with method 5's folder boundaries (§6.6; v1.4)
+LABEL_FORGET = 8  # adaptive order-0 rANS whose counts halve at 2^h: follows a drifting class mix (§6.7; v1.5)
 LABEL_METHODS = (
     LABEL_IID_ANS, LABEL_CONTEXT, LABEL_CONTEXT2, LABEL_IID_RANS, LABEL_CONTEXT2_FOLDERS, LABEL_CONTEXT3,
-    LABEL_CONTEXT3_FOLDERS,
+    LABEL_CONTEXT3_FOLDERS, LABEL_FORGET,
 )
 # Methods that need the folder layout named by header tag 10: a file uses them only with it,
 # and a writer tries them only when given a layout.
@@ -84,6 +85,7 @@ METHOD_MINOR_VERSION = {
     ("label", LABEL_CONTEXT2_FOLDERS): 3,
     ("label", LABEL_CONTEXT3): 4,
     ("label", LABEL_CONTEXT3_FOLDERS): 4,
+    ("label", LABEL_FORGET): 5,
 }
 TAG_MINOR_VERSION = {TAG_FOLDERS: 3}  # header fields newer than 1.0
 # Superseded methods: still decoded (forever) and available when forced, but the automatic
@@ -124,6 +126,11 @@ STATIC_BITS = 16  # probability bits of a table over at most STATIC_MAX_SMALL_AL
 STATIC_BITS_LARGE = 20  # ... and over a larger alphabet (up to 65,535 labels in use)
 STATIC_MAX_SMALL_ALPHABET = 4097  # the largest Golomb alphabet: 4,096 quotients + the escape
 STATIC_TWO_STATES_MIN = 4096  # streams of this many symbols or more interleave two states, shorter ones use one
+
+# --- FORMAT.md §6.7 Label method 8 (order 0 with forgetting) -------------------------------
+FORGET_PARAMS_FORMAT = "<B"  # h: the counts of a table halve when they sum to 2^h
+FORGET_MIN_BITS = 4
+FORGET_MAX_BITS = 16
 
 # --- FORMAT.md §8 Limits every reader enforces ----------------------------------
 MAX_N_REFERENCE = 1 << 40

@@ -379,7 +379,7 @@ def test_pack_folders_needs_a_manifest(tmp_path, npz):
     assert_user_error(run_cli(["pack", npz, "-o", tmp_path / "t.plada", "--n-reference", N, "--folders"]), 1, r"--folders needs --reference-manifest")
 
 
-@pytest.mark.parametrize("version", ["1.0", "1.1", "1.2", "1.3", "1.4"])
+@pytest.mark.parametrize("version", ["1.0", "1.1", "1.2", "1.3", "1.4", "1.5"])
 def test_pack_for_an_older_reader(tmp_path, npz, version):
     """--format-version 1.N writes only what a 1.N reader decodes: the file is stamped 1.N or lower."""
     out = tmp_path / "task.plada"

@@ -98,7 +98,7 @@ def test_folders_make_clustered_selections_smaller_and_name_the_layout():
     coded = pladacodec.encode(indices, labels, layout.n_reference, n_classes=10, folders=layout)
     assert len(coded) < len(plain)
     header = pladacodec.read_header(coded)
-    assert header.folders == (layout.n_folders, layout.digest) and header.version == (1, 4)
+    assert header.folders == (layout.n_folders, layout.digest) and header.version == (1, S.VERSION_MINOR)
     index_used, label_used = methods_used(coded, layout)
     assert index_used == {S.INDEX_CONTEXT2_FOLDERS}
     assert label_used and label_used <= {S.LABEL_CONTEXT2_FOLDERS, S.LABEL_CONTEXT3_FOLDERS}

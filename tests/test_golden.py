@@ -94,4 +94,4 @@ def test_frozen_golden_file_still_decodes(path):
 
 
 def test_frozen_golden_files_exist():
-    assert sorted(p.stem for p in FROZEN_DIR.glob("*.plada")) == ["empty-v1.0", "empty-v1.1", "empty-v1.2"]
+    assert sorted(p.stem for p in FROZEN_DIR.glob("*.plada")) == ["empty-v1.0", "empty-v1.1", "empty-v1.2", "empty-v1.4"]

@@ -1,6 +1,6 @@
-"""FORMAT.md §5.3, §5.6, §5.7, §5.9, §6.2, §6.3, §6.5 and §6.6 read literally: an independent decoder
-of every context model (index methods 3, 4 and 6, label methods 2, 3, 5, 6 and 7), in plain Python
-integers, checked against the golden files.
+"""FORMAT.md §5.3, §5.6, §5.7, §5.9, §6.2, §6.3, §6.5, §6.6 and §6.7 read literally: an independent
+decoder of every adaptive model (index methods 3, 4 and 6, label methods 2, 3, 5, 6, 7 and 8), in
+plain Python integers, checked against the golden files.
 
 Nothing here decodes with the library's coders or kernels (the container framing comes from
 test_spec_static.py, which parses it from the spec too; the library only *writes* the files
@@ -384,6 +384,61 @@ def decode_labels(method: int, body, skips: list[int], base: int, n_classes: int
     return labels
 
 
+# --- §6.7 label method 8: order 0 with forgetting ----------------------------------------------
+
+
+class ForgetTable:
+    """§6.7: counts that halve at 2^h, rebuild points 1, 2, 4, ... below R, then every R."""
+
+    def __init__(self, n_symbols: int, h: int) -> None:
+        self.counts = [0] * n_symbols
+        self.h, self.r = h, 1 << max(h - 5, 0)
+        self.seen = 0
+        self.point = 0  # 0: not built yet
+        self.freq: list[int] = []
+        self.cum: list[int] = []
+
+    def build(self) -> None:
+        if sum(self.counts) >= 1 << self.h:
+            self.counts = [(c + 1) >> 1 for c in self.counts]
+        m, a = 1 << 15, len(self.counts)
+        total = 2 * sum(self.counts) + a
+        freq = [1 + (2 * c + 1) * (m - a) // total for c in self.counts]
+        freq[freq.index(max(freq))] += m - sum(freq)
+        self.freq, self.cum = freq, [sum(freq[:s]) for s in range(a + 1)]
+        self.point = 1 if self.point == 0 else (self.point * 2 if self.point < self.r else self.point + self.r)
+
+    def decode(self, stream: Stream) -> int:
+        if self.point == 0:
+            self.build()
+        s = stream.decode(self.freq, self.cum)
+        self.counts[s] += 1
+        self.seen += 1
+        if self.seen >= self.point:
+            self.build()
+        return s
+
+
+def decode_labels_forget(params, body, count: int, n_classes: int) -> list[int]:
+    """Label method 8."""
+    h = params.u8()
+    assert 4 <= h <= 16
+    stream = Stream(read_words(body), 15)
+    if n_classes <= 256:
+        table = ForgetTable(n_classes, h)
+        labels = [table.decode(stream) for _ in range(count)]
+    else:
+        n_hi = -(-n_classes // 256)
+        high, lows = ForgetTable(n_hi, h), [ForgetTable(256, h) for _ in range(n_hi)]
+        labels = []
+        for _ in range(count):
+            hi = high.decode(stream)
+            labels.append((hi << 8) + lows[hi].decode(stream))
+    assert all(label < n_classes for label in labels)
+    stream.finish()
+    return labels
+
+
 # --- the golden files --------------------------------------------------------------------------
 
 CONTEXT_GOLDEN = [
@@ -411,6 +466,9 @@ CONTEXT_GOLDEN = [
     "noisy-l2",
     "noisy-l3",
     "noisy-l6",
+    "index-4-label-8",
+    "clustered-l8-c10",
+    "clustered-l8-c300",
 ]
 
 
@@ -423,15 +481,19 @@ def test_spec_decoder_reads_the_golden_files(name: str):
     starts = folders["starts"] if folders else None
     indices, labels = [], []
     for entries, base, (i_method, i_params, i_body), (l_method, l_params, l_body) in sections(data):
-        assert i_method in (3, 4, 6) and l_method in (2, 3, 5, 6, 7)
+        assert i_method in (3, 4, 6) and l_method in (2, 3, 5, 6, 7, 8)
         skips = decode_gaps(i_method, i_params, i_body, entries, base, starts if i_method == 6 else None)
         assert i_params.pos == len(i_params.data)
         position = base - 1
         for skip in skips:
             position += skip + 1
             indices.append(position)
-        assert l_params.data == b""
-        labels += decode_labels(l_method, l_body, skips, base, expected["n_classes"], starts if l_method in (5, 7) else None)
+        if l_method == 8:
+            labels += decode_labels_forget(l_params, l_body, entries, expected["n_classes"])
+            assert l_params.pos == len(l_params.data)
+        else:
+            assert l_params.data == b""
+            labels += decode_labels(l_method, l_body, skips, base, expected["n_classes"], starts if l_method in (5, 7) else None)
         assert l_body.pos == len(l_body.data)
     assert indices == expected["indices"]
     assert labels == expected["labels"]
@@ -471,3 +533,21 @@ def test_spec_decoder_reads_what_the_encoder_writes(profile, keep, index_method,
         got_labels += decode_labels(l_method, l_body, skips, base, sel.n_classes, layout)
     assert got_indices == [int(x) for x in indices]
     assert got_labels == [int(x) for x in labels]
+
+
+@pytest.mark.parametrize("h", [4, 7, 16])
+def test_spec_decoder_reads_label_method_8_on_real_selections(h, monkeypatch):
+    """§6.7 on what it was made for, the real teacher's selections (bench/data/real), with the
+    halving exponent forced: every 2^h counts halve (h = 4 rebuilds after every label)."""
+    import pladacodec
+    from pladacodec import _context
+    from pladacodec_bench.workloads import real_selections
+
+    monkeypatch.setattr(_context, "FORGET_TRIALS", (h,))
+    for _, _, sel in real_selections()[::3]:
+        data = pladacodec.encode(sel.indices, sel.labels, sel.n_reference, n_classes=sel.n_classes, label_methods=[8])
+        got = []
+        for entries, _, _, (l_method, l_params, l_body) in sections(data):
+            assert l_method == 8 and l_params.data == bytes([h])
+            got += decode_labels_forget(l_params, l_body, entries, sel.n_classes)
+        assert got == [int(x) for x in sel.labels]
