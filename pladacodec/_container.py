@@ -41,6 +41,8 @@ _INDEX_CODERS: dict[int, tuple[Callable, Callable]] = {
     S.INDEX_GOLOMB_RANS: (_coders.indices_golomb_rans_encode, _coders.indices_golomb_rans_decode),
     # folder methods (S.FOLDER_METHODS) take the FolderLayout as one more argument
     S.INDEX_CONTEXT2_FOLDERS: (_context.indices_context2_encode, _context.indices_context2_decode),
+    S.INDEX_CONTEXT3: (_context.indices_context3_encode, _context.indices_context3_decode),
+    S.INDEX_CONTEXT3_FOLDERS: (_context.indices_context3_encode, _context.indices_context3_decode),
 }
 # method id -> (encode(labels, C, indices, base) -> (params, body), decode(params, body, count, C, indices, base))
 _LABEL_CODERS: dict[int, tuple[Callable, Callable]] = {
@@ -66,6 +68,8 @@ METHOD_NAMES = {
     ("index", S.INDEX_CONTEXT2): "context-ans-2",
     ("index", S.INDEX_GOLOMB_RANS): "golomb-rans",
     ("index", S.INDEX_CONTEXT2_FOLDERS): "context-ans-2-folders",
+    ("index", S.INDEX_CONTEXT3): "context-ans-3",
+    ("index", S.INDEX_CONTEXT3_FOLDERS): "context-ans-3-folders",
     ("label", S.LABEL_IID_ANS): "iid-ans",
     ("label", S.LABEL_CONTEXT): "context-ans",
     ("label", S.LABEL_CONTEXT2): "context-ans-2",

@@ -30,6 +30,8 @@ __all__ = [
     "indices_context2_decode",
     "labels_context2_encode",
     "labels_context2_decode",
+    "indices_context3_encode",
+    "indices_context3_decode",
     "labels_context3_encode",
     "labels_context3_decode",
     "labels_forget_encode",
@@ -140,19 +142,19 @@ def _folder_args(folders, base: int) -> tuple[np.ndarray, int, bool]:
     return folders.ends_from(base), base, True
 
 
-def indices_context2_encode(indices: np.ndarray, base: int, folders=None) -> tuple[bytes, bytes]:
+def indices_context2_encode(indices: np.ndarray, base: int, folders=None, gen: int = 0) -> tuple[bytes, bytes]:
     skips = skips_from_indices(indices, base)
     n_tokens = int(_kernels.gap_tokens_needed(skips))
-    args = (*_geo(), *_folder_args(folders, base))
+    args = (*_geo(), *_folder_args(folders, base), gen)
     body = _gaps_encode(skips, lambda s, words, raw, sizes: _kernels.ctx2_gaps_encode(s, n_tokens, words, raw, sizes, *args))
     return encode_varint(n_tokens), body
 
 
-def indices_context2_decode(params: Reader, body: Reader, count: int, base: int, n_reference: int, folders=None) -> np.ndarray:
+def indices_context2_decode(params: Reader, body: Reader, count: int, base: int, n_reference: int, folders=None, gen: int = 0) -> np.ndarray:
     n_tokens = params.varint("token alphabet size", maximum=_kernels.GAP_TOKENS)
     if n_tokens < 1:
         raise PladaFormatError("index stream: token alphabet size must be at least 1")
-    args = (*_geo(), *_folder_args(folders, base))
+    args = (*_geo(), *_folder_args(folders, base), gen)
     return _gaps_decode(body, count, base, n_reference, lambda words, raw, skips: _kernels.ctx2_gaps_decode(words, raw, n_tokens, skips, *args))
 
 
@@ -164,6 +166,17 @@ def labels_context2_encode(labels: np.ndarray, n_classes: int, indices: np.ndarr
 def labels_context2_decode(params: Reader, body: Reader, count: int, n_classes: int, indices: np.ndarray, base: int, folders=None, gen: int = 0) -> np.ndarray:
     args = (*_folder_args(folders, base), gen)
     return _labels_decode(body, count, indices, base, lambda words, skips, out: _kernels.ctx2_labels_decode(words, skips, n_classes, out, *args))
+
+
+# --- index method 7 (FORMAT.md §5.10), and 8 with ``folders``: method 4's kernel, gen 1 -------
+
+
+def indices_context3_encode(indices: np.ndarray, base: int, folders=None) -> tuple[bytes, bytes]:
+    return indices_context2_encode(indices, base, folders, gen=1)
+
+
+def indices_context3_decode(params: Reader, body: Reader, count: int, base: int, n_reference: int, folders=None) -> np.ndarray:
+    return indices_context2_decode(params, body, count, base, n_reference, folders, gen=1)
 
 
 # --- label method 6 (FORMAT.md §6.6), and 7 with ``folders``: method 3's kernel, gen 1 ------

@@ -788,6 +788,18 @@ BOUNDARY_FACTOR = 4
 BOUNDARY_SLACK = 8
 GAP_FRESH_MIN = 4
 GAP_FRESH_MIN_FOLDERS = 2  # index method 6: a boundary is certain, so trust the new folder's density sooner
+GAP_RUN_CAP = 4096  # index methods 7 / 8 (§5.10): a run's density is measured over up to this many skips
+GAP3_DRIFT = 4  # ... unless it differs from the last 16 skips' by this many half-octaves: the run restarts
+GAP3_GEO_SHARE = 3  # ... and a parent's prior is 3/4 the geometric table, 1/4 the grandparent
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _run_level(run_sum, run_n):
+    """§5.10: the half-octave of 16·S'/n + 1, from u = floor(4·(16·S' + n) / n) (no rounding of S')."""
+    u = ((run_sum * np.uint64(GAP_WINDOW) + np.uint64(run_n)) << np.uint64(2)) // np.uint64(run_n)
+    b = _bitlen(u)
+    level = 2 * b + np.int64((u >> np.uint64(b - 2)) & np.uint64(1)) - 4
+    return GAP_LEVELS - 1 if level >= GAP_LEVELS else level
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
@@ -911,18 +923,21 @@ def _geo_row(level, n_tok, lo_surv, hi_surv, out):
 
 
 @nb.njit(cache=True, nogil=True)
-def _gaps_run2(skips, n_tok, decoding, words, raw, starts, freqs, sizes, lo_surv, hi_surv, ends, base):
+def _gaps_run2(skips, n_tok, decoding, words, raw, starts, freqs, sizes, lo_surv, hi_surv, ends, base, gen):
     """The gap model of index method 4, shared by encoder and decoder (see _gaps_run).  With
     ``ends`` (not None) it is index method 6: run boundaries are the folder changes (``ends``:
     the end of the folder holding ``base`` and of every later folder, see _folder_step), not
     the jumps of §5.7.  ``ends is None`` is decided when numba compiles, so method 4's kernel
-    carries none of method 6's work."""
+    carries none of method 6's work.  ``gen`` 1 is index method 7 / 8 (§5.10): the density of
+    the whole run, a restart when it drifts from the last 16 skips', a sharper geometric prior."""
     n = skips.shape[0]
     fold = 0  # with folders: the folder of the previous entry, as a position in ends
     fold_at = np.uint64(base)  # ... and that entry + 1 (the block's base before the first)
     fresh_min = GAP_FRESH_MIN
     if ends is not None:
         fresh_min = GAP_FRESH_MIN_FOLDERS
+    run_cap = GAP_RUN_CAP if gen else GAP_WINDOW
+    geo_share = GAP3_GEO_SHARE if gen else 2  # of 4: the geometric table's share of a parent's prior
     counts, seen, nxt, freq, cum, lut = _model_new(GAP_CONTEXTS, n_tok, CHILD_MIN, True)
     p_counts, p_seen, p_nxt, p_freq, p_cum, p_lut = _model_new(GAP_LEVELS, n_tok, 0, False)
     g_counts, g_seen, g_nxt, g_freq, g_cum, g_lut = _model_new(1, n_tok, 0, False)
@@ -930,7 +945,7 @@ def _gaps_run2(skips, n_tok, decoding, words, raw, starts, freqs, sizes, lo_surv
     prior = np.empty((GAP_LEVELS, n_tok), dtype=np.int32)  # a parent's prior: grandparent + geometric
     ring = np.zeros(GAP_WINDOW, dtype=np.uint64)
     window_sum = np.uint64(0)
-    since = GAP_WINDOW  # skips since the last run boundary (capped), and their sum
+    since = 0 if gen else GAP_WINDOW  # skips since the last run boundary (capped), and their sum
     since_sum = np.uint64(0)
     mag1 = 0
     bitpos = 0
@@ -952,7 +967,15 @@ def _gaps_run2(skips, n_tok, decoding, words, raw, starts, freqs, sizes, lo_surv
         if pos > n_words:  # a refill read past the stream: it is inconsistent, stop early
             return False
         level = _gap_level(window_sum)
-        if fresh_min <= since < GAP_WINDOW:  # a new run: its own density, scaled to 16 skips
+        if gen:
+            if since >= fresh_min:  # the whole run's density (§5.10), unless it drifted
+                run_level = _run_level(since_sum, since)
+                if since < GAP_WINDOW or abs(run_level - level) < GAP3_DRIFT:
+                    level = run_level
+                else:
+                    since = GAP_WINDOW
+                    since_sum = window_sum
+        elif fresh_min <= since < GAP_WINDOW:  # a new run: its own density, scaled to 16 skips
             level = _gap_level(since_sum * np.uint64(GAP_WINDOW) // np.uint64(since))
         c = level * GAP_MAG1_LEVELS + (mag1 if mag1 < GAP_MAG1_LEVELS else GAP_MAG1_LEVELS - 1)
         tok = 0
@@ -970,7 +993,7 @@ def _gaps_run2(skips, n_tok, decoding, words, raw, starts, freqs, sizes, lo_surv
             if g_nxt[0] == 0:
                 _rebuild(g_counts, g_seen, g_nxt, g_freq, g_cum, g_lut, 0, g_freq, -1, False, n_tok, RANS2_BITS, OBSERVATION_WEIGHT)
             for t in range(n_tok):
-                prior[level, t] = (g_freq[0, t] + geo[level, t]) >> 1
+                prior[level, t] = ((4 - geo_share) * g_freq[0, t] + geo_share * geo[level, t]) >> 2
             _rebuild(p_counts, p_seen, p_nxt, p_freq, p_cum, p_lut, level, prior, level, False, n_tok, RANS2_BITS, PRIOR_STRENGTH2)
         own = seen[c] >= CHILD_MIN
         if decoding:
@@ -1011,7 +1034,7 @@ def _gaps_run2(skips, n_tok, decoding, words, raw, starts, freqs, sizes, lo_surv
         p_seen[level] += 1
         if p_seen[level] >= p_nxt[level]:
             for t in range(n_tok):
-                prior[level, t] = (g_freq[0, t] + geo[level, t]) >> 1
+                prior[level, t] = ((4 - geo_share) * g_freq[0, t] + geo_share * geo[level, t]) >> 2
             _rebuild_inline(p_counts, p_seen, p_nxt, p_freq, p_cum, p_lut, level, prior, level, False, n_tok, RANS2_BITS, PRIOR_STRENGTH2)
         if seen[c] >= nxt[c]:
             _rebuild(counts, seen, nxt, freq, cum, lut, c, p_freq, level, True, n_tok, RANS2_BITS, PRIOR_STRENGTH2)
@@ -1039,7 +1062,7 @@ def _gaps_run2(skips, n_tok, decoding, words, raw, starts, freqs, sizes, lo_surv
         if boundary:
             since = 0
             since_sum = np.uint64(0)
-        elif since < GAP_WINDOW:
+        elif since < run_cap:
             since += 1
             since_sum += v
         slot_w = i % GAP_WINDOW
@@ -1071,12 +1094,12 @@ def gap_tokens_needed(skips):
 @nb.njit(
     nb.int64(
         nb.uint64[::1], nb.int64, nb.uint32[::1], nb.uint8[::1], nb.int64[::1], nb.int64[:, ::1], nb.int64[:, ::1],
-        nb.int64[::1], nb.int64, nb.boolean,
+        nb.int64[::1], nb.int64, nb.boolean, nb.int64,
     ),
     cache=True,
     nogil=True,
 )
-def ctx2_gaps_encode(skips, n_tok, words, raw, out_sizes, lo_surv, hi_surv, ends, base, folders):
+def ctx2_gaps_encode(skips, n_tok, words, raw, out_sizes, lo_surv, hi_surv, ends, base, folders, gen):
     """Index method 4, or 6 with ``folders`` (run boundaries at the folder changes ``ends`` gives,
     see _folder_step): tokens + raw low bits; out_sizes = [n_words, n_raw_bits]; -1 if a token >= n_tok."""
     n = skips.shape[0]
@@ -1084,9 +1107,9 @@ def ctx2_gaps_encode(skips, n_tok, words, raw, out_sizes, lo_surv, hi_surv, ends
     freqs = np.empty(n, dtype=np.int32)
     sizes = np.zeros(2, dtype=np.int64)
     if folders:
-        ok = _gaps_run2(skips, n_tok, False, words, raw, starts, freqs, sizes, lo_surv, hi_surv, ends, base)
+        ok = _gaps_run2(skips, n_tok, False, words, raw, starts, freqs, sizes, lo_surv, hi_surv, ends, base, gen)
     else:
-        ok = _gaps_run2(skips, n_tok, False, words, raw, starts, freqs, sizes, lo_surv, hi_surv, None, 0)
+        ok = _gaps_run2(skips, n_tok, False, words, raw, starts, freqs, sizes, lo_surv, hi_surv, None, 0, gen)
     if not ok:
         return -1
     out_sizes[0] = _rans_flush(starts, freqs, sizes[0], words, RANS2_BITS)
@@ -1097,19 +1120,19 @@ def ctx2_gaps_encode(skips, n_tok, words, raw, out_sizes, lo_surv, hi_surv, ends
 @nb.njit(
     nb.int64(
         nb.uint32[::1], nb.uint8[::1], nb.int64, nb.uint64[::1], nb.int64[:, ::1], nb.int64[:, ::1],
-        nb.int64[::1], nb.int64, nb.boolean,
+        nb.int64[::1], nb.int64, nb.boolean, nb.int64,
     ),
     cache=True,
     nogil=True,
 )
-def ctx2_gaps_decode(words, raw, n_tok, out, lo_surv, hi_surv, ends, base, folders):
+def ctx2_gaps_decode(words, raw, n_tok, out, lo_surv, hi_surv, ends, base, folders, gen):
     """Inverse of ctx2_gaps_encode. Returns raw bits consumed, or -1 on a bad stream."""
     dummy = np.zeros(0, dtype=np.int32)
     sizes = np.zeros(2, dtype=np.int64)
     if folders:
-        ok = _gaps_run2(out, n_tok, True, words, raw, dummy, dummy, sizes, lo_surv, hi_surv, ends, base)
+        ok = _gaps_run2(out, n_tok, True, words, raw, dummy, dummy, sizes, lo_surv, hi_surv, ends, base, gen)
     else:
-        ok = _gaps_run2(out, n_tok, True, words, raw, dummy, dummy, sizes, lo_surv, hi_surv, None, 0)
+        ok = _gaps_run2(out, n_tok, True, words, raw, dummy, dummy, sizes, lo_surv, hi_surv, None, 0, gen)
     if not ok:
         return -1
     return sizes[1]

@@ -48,8 +48,11 @@ INDEX_CONTEXT = 3  # adaptive context-model rANS over gap tokens, 12-bit tables 
 INDEX_CONTEXT2 = 4  # the same model at 15 bits, a block-sized alphabet, borrowing children (§5.7; v1.1)
 INDEX_GOLOMB_RANS = 5  # method 1's model, coded with the static two-state rANS (§5.8; v1.2)
 INDEX_CONTEXT2_FOLDERS = 6  # method 4 with the folder changes of a known layout as run boundaries (§5.9; v1.3)
+INDEX_CONTEXT3 = 7  # method 4 measuring a run's density over the whole run, restarting it on drift (§5.10; v1.5)
+INDEX_CONTEXT3_FOLDERS = 8  # method 7 with method 6's folder boundaries (§5.10; v1.5)
 INDEX_METHODS = (
     INDEX_GOLOMB_ANS, INDEX_BITMAP_ANS, INDEX_CONTEXT, INDEX_CONTEXT2, INDEX_GOLOMB_RANS, INDEX_CONTEXT2_FOLDERS,
+    INDEX_CONTEXT3, INDEX_CONTEXT3_FOLDERS,
 )
 
 # Label-section coding methods (FORMAT.md §6).
@@ -67,7 +70,10 @@ LABEL_METHODS = (
 )
 # Methods that need the folder layout named by header tag 10: a file uses them only with it,
 # and a writer tries them only when given a layout.
-FOLDER_METHODS = {("index", INDEX_CONTEXT2_FOLDERS), ("label", LABEL_CONTEXT2_FOLDERS), ("label", LABEL_CONTEXT3_FOLDERS)}
+FOLDER_METHODS = {
+    ("index", INDEX_CONTEXT2_FOLDERS), ("index", INDEX_CONTEXT3_FOLDERS), ("label", LABEL_CONTEXT2_FOLDERS),
+    ("label", LABEL_CONTEXT3_FOLDERS),
+}
 
 # The first minor version that defines each method: a file is stamped with the lowest
 # minor version that knows every method its writer may use (FORMAT.md §2).
@@ -86,6 +92,8 @@ METHOD_MINOR_VERSION = {
     ("label", LABEL_CONTEXT3): 4,
     ("label", LABEL_CONTEXT3_FOLDERS): 4,
     ("label", LABEL_FORGET): 5,
+    ("index", INDEX_CONTEXT3): 5,
+    ("index", INDEX_CONTEXT3_FOLDERS): 5,
 }
 TAG_MINOR_VERSION = {TAG_FOLDERS: 3}  # header fields newer than 1.0
 # Superseded methods: still decoded (forever) and available when forced, but the automatic

@@ -216,19 +216,23 @@ def _clustered_selection(n_classes: int, seed: int) -> tuple[np.ndarray, np.ndar
     return np.concatenate(indices)[order].astype(np.uint64), np.concatenate(labels)[order].astype(np.int64), 200_000
 
 
-def _clustered_case(n_classes: int, seed: int, label_method: int = S.LABEL_CONTEXT2) -> Callable[[], tuple]:
+def _clustered_case(
+    n_classes: int, seed: int, label_method: int = S.LABEL_CONTEXT2, index_method: int = S.INDEX_CONTEXT2
+) -> Callable[[], tuple]:
     """Context-ANS 2 (index 4, label 3; or label 6) over every path: mature contexts, run
     boundaries, literals with excluded candidates (C <= 32) or split in two parts (C > 256)."""
 
     def build():
         indices, labels, n = _clustered_selection(n_classes, seed)
-        kwargs = dict(n_classes=n_classes, index_methods=[S.INDEX_CONTEXT2], label_methods=[label_method])
+        kwargs = dict(n_classes=n_classes, index_methods=[index_method], label_methods=[label_method])
         return indices, labels, n, kwargs
 
     return build
 
 
-def _clustered_folders_case(n_classes: int, seed: int, label_method: int = S.LABEL_CONTEXT2_FOLDERS) -> Callable[[], tuple]:
+def _clustered_folders_case(
+    n_classes: int, seed: int, label_method: int = S.LABEL_CONTEXT2_FOLDERS, index_method: int = S.INDEX_CONTEXT2_FOLDERS
+) -> Callable[[], tuple]:
     """The clustered selections through index method 6 / label method 5 (or 7) over folders of
     400-599 images (a fixed pattern): boundaries inside runs and between them."""
 
@@ -238,7 +242,7 @@ def _clustered_folders_case(n_classes: int, seed: int, label_method: int = S.LAB
         starts = np.concatenate(([0], np.cumsum(sizes)))
         folders = pladacodec.FolderLayout(starts[starts < n], n)
         kwargs = dict(
-            n_classes=n_classes, index_methods=[S.INDEX_CONTEXT2_FOLDERS], label_methods=[label_method],
+            n_classes=n_classes, index_methods=[index_method], label_methods=[label_method],
             folders=folders,
         )
         return indices, labels, n, kwargs
@@ -333,6 +337,11 @@ def golden_cases() -> dict[str, Callable[[], tuple]]:
     # label method 8 (§6.7): one table (C <= 256) and high / low parts (C > 256)
     cases["clustered-l8-c10"] = _clustered_case(10, 7, S.LABEL_FORGET)
     cases["clustered-l8-c300"] = _clustered_case(300, 8, S.LABEL_FORGET)
+    # index methods 7 / 8 (§5.10): long runs, drift restarts, jump and folder boundaries
+    cases["clustered-i7-c10"] = _clustered_case(10, 7, S.LABEL_CONTEXT3, S.INDEX_CONTEXT3)
+    cases["clustered-i7-c300"] = _clustered_case(300, 8, S.LABEL_CONTEXT3, S.INDEX_CONTEXT3)
+    cases["clustered-folders-i8-c10"] = _clustered_folders_case(10, 7, S.LABEL_CONTEXT3_FOLDERS, S.INDEX_CONTEXT3_FOLDERS)
+    cases["clustered-folders-i8-c300"] = _clustered_folders_case(300, 8, S.LABEL_CONTEXT3_FOLDERS, S.INDEX_CONTEXT3_FOLDERS)
     cases["extras"] = _extras_case
     cases["empty"] = _empty_case
     cases["wide"] = _wide_case
@@ -343,6 +352,10 @@ def golden_cases() -> dict[str, Callable[[], tuple]]:
 
 def golden_methods(name: str) -> tuple[int, int] | None:
     """(index method, label method) that a golden case forces, or None for the special cases."""
+    if name.startswith("clustered-folders-i8-"):
+        return S.INDEX_CONTEXT3_FOLDERS, S.LABEL_CONTEXT3_FOLDERS
+    if name.startswith("clustered-i7-"):
+        return S.INDEX_CONTEXT3, S.LABEL_CONTEXT3
     if name.startswith("clustered-folders-l7-"):
         return S.INDEX_CONTEXT2_FOLDERS, S.LABEL_CONTEXT3_FOLDERS
     if name.startswith("clustered-folders-"):

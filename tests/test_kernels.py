@@ -254,11 +254,11 @@ def test_context2_token_alphabet_is_enforced():
     n_tokens = _kernels.gap_tokens_needed(skips)
     geo = _kernels.geo_survivals()
     words, raw, sizes = np.empty(16, np.uint32), np.zeros(64, np.uint8), np.zeros(2, np.int64)
-    assert _kernels.ctx2_gaps_encode(skips, n_tokens - 1, words, raw, sizes, *geo, *NO_FOLDERS) == -1
-    assert _kernels.ctx2_gaps_encode(skips, n_tokens, words, raw, sizes, *geo, *NO_FOLDERS) == 0
+    assert _kernels.ctx2_gaps_encode(skips, n_tokens - 1, words, raw, sizes, *geo, *NO_FOLDERS, 0) == -1
+    assert _kernels.ctx2_gaps_encode(skips, n_tokens, words, raw, sizes, *geo, *NO_FOLDERS, 0) == 0
     out = np.empty(indices.size, np.uint64)
     good_words, good_raw = words[: sizes[0]].copy(), raw[: (sizes[1] + 7) // 8].copy()
-    assert _kernels.ctx2_gaps_decode(good_words, good_raw, n_tokens, out, *geo, *NO_FOLDERS) == sizes[1]
+    assert _kernels.ctx2_gaps_decode(good_words, good_raw, n_tokens, out, *geo, *NO_FOLDERS, 0) == sizes[1]
     assert np.array_equal(out, skips)
     assert _kernels.gap_tokens_needed(np.zeros(0, np.uint64)) == 1
     assert _kernels.gap_tokens_needed(np.array([7], np.uint64)) == 8
@@ -354,7 +354,7 @@ def test_decoders_stop_at_the_first_read_past_their_stream():
     words = np.array([0, 1 << 31], np.uint32)  # a valid initial state (2^31), then nothing
     geo = _kernels.geo_survivals()
     skips = np.full(n, 7, np.uint64)
-    assert _kernels.ctx2_gaps_decode(words, np.zeros(8, np.uint8), 100, skips, *geo, *NO_FOLDERS) == -1
+    assert _kernels.ctx2_gaps_decode(words, np.zeros(8, np.uint8), 100, skips, *geo, *NO_FOLDERS, 0) == -1
     assert (skips[64:] == 7).all()
     for gen in (0, 1):  # label methods 3 and 6
         labels = np.full(n, -5, np.int64)

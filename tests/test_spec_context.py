@@ -195,9 +195,17 @@ def folder_of(starts: list[int], x: int) -> int:
     return lo
 
 
+def run_level(run_sum: int, n: int) -> int:
+    """§5.10: the half-octave of 16·S'/n + 1, from u = floor(4·(16·S' + n) / n)."""
+    u = 4 * (16 * run_sum + n) // n
+    b = bitlen(u)
+    return min(2 * b + ((u >> (b - 2)) & 1) - 4, 39)
+
+
 def decode_gaps(method: int, params, body, count: int, base: int, starts: list[int] | None) -> list[int]:
-    """Index method 3, 4 or 6 (``starts``: the folder layout's first indices)."""
+    """Index method 3, 4, 6, 7 or 8 (``starts``: the folder layout's first indices, for 6 and 8)."""
     v10 = method == 3
+    v15 = method in (7, 8)  # §5.10: the whole run's density, restarts on drift, prior 3/4 geometric
     version = V10 if v10 else V11
     n_tok = 160 if v10 else params.varint()
     words = read_words(body)
@@ -215,16 +223,25 @@ def decode_gaps(method: int, params, body, count: int, base: int, starts: list[i
     def parent_prior(level: int) -> list[int]:
         if v10:  # §5.3: the parent's prior is the grandparent
             return grand.freq
+        if v15:
+            return [(g + 3 * h) // 4 for g, h in zip(grand.freq, geo[level])]
         return [(g + h) // 2 for g, h in zip(grand.freq, geo[level])]
 
     skips: list[int] = []
-    since, since_sum = 16, 0  # no run at the start of a block
+    since, since_sum = (0, 0) if v15 else (16, 0)  # methods 4 / 6: no run at the start of a block
     prev_tok = 0
     x_prev = None
     for i in range(count):
         s16 = sum(skips[-16:])
         level = half_octave(s16 + 1)
-        if not v10 and fresh_min <= since < 16:
+        if v15:
+            if since >= fresh_min:
+                run = run_level(since_sum, since)
+                if since < 16 or abs(run - level) < 4:
+                    level = run
+                else:  # the run drifted from the last 16 skips: restart it from them
+                    since, since_sum = 16, s16
+        elif not v10 and fresh_min <= since < 16:
             level = half_octave(16 * since_sum // since + 1)
         mag = min(prev_tok if prev_tok < 8 else 8 + (prev_tok - 8) // 4, 7) if i else 0
         child, parent = children[level * 8 + mag], parents[level]
@@ -261,7 +278,7 @@ def decode_gaps(method: int, params, body, count: int, base: int, starts: list[i
             boundary = x_prev is not None and folder_of(starts, x) != folder_of(starts, x_prev)
         if boundary:
             since, since_sum = 0, 0
-        elif since < 16:
+        elif since < (4096 if v15 else 16):
             since, since_sum = since + 1, since_sum + v
         skips.append(v)
         prev_tok = tok
@@ -467,6 +484,14 @@ CONTEXT_GOLDEN = [
     "noisy-l3",
     "noisy-l6",
     "index-4-label-8",
+    "index-7-label-6",
+    "index-8-label-7",
+    "index-7-label-3",
+    "index-8-label-5",
+    "clustered-i7-c10",
+    "clustered-i7-c300",
+    "clustered-folders-i8-c10",
+    "clustered-folders-i8-c300",
     "clustered-l8-c10",
     "clustered-l8-c300",
 ]
@@ -481,8 +506,8 @@ def test_spec_decoder_reads_the_golden_files(name: str):
     starts = folders["starts"] if folders else None
     indices, labels = [], []
     for entries, base, (i_method, i_params, i_body), (l_method, l_params, l_body) in sections(data):
-        assert i_method in (3, 4, 6) and l_method in (2, 3, 5, 6, 7, 8)
-        skips = decode_gaps(i_method, i_params, i_body, entries, base, starts if i_method == 6 else None)
+        assert i_method in (3, 4, 6, 7, 8) and l_method in (2, 3, 5, 6, 7, 8)
+        skips = decode_gaps(i_method, i_params, i_body, entries, base, starts if i_method in (6, 8) else None)
         assert i_params.pos == len(i_params.data)
         position = base - 1
         for skip in skips:
@@ -505,7 +530,7 @@ WORKLOADS = [("in1k-c10", 0.1), ("in21k-c200", 0.01), ("in1k-c1000", 0.01), ("un
 
 
 @pytest.mark.parametrize("profile, keep", WORKLOADS)
-@pytest.mark.parametrize("index_method, label_method", [(4, 3), (4, 6), (6, 5), (6, 7)])
+@pytest.mark.parametrize("index_method, label_method", [(4, 3), (4, 6), (6, 5), (6, 7), (7, 6), (8, 7)])
 def test_spec_decoder_reads_what_the_encoder_writes(profile, keep, index_method, label_method):
     """5,000 entries of a benchmark selection, coded by the library with each context pair and read
     by the decoder above: paths the golden files may miss (in1k-c10 @ 10 % found §6.2's mode
@@ -516,7 +541,7 @@ def test_spec_decoder_reads_what_the_encoder_writes(profile, keep, index_method,
     sel = make_selection(profile, keep)
     indices, labels = sel.indices[:5000], sel.labels[:5000]
     starts = folder_starts(profile) if not PROFILES[profile].uniform else np.array([0, sel.n_reference])
-    folders = pladacodec.FolderLayout(starts[:-1], sel.n_reference) if index_method == 6 else None
+    folders = pladacodec.FolderLayout(starts[:-1], sel.n_reference) if index_method in (6, 8) else None
     data = pladacodec.encode(
         indices, labels, sel.n_reference, n_classes=sel.n_classes,
         index_methods=[index_method], label_methods=[label_method], folders=folders,

@@ -115,7 +115,7 @@ def test_reader_refuses_truncated_and_damaged_files(tmp_path):
     "methods, minor",
     [
         ({}, 5),  # the automatic choice may use label method 8 (1.5)
-        ({"label_methods": [3, 4, 6]}, 4),  # the automatic choice of 1.4
+        ({"index_methods": [2, 4, 5], "label_methods": [3, 4, 6]}, 4),  # the automatic choice of 1.4 (no layout)
         ({"index_methods": [5], "label_methods": [8]}, 5),
         ({"index_methods": [4, 5], "label_methods": [3, 4]}, 2),  # the automatic choice of 1.2
         ({"index_methods": [4], "label_methods": [6]}, 4),
