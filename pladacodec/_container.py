@@ -60,6 +60,7 @@ _LABEL_CODERS: dict[int, tuple[Callable, Callable]] = {
     S.LABEL_CONTEXT3: (_context.labels_context3_encode, _context.labels_context3_decode),
     S.LABEL_CONTEXT3_FOLDERS: (_context.labels_context3_encode, _context.labels_context3_decode),
     S.LABEL_FORGET: (_context.labels_forget_encode, _context.labels_forget_decode),
+    S.LABEL_CONTEXT4: (_context.labels_context4_encode, _context.labels_context4_decode),
 }
 METHOD_NAMES = {
     ("index", S.INDEX_GOLOMB_ANS): "golomb-ans",
@@ -78,6 +79,7 @@ METHOD_NAMES = {
     ("label", S.LABEL_CONTEXT3): "context-ans-3",
     ("label", S.LABEL_CONTEXT3_FOLDERS): "context-ans-3-folders",
     ("label", S.LABEL_FORGET): "forget-rans",
+    ("label", S.LABEL_CONTEXT4): "context-ans-4",
 }
 
 

@@ -1154,6 +1154,7 @@ LABEL3_LITERAL_WEIGHT = 1
 LABEL3_COARSE = 3  # parent skip classes: mag < LABEL3_MAG_SMALL, < LABEL3_MAG_MEDIUM, the rest
 LABEL3_MAG_SMALL = 8  # skips below 8
 LABEL3_MAG_MEDIUM = 15  # skips below 1,024
+LABEL4_PREV = 3  # label method 9 (§6.8): the previous entry hit D, or started a run of another label, or neither
 
 
 @nb.njit(cache=True, nogil=True)
@@ -1174,8 +1175,10 @@ def _labels_run2(labels, skips, n_classes, decoding, words, starts, freqs, sizes
     mag_levels = LABEL3_MAG_LEVELS if gen else LABEL_MAG_LEVELS
     child_strength = LABEL3_CHILD_STRENGTH if gen else PRIOR_STRENGTH2
     literal_weight = LABEL3_LITERAL_WEIGHT if gen else OBSERVATION_WEIGHT
-    r_counts, r_seen, r_nxt, r_freq, r_cum, r_lut = _model_new(mag_levels * LABEL_PARENTS, r_sym, 0, False)
-    q_counts, q_seen, q_nxt, q_freq, q_cum, q_lut = _model_new(LABEL_PARENTS * (LABEL3_COARSE if gen else 1), r_sym, 0, False)
+    n_prev = LABEL4_PREV if gen == 2 else 2  # the previous entry's states: hit / not (and a new run, §6.8)
+    per_coarse = LABEL_STRENGTH_LEVELS * n_prev
+    r_counts, r_seen, r_nxt, r_freq, r_cum, r_lut = _model_new(mag_levels * per_coarse, r_sym, 0, False)
+    q_counts, q_seen, q_nxt, q_freq, q_cum, q_lut = _model_new(per_coarse * (LABEL3_COARSE if gen else 1), r_sym, 0, False)
     h_counts, h_seen, h_nxt, h_freq, h_cum, h_lut = _model_new(1, n_hi, 0, True)
     l_counts, l_seen, l_nxt, l_freq, l_cum, l_lut = _model_new(n_hi, n_lo, 0, True)
     x_freq = np.zeros(n_lo, dtype=np.int64)  # the literal table with the candidates excluded
@@ -1187,6 +1190,8 @@ def _labels_run2(labels, skips, n_classes, decoding, words, starts, freqs, sizes
     mode = -1
     mode_count = 0
     prev_hit = 0
+    prev_label = -1  # the block's previous label, and whether it equals the one before (§6.8)
+    prev_same = False
     gap_ring = np.zeros(GAP_WINDOW, dtype=np.uint64)  # the previous 16 skips, for boundary detection
     gap_sum = np.uint64(0)
     n_words = words.shape[0]
@@ -1235,11 +1240,14 @@ def _labels_run2(labels, skips, n_classes, decoding, words, starts, freqs, sizes
         if mag >= mag_levels:
             mag = mag_levels - 1
         strength = (mode_count - 1) * LABEL_STRENGTH_LEVELS // LABEL_WINDOW if mode_count > 0 else 0
-        pc = strength * 2 + prev_hit
-        c = mag * LABEL_PARENTS + pc
+        state = prev_hit
+        if gen == 2 and prev_hit == 0 and prev_same and mode >= 0 and prev_label != mode:
+            state = 2  # label method 9: the last two labels agree on another label than D (§6.8)
+        pc = strength * n_prev + state
+        c = mag * per_coarse + pc
         if gen:  # label method 6 / 7: the parent sees the skip's class too (§6.6)
             coarse = 0 if mag < LABEL3_MAG_SMALL else (1 if mag < LABEL3_MAG_MEDIUM else 2)
-            pc += coarse * LABEL_PARENTS
+            pc += coarse * per_coarse
         label = -1
         r = LABEL_CANDIDATES
         if not decoding:
@@ -1374,6 +1382,8 @@ def _labels_run2(labels, skips, n_classes, decoding, words, starts, freqs, sizes
         if decoding:
             labels[i] = label
         prev_hit = 1 if r == 0 else 0
+        prev_same = label == prev_label
+        prev_label = label
         if recent[0] != label:
             t = LABEL_RECENT - 1
             for q in range(LABEL_RECENT):

@@ -64,9 +64,10 @@ LABEL_CONTEXT2_FOLDERS = 5  # method 3 with the folder changes of a known layout
 LABEL_CONTEXT3 = 6  # method 3 with finer skip contexts, quicker children, flatter literals (§6.6; v1.4)
 LABEL_CONTEXT3_FOLDERS = 7  # method 6 with method 5's folder boundaries (§6.6; v1.4)
 LABEL_FORGET = 8  # adaptive order-0 rANS whose counts halve at 2^h: follows a drifting class mix (§6.7; v1.5)
+LABEL_CONTEXT4 = 9  # method 6 whose contexts also know a new label's run has begun (§6.8; v1.5)
 LABEL_METHODS = (
     LABEL_IID_ANS, LABEL_CONTEXT, LABEL_CONTEXT2, LABEL_IID_RANS, LABEL_CONTEXT2_FOLDERS, LABEL_CONTEXT3,
-    LABEL_CONTEXT3_FOLDERS, LABEL_FORGET,
+    LABEL_CONTEXT3_FOLDERS, LABEL_FORGET, LABEL_CONTEXT4,
 )
 # Methods that need the folder layout named by header tag 10: a file uses them only with it,
 # and a writer tries them only when given a layout.
@@ -94,6 +95,7 @@ METHOD_MINOR_VERSION = {
     ("label", LABEL_FORGET): 5,
     ("index", INDEX_CONTEXT3): 5,
     ("index", INDEX_CONTEXT3_FOLDERS): 5,
+    ("label", LABEL_CONTEXT4): 5,
 }
 TAG_MINOR_VERSION = {TAG_FOLDERS: 3}  # header fields newer than 1.0
 # Superseded methods: still decoded (forever) and available when forced, but the automatic

@@ -334,6 +334,10 @@ def golden_cases() -> dict[str, Callable[[], tuple]]:
     cases["noisy-l2"] = _noisy_case(S.INDEX_CONTEXT, S.LABEL_CONTEXT)
     cases["noisy-l3"] = _noisy_case(S.INDEX_CONTEXT2, S.LABEL_CONTEXT2)
     cases["noisy-l6"] = _noisy_case(S.INDEX_CONTEXT2, S.LABEL_CONTEXT3)
+    # label method 9 (§6.8) on every literal path, after index method 7
+    cases["clustered-l9-c10"] = _clustered_case(10, 7, S.LABEL_CONTEXT4, S.INDEX_CONTEXT3)
+    cases["clustered-l9-c100"] = _clustered_case(100, 9, S.LABEL_CONTEXT4, S.INDEX_CONTEXT3)
+    cases["clustered-l9-c300"] = _clustered_case(300, 8, S.LABEL_CONTEXT4, S.INDEX_CONTEXT3)
     # label method 8 (§6.7): one table (C <= 256) and high / low parts (C > 256)
     cases["clustered-l8-c10"] = _clustered_case(10, 7, S.LABEL_FORGET)
     cases["clustered-l8-c300"] = _clustered_case(300, 8, S.LABEL_FORGET)
@@ -365,6 +369,8 @@ def golden_methods(name: str) -> tuple[int, int] | None:
                 "6": (S.INDEX_CONTEXT2, S.LABEL_CONTEXT3)}[name[-1]]
     if name.startswith("clustered-l6-"):
         return S.INDEX_CONTEXT2, S.LABEL_CONTEXT3
+    if name.startswith("clustered-l9-"):
+        return S.INDEX_CONTEXT3, S.LABEL_CONTEXT4
     if name.startswith("clustered-l8-"):
         return S.INDEX_CONTEXT2, S.LABEL_FORGET
     if name.startswith("clustered-"):

@@ -1,6 +1,6 @@
-"""FORMAT.md §5.3, §5.6, §5.7, §5.9, §6.2, §6.3, §6.5, §6.6 and §6.7 read literally: an independent
-decoder of every adaptive model (index methods 3, 4 and 6, label methods 2, 3, 5, 6, 7 and 8), in
-plain Python integers, checked against the golden files.
+"""FORMAT.md §5.3, §5.6, §5.7, §5.9, §5.10, §6.2, §6.3, §6.5, §6.6, §6.7 and §6.8 read literally: an
+independent decoder of every adaptive model (index methods 3, 4, 6, 7 and 8, label methods 2, 3, 5,
+6, 7, 8 and 9), in plain Python integers, checked against the golden files.
 
 Nothing here decodes with the library's coders or kernels (the container framing comes from
 test_spec_static.py, which parses it from the spec too; the library only *writes* the files
@@ -292,14 +292,15 @@ def decode_gaps(method: int, params, body, count: int, base: int, starts: list[i
 
 
 def decode_labels(method: int, body, skips: list[int], base: int, n_classes: int, starts: list[int] | None) -> list[int]:
-    """Label method 2, 3, 5, 6 or 7 (``starts``: the folder layout's first indices, for 5 and 7)."""
+    """Label method 2, 3, 5, 6, 7 or 9 (``starts``: the folder layout's first indices, for 5 and 7)."""
     v10 = method == 2
-    v14 = method in (6, 7)  # §6.6: 24 magnitudes, 24 parents, children's prior worth 32, literal weight 1
+    v14 = method in (6, 7, 9)  # §6.6: 24 magnitudes, 24 parents, children's prior worth 32, literal weight 1
+    n_h = 3 if method == 9 else 2  # §6.8: hit becomes h, which also knows a new label's run
     version = V10 if v10 else V11
     stream = Stream(read_words(body), version[0])
     mag_cap = 23 if v14 else 11
-    parents = [Table(4, version) for _ in range(24 if v14 else 8)]
-    children = [Table(4, (version[0], 32) if v14 else version) for _ in range((mag_cap + 1) * 8)]
+    parents = [Table(4, version) for _ in range((3 if v14 else 1) * 4 * n_h)]
+    children = [Table(4, (version[0], 32) if v14 else version) for _ in range((mag_cap + 1) * 4 * n_h)]
     split = n_classes > 256
     exclude = n_classes <= 32 and not v10
     n_hi = -(-n_classes // 256)
@@ -333,9 +334,12 @@ def decode_labels(method: int, body, skips: list[int], base: int, n_classes: int
         mag = min(v if v < 8 else bitlen(v) + 4, mag_cap)
         d_count = window.count(mode) if mode is not None else 0
         strength = (d_count - 1) * 4 // 8 if d_count else 0
-        pc = strength * 2 + hit
+        h = hit
+        if n_h == 3 and not hit and len(labels) >= 2 and labels[-1] == labels[-2] and mode is not None and labels[-1] != mode:
+            h = 2  # §6.8: the last two labels agree on another label than D
+        pc = strength * n_h + h
         coarse = (0 if mag < 8 else 1 if mag < 15 else 2) if v14 else 0  # §6.6: the parent sees the skip
-        child, parent = children[mag * 8 + pc], parents[coarse * 8 + pc]
+        child, parent = children[mag * 4 * n_h + pc], parents[coarse * 4 * n_h + pc]
         parent.first_use(None)
         child.first_use(parent.freq)
         r = stream.decode(child.freq, child.cum)
@@ -492,6 +496,11 @@ CONTEXT_GOLDEN = [
     "clustered-i7-c300",
     "clustered-folders-i8-c10",
     "clustered-folders-i8-c300",
+    "index-7-label-9",
+    "index-4-label-9",
+    "clustered-l9-c10",
+    "clustered-l9-c100",
+    "clustered-l9-c300",
     "clustered-l8-c10",
     "clustered-l8-c300",
 ]
@@ -506,7 +515,7 @@ def test_spec_decoder_reads_the_golden_files(name: str):
     starts = folders["starts"] if folders else None
     indices, labels = [], []
     for entries, base, (i_method, i_params, i_body), (l_method, l_params, l_body) in sections(data):
-        assert i_method in (3, 4, 6, 7, 8) and l_method in (2, 3, 5, 6, 7, 8)
+        assert i_method in (3, 4, 6, 7, 8) and l_method in (2, 3, 5, 6, 7, 8, 9)
         skips = decode_gaps(i_method, i_params, i_body, entries, base, starts if i_method in (6, 8) else None)
         assert i_params.pos == len(i_params.data)
         position = base - 1
@@ -530,7 +539,7 @@ WORKLOADS = [("in1k-c10", 0.1), ("in21k-c200", 0.01), ("in1k-c1000", 0.01), ("un
 
 
 @pytest.mark.parametrize("profile, keep", WORKLOADS)
-@pytest.mark.parametrize("index_method, label_method", [(4, 3), (4, 6), (6, 5), (6, 7), (7, 6), (8, 7)])
+@pytest.mark.parametrize("index_method, label_method", [(4, 3), (4, 6), (6, 5), (6, 7), (7, 6), (8, 7), (7, 9)])
 def test_spec_decoder_reads_what_the_encoder_writes(profile, keep, index_method, label_method):
     """5,000 entries of a benchmark selection, coded by the library with each context pair and read
     by the decoder above: paths the golden files may miss (in1k-c10 @ 10 % found §6.2's mode
