@@ -1466,48 +1466,37 @@ def ctx2_labels_decode(words, skips, n_classes, out, ends, base, folders, gen):
 # that drifts from one source to the next.
 
 FORGET_WEIGHT = 2  # one observation against the +1 every label gets (a = 1/2, Krichevsky-Trofimov)
-
-
-@nb.njit(cache=True, nogil=True, inline="always")
-def _forget_step(counts, seen, nxt, freq, cum, lut, c, n_sym, halve_bits):
-    """Count a symbol of context c, then rebuild it if due: points 1, 2, 4, ... up to
-    R = 2^(h - 4), then every R; the counts halve first when they sum to >= 2^h (§6.7)."""
-    seen[c] += 1
-    if seen[c] >= nxt[c]:
-        _forget_rebuild(counts, seen, nxt, freq, cum, lut, c, n_sym, halve_bits)
+FORGET_LUT_STEP = 64  # tables rebuilt every >= this many labels (h >= 11) decode through a slot table
 
 
 @nb.njit(cache=True, nogil=True)
 def _forget_rebuild(counts, seen, nxt, freq, cum, lut, c, n_sym, halve_bits):
+    """Rebuild context c (§6.7): halve its counts first if they sum to >= 2^h, then set its next
+    rebuild point: 1, 2, 4, ... up to R = 2^(h - 5), then every R."""
     total = 0
     for s in range(n_sym):
         total += counts[c, s]
     if total >= (1 << halve_bits):
         for s in range(n_sym):
             counts[c, s] = (counts[c, s] + 1) >> 1
-    _rebuild(counts, seen, nxt, freq, cum, lut, c, freq, -1, False, n_sym, RANS2_BITS, FORGET_WEIGHT)
     step = np.int64(1) << max(halve_bits - 5, 0)
+    # the slot table (LUT_READY, see _rebuild) pays for itself only when rebuilds are rare
+    _rebuild(counts, seen, nxt, freq, cum, lut, c, freq, -1, step >= FORGET_LUT_STEP, n_sym, RANS2_BITS, FORGET_WEIGHT)
     s_c = seen[c]
     nxt[c] = 1 if s_c == 0 else (s_c * 2 if s_c < step else s_c + step)
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
-def _forget_symbol(counts, seen, nxt, freq, cum, lut, c, n_sym, halve_bits, s, decoding, x, wpad, pos, n_words, starts, freqs, m):
-    """Code symbol s (or decode it) with context c's table, then adapt; returns (s, x, pos, m)."""
-    if nxt[c] == 0:
-        _forget_rebuild(counts, seen, nxt, freq, cum, lut, c, n_sym, halve_bits)
-    if decoding:
-        slot = np.int64(x & RANS2_MASK)
-        s = _search2(cum, c, n_sym, slot)
-        x = np.uint64(freq[c, s]) * (x >> np.uint64(RANS2_BITS)) + np.uint64(slot - cum[c, s])
-        x, pos = _renorm(x, wpad, pos, n_words)
+def _forget_find(cum, lut, nxt, c, n_sym, slot, with_lut):
+    """The symbol of context c whose range holds ``slot``: through the slot table once the last
+    rebuild filled it (LUT_READY), else by binary search."""
+    if with_lut and nxt[c] >= LUT_READY:
+        s = np.int64(lut[c, slot >> LUT2_SHIFT])
+        while cum[c, s + 1] <= slot:
+            s += 1
     else:
-        starts[m] = cum[c, s]
-        freqs[m] = freq[c, s]
-        m += 1
-    counts[c, s] += 1
-    _forget_step(counts, seen, nxt, freq, cum, lut, c, n_sym, halve_bits)
-    return s, x, pos, m
+        s = _search2(cum, c, n_sym, slot)
+    return s
 
 
 @nb.njit(cache=True, nogil=True)
@@ -1517,8 +1506,9 @@ def _labels_forget_run(labels, n_classes, halve_bits, decoding, words, starts, f
     split = n_classes > 256
     n_hi = (n_classes + 255) // 256 if split else 1
     n_lo = 256 if split else n_classes
-    h_counts, h_seen, h_nxt, h_freq, h_cum, h_lut = _model_new(1, n_hi, 0, False)
-    l_counts, l_seen, l_nxt, l_freq, l_cum, l_lut = _model_new(n_hi, n_lo, 0, False)
+    with_lut = (np.int64(1) << max(halve_bits - 5, 0)) >= FORGET_LUT_STEP
+    h_counts, h_seen, h_nxt, h_freq, h_cum, h_lut = _model_new(1, n_hi, 0, with_lut)
+    l_counts, l_seen, l_nxt, l_freq, l_cum, l_lut = _model_new(n_hi, n_lo, 0, with_lut)
     n_words = words.shape[0]
     x = RANS_L
     pos = 0
@@ -1536,15 +1526,41 @@ def _labels_forget_run(labels, n_classes, halve_bits, decoding, words, starts, f
         if pos > n_words:
             return False
         label = 0 if decoding else labels[i]
-        hi = label >> 8 if split else 0
-        if split:
-            hi, x, pos, m = _forget_symbol(
-                h_counts, h_seen, h_nxt, h_freq, h_cum, h_lut, 0, n_hi, halve_bits, hi, decoding, x, wpad, pos, n_words, starts, freqs, m
-            )
-        lo, x, pos, m = _forget_symbol(
-            l_counts, l_seen, l_nxt, l_freq, l_cum, l_lut, hi, n_lo, halve_bits, label & 255 if split else label,
-            decoding, x, wpad, pos, n_words, starts, freqs, m,
-        )
+        hi = 0
+        if split:  # the high part, in one context
+            if h_nxt[0] == 0:
+                _forget_rebuild(h_counts, h_seen, h_nxt, h_freq, h_cum, h_lut, 0, n_hi, halve_bits)
+            if decoding:
+                slot = np.int64(x & RANS2_MASK)
+                hi = _forget_find(h_cum, h_lut, h_nxt, 0, n_hi, slot, with_lut)
+                x = np.uint64(h_freq[0, hi]) * (x >> np.uint64(RANS2_BITS)) + np.uint64(slot - h_cum[0, hi])
+                x, pos = _renorm(x, wpad, pos, n_words)
+            else:
+                hi = label >> 8
+                starts[m] = h_cum[0, hi]
+                freqs[m] = h_freq[0, hi]
+                m += 1
+            h_counts[0, hi] += 1
+            h_seen[0] += 1
+            if h_seen[0] >= h_nxt[0]:
+                _forget_rebuild(h_counts, h_seen, h_nxt, h_freq, h_cum, h_lut, 0, n_hi, halve_bits)
+        # the label, or its low part in the high part's context
+        if l_nxt[hi] == 0:
+            _forget_rebuild(l_counts, l_seen, l_nxt, l_freq, l_cum, l_lut, hi, n_lo, halve_bits)
+        if decoding:
+            slot = np.int64(x & RANS2_MASK)
+            lo = _forget_find(l_cum, l_lut, l_nxt, hi, n_lo, slot, with_lut)
+            x = np.uint64(l_freq[hi, lo]) * (x >> np.uint64(RANS2_BITS)) + np.uint64(slot - l_cum[hi, lo])
+            x, pos = _renorm(x, wpad, pos, n_words)
+        else:
+            lo = label & 255 if split else label
+            starts[m] = l_cum[hi, lo]
+            freqs[m] = l_freq[hi, lo]
+            m += 1
+        l_counts[hi, lo] += 1
+        l_seen[hi] += 1
+        if l_seen[hi] >= l_nxt[hi]:
+            _forget_rebuild(l_counts, l_seen, l_nxt, l_freq, l_cum, l_lut, hi, n_lo, halve_bits)
         label = (hi << 8) + lo
         if label >= n_classes:
             return False
