@@ -210,13 +210,21 @@ def labels_context4_decode(params: Reader, body: Reader, count: int, n_classes: 
 # smallest body (how fast the class mix drifts differs from one selection to the next).
 
 FORGET_TRIALS = (6, 7, 8, 9, 10, 12, 16)
+FORGET_MAX_REBUILD_COST = 8  # ... skipping those whose tables would be rebuilt at more than 8 symbols per label
+
+
+def forget_trials(n_classes: int) -> list[int]:
+    """The halving exponents the encoder tries for ``n_classes``: a table of A symbols rebuilt every
+    2^(h - 5) labels costs A / 2^(h - 5) symbol updates per label, in the encoder and the decoder."""
+    alphabet = 256 if n_classes > 256 else n_classes
+    return [h for h in FORGET_TRIALS if alphabet <= FORGET_MAX_REBUILD_COST << max(h - 5, 0)] or [FORGET_TRIALS[-1]]
 
 
 def labels_forget_encode(labels: np.ndarray, n_classes: int, indices: np.ndarray, base: int) -> tuple[bytes, bytes]:
     labels = np.ascontiguousarray(labels, dtype=np.int64)
     words = np.empty(2 * len(labels) + 2, dtype=np.uint32)
     best_h, best_words = 0, None
-    for h in FORGET_TRIALS:
+    for h in forget_trials(n_classes):
         n_words = _kernels.forget_labels_encode(labels, n_classes, h, words)
         if best_words is None or n_words < len(best_words):
             best_h, best_words = h, words[:n_words].copy()
