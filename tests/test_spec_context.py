@@ -571,17 +571,22 @@ def test_spec_decoder_reads_what_the_encoder_writes(profile, keep, index_method,
 
 @pytest.mark.parametrize("h", [4, 7, 16])
 def test_spec_decoder_reads_label_method_8_on_real_selections(h, monkeypatch):
-    """§6.7 on what it was made for, the real teacher's selections (bench/data/real), with the
-    halving exponent forced: every 2^h counts halve (h = 4 rebuilds after every label)."""
+    """§6.7 on what it was made for, the real teacher's selections (bench/data/real), and on 300
+    classes (high and low parts), with the halving exponent forced: every 2^h counts halve (h = 4
+    rebuilds after every label; the encoder alone would not try it)."""
     import pladacodec
     from pladacodec import _context
     from pladacodec_bench.workloads import real_selections
 
+    from common import _clustered_selection
+
     monkeypatch.setattr(_context, "FORGET_TRIALS", (h,))
-    for _, _, sel in real_selections()[::3]:
-        data = pladacodec.encode(sel.indices, sel.labels, sel.n_reference, n_classes=sel.n_classes, label_methods=[8])
+    cases = [(sel.indices, sel.labels, sel.n_reference, sel.n_classes) for _, _, sel in real_selections()[::3]]
+    cases.append((*_clustered_selection(300, 8), 300))  # high and low parts (C > 256)
+    for indices, labels, n_reference, n_classes in cases:
+        data = pladacodec.encode(indices, labels, n_reference, n_classes=n_classes, label_methods=[8])
         got = []
         for entries, _, _, (l_method, l_params, l_body) in sections(data):
             assert l_method == 8 and l_params.data == bytes([h])
-            got += decode_labels_forget(l_params, l_body, entries, sel.n_classes)
-        assert got == [int(x) for x in sel.labels]
+            got += decode_labels_forget(l_params, l_body, entries, n_classes)
+        assert got == [int(x) for x in labels]
