@@ -822,6 +822,25 @@ def _folder_step(ends, f, at, v, i):
     return moved and i > 0, f, x + np.uint64(1)
 
 
+@nb.njit(cache=True, nogil=True)
+def _stream_open(words, decoding):
+    """(wpad, x, pos) to start the §5.6 decoder on ``words``: the words plus one zero (see _renorm),
+    the initial state (the first two words, high first) and the next word; pos = -1 if the stream
+    cannot start (fewer than two words, or a state outside [2^31, 2^63)).  An encoder starts at
+    x = 2^31 and needs no words."""
+    n_words = words.shape[0]
+    wpad = np.zeros(n_words + 1 if decoding else 0, dtype=np.uint32)
+    if not decoding:
+        return wpad, RANS_L, 0
+    if n_words < 2:
+        return wpad, RANS_L, -1
+    wpad[:n_words] = words
+    x = (np.uint64(words[0]) << np.uint64(32)) | np.uint64(words[1])
+    if x < RANS_L or x >= (np.uint64(1) << np.uint64(63)):
+        return wpad, x, -1
+    return wpad, x, 2
+
+
 @nb.njit(cache=True, nogil=True, inline="always")
 def _renorm(x, wpad, pos, n_words):
     """Refill the rANS state from ``wpad`` (the words plus one zero) without a branch; a read
@@ -951,18 +970,10 @@ def _gaps_run2(skips, n_tok, decoding, words, raw, starts, freqs, sizes, lo_surv
     bitpos = 0
     raw_bits = raw.shape[0] * 8
     n_words = words.shape[0]
-    x = RANS_L
-    pos = 0
     m = 0
-    wpad = np.zeros(n_words + 1 if decoding else 0, dtype=np.uint32)
-    if decoding:
-        if n_words < 2:
-            return False
-        wpad[:n_words] = words
-        x = (np.uint64(words[0]) << np.uint64(32)) | np.uint64(words[1])
-        pos = 2
-        if x < RANS_L or x >= (np.uint64(1) << np.uint64(63)):
-            return False
+    wpad, x, pos = _stream_open(words, decoding)
+    if pos < 0:
+        return False
     for i in range(n):
         if pos > n_words:  # a refill read past the stream: it is inconsistent, stop early
             return False
@@ -1195,18 +1206,10 @@ def _labels_run2(labels, skips, n_classes, decoding, words, starts, freqs, sizes
     gap_ring = np.zeros(GAP_WINDOW, dtype=np.uint64)  # the previous 16 skips, for boundary detection
     gap_sum = np.uint64(0)
     n_words = words.shape[0]
-    x = RANS_L
-    pos = 0
     m = 0
-    wpad = np.zeros(n_words + 1 if decoding else 0, dtype=np.uint32)
-    if decoding:
-        if n_words < 2:
-            return False
-        wpad[:n_words] = words
-        x = (np.uint64(words[0]) << np.uint64(32)) | np.uint64(words[1])
-        pos = 2
-        if x < RANS_L or x >= (np.uint64(1) << np.uint64(63)):
-            return False
+    wpad, x, pos = _stream_open(words, decoding)
+    if pos < 0:
+        return False
     for i in range(n):
         if pos > n_words:  # a refill read past the stream: it is inconsistent, stop early
             return False
@@ -1510,18 +1513,10 @@ def _labels_forget_run(labels, n_classes, halve_bits, decoding, words, starts, f
     h_counts, h_seen, h_nxt, h_freq, h_cum, h_lut = _model_new(1, n_hi, 0, with_lut)
     l_counts, l_seen, l_nxt, l_freq, l_cum, l_lut = _model_new(n_hi, n_lo, 0, with_lut)
     n_words = words.shape[0]
-    x = RANS_L
-    pos = 0
     m = 0
-    wpad = np.zeros(n_words + 1 if decoding else 0, dtype=np.uint32)
-    if decoding:
-        if n_words < 2:
-            return False
-        wpad[:n_words] = words
-        x = (np.uint64(words[0]) << np.uint64(32)) | np.uint64(words[1])
-        pos = 2
-        if x < RANS_L or x >= (np.uint64(1) << np.uint64(63)):
-            return False
+    wpad, x, pos = _stream_open(words, decoding)
+    if pos < 0:
+        return False
     for i in range(n):
         if pos > n_words:
             return False
