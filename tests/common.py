@@ -354,27 +354,26 @@ def golden_cases() -> dict[str, Callable[[], tuple]]:
     return cases
 
 
+_GOLDEN_PREFIX_METHODS = (
+    ("clustered-folders-i8-", (S.INDEX_CONTEXT3_FOLDERS, S.LABEL_CONTEXT3_FOLDERS)),
+    ("clustered-folders-l7-", (S.INDEX_CONTEXT2_FOLDERS, S.LABEL_CONTEXT3_FOLDERS)),
+    ("clustered-folders-", (S.INDEX_CONTEXT2_FOLDERS, S.LABEL_CONTEXT2_FOLDERS)),
+    ("clustered-i7-", (S.INDEX_CONTEXT3, S.LABEL_CONTEXT3)),
+    ("clustered-l6-", (S.INDEX_CONTEXT2, S.LABEL_CONTEXT3)),
+    ("clustered-l8-", (S.INDEX_CONTEXT2, S.LABEL_FORGET)),
+    ("clustered-l9-", (S.INDEX_CONTEXT3, S.LABEL_CONTEXT4)),
+    ("clustered-", (S.INDEX_CONTEXT2, S.LABEL_CONTEXT2)),
+    ("noisy-l2", (S.INDEX_CONTEXT, S.LABEL_CONTEXT)),
+    ("noisy-l3", (S.INDEX_CONTEXT2, S.LABEL_CONTEXT2)),
+    ("noisy-l6", (S.INDEX_CONTEXT2, S.LABEL_CONTEXT3)),
+)
+
+
 def golden_methods(name: str) -> tuple[int, int] | None:
     """(index method, label method) that a golden case forces, or None for the special cases."""
-    if name.startswith("clustered-folders-i8-"):
-        return S.INDEX_CONTEXT3_FOLDERS, S.LABEL_CONTEXT3_FOLDERS
-    if name.startswith("clustered-i7-"):
-        return S.INDEX_CONTEXT3, S.LABEL_CONTEXT3
-    if name.startswith("clustered-folders-l7-"):
-        return S.INDEX_CONTEXT2_FOLDERS, S.LABEL_CONTEXT3_FOLDERS
-    if name.startswith("clustered-folders-"):
-        return S.INDEX_CONTEXT2_FOLDERS, S.LABEL_CONTEXT2_FOLDERS
-    if name.startswith("noisy-l"):
-        return {"2": (S.INDEX_CONTEXT, S.LABEL_CONTEXT), "3": (S.INDEX_CONTEXT2, S.LABEL_CONTEXT2),
-                "6": (S.INDEX_CONTEXT2, S.LABEL_CONTEXT3)}[name[-1]]
-    if name.startswith("clustered-l6-"):
-        return S.INDEX_CONTEXT2, S.LABEL_CONTEXT3
-    if name.startswith("clustered-l9-"):
-        return S.INDEX_CONTEXT3, S.LABEL_CONTEXT4
-    if name.startswith("clustered-l8-"):
-        return S.INDEX_CONTEXT2, S.LABEL_FORGET
-    if name.startswith("clustered-"):
-        return S.INDEX_CONTEXT2, S.LABEL_CONTEXT2
+    for prefix, methods in _GOLDEN_PREFIX_METHODS:  # the most specific prefix first
+        if name.startswith(prefix):
+            return methods
     for i in S.INDEX_METHODS:
         for c in S.LABEL_METHODS:
             if name == golden_method_name(i, c):
