@@ -1,11 +1,11 @@
-"""Context-model coders (FORMAT.md §5.3 and §6.2): adaptive multi-symbol rANS.
+"""Adaptive coders (FORMAT.md §5.3, §5.7, §5.9, §5.10, §6.2, §6.3, §6.5-§6.8): multi-symbol rANS.
 
-Both run entirely in the numba kernels of :mod:`pladacodec._kernels`; this
+All run entirely in the numba kernels of :mod:`pladacodec._kernels`; this
 module sizes the buffers, frames the streams and turns kernel status codes
-into :class:`~pladacodec.PladaFormatError`.  There are no parameters: the
-models start from fixed tables and adapt with integer counts, so the section
-costs nothing beyond its words and raw bits (index method 4 adds one varint: the
-size of its token alphabet).
+into :class:`~pladacodec.PladaFormatError`.  The models start from fixed tables
+and adapt with integer counts, so a section costs little beyond its words and raw
+bits: index methods 4 and 6-8 add one varint (the size of their token alphabet),
+label method 8 one byte (its halving exponent, which the encoder picks).
 """
 
 from __future__ import annotations
@@ -235,9 +235,4 @@ def labels_forget_decode(params: Reader, body: Reader, count: int, n_classes: in
     (h,) = params.unpack(S.FORGET_PARAMS_FORMAT, "label method 8 parameters")
     if not S.FORGET_MIN_BITS <= h <= S.FORGET_MAX_BITS:
         raise PladaFormatError(f"label method 8: halving exponent {h} outside [{S.FORGET_MIN_BITS}, {S.FORGET_MAX_BITS}]")
-    n_words = body.varint("label stream word count", maximum=body.remaining // 4)
-    words = np.frombuffer(body.take(4 * n_words, "label stream words"), dtype=_U32).astype(np.uint32)
-    out = np.empty(count, dtype=np.int64)
-    if _kernels.forget_labels_decode(words, n_classes, h, out) < 0:
-        raise PladaFormatError("label stream: method 8 stream is inconsistent (wrong count, unused words or a label >= C)")
-    return out
+    return _labels_decode(body, count, indices, base, lambda words, skips, out: _kernels.forget_labels_decode(words, n_classes, h, out))
