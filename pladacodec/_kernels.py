@@ -185,11 +185,14 @@ def _model_new(n_ctx, n_sym, first, with_lut):
 
 
 @nb.njit(cache=True, nogil=True)
-def _rebuild(counts, seen, nxt, freq, cum, lut, c, pfreq, pc, with_lut, n_sym, bits, strength):
+def _rebuild(counts, seen, nxt, freq, cum, lut, c, pfreq, pc, with_lut, n_sym, bits, strength,
+             halve_at=HALVE_AT, step=REBUILD_STEP):
     """Quantise context c's counts over its first n_sym symbols (plus the prior table pfreq[pc],
     worth ``strength`` observations, if pc >= 0) to a table summing to M = 2^bits (§5.6).
     Without a prior (pc < 0), ``strength`` is the weight of one observation against the +1 every
     symbol gets: OBSERVATION_WEIGHT, except label method 6 / 7's literal tables (§6.6).
+    The counts halve first when they sum to ``halve_at``; the next rebuild point doubles up to
+    ``step``, then grows by ``step`` (§5.6: 2^16 and 1,024; label method 8: 2^h and 2^(h - 5)).
 
     With ``with_lut``, once the context has seen LUT_MIN_SEEN symbols, ``lut[c, j]`` becomes
     the symbol holding slot ``j << (bits - 12)`` (every slot when bits = 12).
@@ -198,7 +201,7 @@ def _rebuild(counts, seen, nxt, freq, cum, lut, c, pfreq, pc, with_lut, n_sym, b
     total = np.int64(0)
     for s in range(n_sym):
         total += np.int64(counts[c, s])
-    if total >= HALVE_AT:
+    if total >= halve_at:
         total = 0
         for s in range(n_sym):
             counts[c, s] = (counts[c, s] + 1) >> 1
@@ -238,7 +241,7 @@ def _rebuild(counts, seen, nxt, freq, cum, lut, c, pfreq, pc, with_lut, n_sym, b
     if seen_c == 0:
         nxt[c] = 1
     else:
-        nxt[c] = seen_c * 2 if seen_c < REBUILD_STEP else seen_c + REBUILD_STEP
+        nxt[c] = seen_c * 2 if seen_c < step else seen_c + step
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
@@ -1474,19 +1477,12 @@ FORGET_LUT_STEP = 64  # tables rebuilt every >= this many labels (h >= 11) decod
 
 @nb.njit(cache=True, nogil=True)
 def _forget_rebuild(counts, seen, nxt, freq, cum, lut, c, n_sym, halve_bits):
-    """Rebuild context c (§6.7): halve its counts first if they sum to >= 2^h, then set its next
-    rebuild point: 1, 2, 4, ... up to R = 2^(h - 5), then every R."""
-    total = 0
-    for s in range(n_sym):
-        total += counts[c, s]
-    if total >= (1 << halve_bits):
-        for s in range(n_sym):
-            counts[c, s] = (counts[c, s] + 1) >> 1
+    """Rebuild context c (§6.7): §5.6's rebuild with counts that halve at 2^h and rebuild points
+    1, 2, 4, ... up to R = 2^(h - 5), then every R; a slot table (LUT_READY, see _rebuild) only
+    when rebuilds are rare enough to pay for it."""
     step = np.int64(1) << max(halve_bits - 5, 0)
-    # the slot table (LUT_READY, see _rebuild) pays for itself only when rebuilds are rare
-    _rebuild(counts, seen, nxt, freq, cum, lut, c, freq, -1, step >= FORGET_LUT_STEP, n_sym, RANS2_BITS, FORGET_WEIGHT)
-    s_c = seen[c]
-    nxt[c] = 1 if s_c == 0 else (s_c * 2 if s_c < step else s_c + step)
+    _rebuild(counts, seen, nxt, freq, cum, lut, c, freq, -1, step >= FORGET_LUT_STEP, n_sym, RANS2_BITS,
+             FORGET_WEIGHT, np.int64(1) << halve_bits, step)
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
