@@ -162,16 +162,18 @@ PRIOR_STRENGTH = 64  # the parent table is worth this many observations
 REBUILD_STEP = 1024
 HALVE_AT = 1 << 16
 LUT_MIN_SEEN = 256  # young contexts decode by binary search; the slot->symbol table pays off later
-LUT_SIZE = 1 << 12  # slot -> symbol entries per context (methods 4 / 3: buckets of 8 slots)
+LUT_SIZE = 1 << 12  # slot -> symbol entries per context of a 2^12 table (methods 2 / 3: one per slot)
 LUT_READY = 2 * LUT_MIN_SEEN  # nxt >= this <=> the last rebuild filled the table
 
 
 @nb.njit(cache=True, nogil=True)
-def _model_new(n_ctx, n_sym, first, with_lut):
+def _model_new(n_ctx, n_sym, first, with_lut, lut_size=LUT_SIZE):
     """Adaptive tables for n_ctx contexts over n_sym symbols; a context is first built when its
     ``seen`` reaches ``first`` (0: on first use).  Without ``with_lut`` (the model never asks
     _rebuild for slot tables) the slot table is a placeholder: a small block then does not pay
-    for allocating 4 KiB per context it will not use."""
+    for allocating a table per context it will not use.  ``lut_size`` (a power of two) sets the
+    slot table's resolution: _rebuild fills bucket ``j`` with the symbol holding slot
+    ``j * M / lut_size``."""
     counts = np.zeros((n_ctx, n_sym), dtype=np.int32)
     seen = np.zeros(n_ctx, dtype=np.int64)
     nxt = np.full(n_ctx, first, dtype=np.int64)
@@ -180,7 +182,7 @@ def _model_new(n_ctx, n_sym, first, with_lut):
     # the fixed cost of small blocks low.
     freq = np.empty((n_ctx, n_sym), dtype=np.int32)
     cum = np.empty((n_ctx, n_sym + 1), dtype=np.int32)  # cum[c, n_sym] = M after a rebuild
-    lut = np.empty((n_ctx if with_lut else 1, LUT_SIZE), dtype=np.uint8)  # every alphabet has <= 256 symbols
+    lut = np.empty((n_ctx if with_lut else 1, lut_size), dtype=np.uint8)  # every alphabet has <= 256 symbols
     return counts, seen, nxt, freq, cum, lut
 
 
@@ -195,7 +197,7 @@ def _rebuild(counts, seen, nxt, freq, cum, lut, c, pfreq, pc, with_lut, n_sym, b
     ``step``, then grows by ``step`` (§5.6: 2^16 and 1,024; label method 8: 2^h and 2^(h - 5)).
 
     With ``with_lut``, once the context has seen LUT_MIN_SEEN symbols, ``lut[c, j]`` becomes
-    the symbol holding slot ``j << (bits - 12)`` (every slot when bits = 12).
+    the symbol holding slot ``j << (bits - log2 lut.shape[1])`` (every slot when the two agree).
     """
     m = np.int64(1) << bits
     total = np.int64(0)
@@ -232,7 +234,7 @@ def _rebuild(counts, seen, nxt, freq, cum, lut, c, pfreq, pc, with_lut, n_sym, b
         start += freq[c, s]
     cum[c, n_sym] = m
     if with_lut and seen[c] >= LUT_MIN_SEEN:
-        shift = bits - 12
+        shift = bits - (_bitlen(lut.shape[1]) - 1)
         bucket = (1 << shift) - 1
         for s in range(n_sym):
             for j in range((cum[c, s] + bucket) >> shift, (cum[c, s + 1] + bucket) >> shift):
@@ -775,13 +777,16 @@ def ctx_labels_decode(words, skips, n_classes, out):
 # geo_survivals); run boundaries (a jump far above the local mean: usually a new folder) after
 # which the gap model measures the new run's density and the label model forgets its window;
 # priors worth PRIOR_STRENGTH2 observations.  Decoding a symbol of a mature context looks up
-# the bucket ``slot >> LUT2_SHIFT`` of a 4,096-entry table, then steps forward over at most
-# 2^3 slots.
+# the bucket ``slot >> LUT2_SHIFT`` of a 256-entry table, then steps forward over the symbols
+# that start inside that 128-slot bucket (a 4,096-entry table decoded 10 % slower: it misses
+# the cache, and every rebuild rewrites it).
 
 RANS2_BITS = 15
 RANS2_M = 1 << RANS2_BITS
 RANS2_MASK = np.uint64(RANS2_M - 1)
-LUT2_SHIFT = RANS2_BITS - 12
+LUT2_BITS = 8  # slot tables of 2^8 buckets of 2^7 slots: 256 bytes per context stay in cache
+LUT2_SIZE = 1 << LUT2_BITS
+LUT2_SHIFT = RANS2_BITS - LUT2_BITS
 CHILD_MIN = 16
 PRIOR_STRENGTH2 = 256  # methods 4 / 3: a prior table is worth this many observations (64 in 3 / 2)
 # A run boundary (methods 4 and label 3): a skip > 4 x the mean of the previous 16 skips + 8
@@ -960,7 +965,7 @@ def _gaps_run2(skips, n_tok, decoding, words, raw, starts, freqs, sizes, lo_surv
         fresh_min = GAP_FRESH_MIN_FOLDERS
     run_cap = GAP_RUN_CAP if gen else GAP_WINDOW
     geo_share = GAP3_GEO_SHARE if gen else 2  # of 4: the geometric table's share of a parent's prior
-    counts, seen, nxt, freq, cum, lut = _model_new(GAP_CONTEXTS, n_tok, CHILD_MIN, True)
+    counts, seen, nxt, freq, cum, lut = _model_new(GAP_CONTEXTS, n_tok, CHILD_MIN, True, LUT2_SIZE)
     p_counts, p_seen, p_nxt, p_freq, p_cum, p_lut = _model_new(GAP_LEVELS, n_tok, 0, False)
     g_counts, g_seen, g_nxt, g_freq, g_cum, g_lut = _model_new(1, n_tok, 0, False)
     geo = np.empty((GAP_LEVELS, n_tok), dtype=np.int32)  # filled per level on first use
@@ -1193,8 +1198,8 @@ def _labels_run2(labels, skips, n_classes, decoding, words, starts, freqs, sizes
     per_coarse = LABEL_STRENGTH_LEVELS * n_prev
     r_counts, r_seen, r_nxt, r_freq, r_cum, r_lut = _model_new(mag_levels * per_coarse, r_sym, 0, False)
     q_counts, q_seen, q_nxt, q_freq, q_cum, q_lut = _model_new(per_coarse * (LABEL3_COARSE if gen else 1), r_sym, 0, False)
-    h_counts, h_seen, h_nxt, h_freq, h_cum, h_lut = _model_new(1, n_hi, 0, True)
-    l_counts, l_seen, l_nxt, l_freq, l_cum, l_lut = _model_new(n_hi, n_lo, 0, True)
+    h_counts, h_seen, h_nxt, h_freq, h_cum, h_lut = _model_new(1, n_hi, 0, True, LUT2_SIZE)
+    l_counts, l_seen, l_nxt, l_freq, l_cum, l_lut = _model_new(n_hi, n_lo, 0, True, LUT2_SIZE)
     x_freq = np.zeros(n_lo, dtype=np.int64)  # the literal table with the candidates excluded
     x_cum = np.zeros(n_lo + 1, dtype=np.int64)
     window = np.full(LABEL_WINDOW, -1, dtype=np.int64)
@@ -1506,8 +1511,8 @@ def _labels_forget_run(labels, n_classes, halve_bits, decoding, words, starts, f
     n_hi = (n_classes + 255) // 256 if split else 1
     n_lo = 256 if split else n_classes
     with_lut = (np.int64(1) << max(halve_bits - 5, 0)) >= FORGET_LUT_STEP
-    h_counts, h_seen, h_nxt, h_freq, h_cum, h_lut = _model_new(1, n_hi, 0, with_lut)
-    l_counts, l_seen, l_nxt, l_freq, l_cum, l_lut = _model_new(n_hi, n_lo, 0, with_lut)
+    h_counts, h_seen, h_nxt, h_freq, h_cum, h_lut = _model_new(1, n_hi, 0, with_lut, LUT2_SIZE)
+    l_counts, l_seen, l_nxt, l_freq, l_cum, l_lut = _model_new(n_hi, n_lo, 0, with_lut, LUT2_SIZE)
     n_words = words.shape[0]
     m = 0
     wpad, x, pos = _stream_open(words, decoding)
