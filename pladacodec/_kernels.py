@@ -162,7 +162,7 @@ PRIOR_STRENGTH = 64  # the parent table is worth this many observations
 REBUILD_STEP = 1024
 HALVE_AT = 1 << 16
 LUT_MIN_SEEN = 256  # young contexts decode by binary search; the slot->symbol table pays off later
-LUT_SIZE = 1 << 12  # slot -> symbol entries per context of a 2^12 table (methods 2 / 3: one per slot)
+LUT_SIZE = 1 << 12  # slot -> symbol entries per context of a 2^12 table (index method 3, label method 2: one per slot)
 LUT_READY = 2 * LUT_MIN_SEEN  # nxt >= this <=> the last rebuild filled the table
 
 
