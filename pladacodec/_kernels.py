@@ -282,6 +282,13 @@ def _reverse(words, count):
 _rebuild_inline = _rebuild if nb.config.DISABLE_JIT else nb.njit(cache=True, nogil=True, inline="always")(_rebuild.py_func)
 
 
+@nb.njit(cache=True, nogil=True, inline="always")
+def _symbol_log(capacity, n_sizes):
+    """An encoder's record of the symbols its model codes, for _rans_flush to encode in reverse:
+    (starts, freqs) with room for ``capacity`` symbols, and the run's ``n_sizes`` output counts."""
+    return np.empty(capacity, dtype=np.int32), np.empty(capacity, dtype=np.int32), np.zeros(n_sizes, dtype=np.int64)
+
+
 @nb.njit(cache=True, nogil=True)
 def _rans_flush(starts, freqs, n, words, bits):
     """Encode recorded symbols (probabilities over 2^bits) in reverse; returns the word count,
@@ -503,9 +510,7 @@ def _gaps_run(skips, decoding, words, raw, starts, freqs, sizes):
 def ctx_gaps_encode(skips, words, raw, out_sizes):
     """Context-coded gap tokens + raw low bits; out_sizes = [n_words, n_raw_bits]."""
     n = skips.shape[0]
-    starts = np.empty(n, dtype=np.int32)
-    freqs = np.empty(n, dtype=np.int32)
-    sizes = np.zeros(2, dtype=np.int64)
+    starts, freqs, sizes = _symbol_log(n, 2)
     _gaps_run(skips, False, words, raw, starts, freqs, sizes)
     out_sizes[0] = _rans_flush(starts, freqs, sizes[0], words, RANS_BITS)
     out_sizes[1] = sizes[1]
@@ -515,8 +520,7 @@ def ctx_gaps_encode(skips, words, raw, out_sizes):
 @nb.njit(nb.int64(nb.uint32[::1], nb.uint8[::1], nb.uint64[::1]), cache=True, nogil=True)
 def ctx_gaps_decode(words, raw, out):
     """Inverse of ctx_gaps_encode. Returns raw bits consumed, or -1 on a bad stream."""
-    dummy = np.zeros(0, dtype=np.int32)
-    sizes = np.zeros(2, dtype=np.int64)
+    dummy, _, sizes = _symbol_log(0, 2)  # a decoder records no symbols
     if not _gaps_run(out, True, words, raw, dummy, dummy, sizes):
         return -1
     return sizes[1]
@@ -749,9 +753,7 @@ def _labels_run(labels, skips, n_classes, decoding, words, starts, freqs, sizes)
 def ctx_labels_encode(labels, skips, n_classes, words):
     """Context-coded labels (skips give the gap context); returns the word count."""
     n = labels.shape[0]
-    starts = np.empty(3 * n, dtype=np.int32)
-    freqs = np.empty(3 * n, dtype=np.int32)
-    sizes = np.zeros(1, dtype=np.int64)
+    starts, freqs, sizes = _symbol_log(3 * n, 1)
     _labels_run(labels, skips, n_classes, False, words, starts, freqs, sizes)
     return _rans_flush(starts, freqs, sizes[0], words, RANS_BITS)
 
@@ -759,8 +761,7 @@ def ctx_labels_encode(labels, skips, n_classes, words):
 @nb.njit(nb.int64(nb.uint32[::1], nb.uint64[::1], nb.int64, nb.int64[::1]), cache=True, nogil=True)
 def ctx_labels_decode(words, skips, n_classes, out):
     """Inverse of ctx_labels_encode; returns 0, or -1 on a bad stream."""
-    dummy = np.zeros(0, dtype=np.int32)
-    sizes = np.zeros(1, dtype=np.int64)
+    dummy, _, sizes = _symbol_log(0, 1)  # a decoder records no symbols
     if not _labels_run(out, skips, n_classes, True, words, dummy, dummy, sizes):
         return -1
     return 0
@@ -1122,9 +1123,7 @@ def ctx2_gaps_encode(skips, n_tok, words, raw, out_sizes, lo_surv, hi_surv, ends
     """Index method 4, or 6 with ``folders`` (run boundaries at the folder changes ``ends`` gives,
     see _folder_step): tokens + raw low bits; out_sizes = [n_words, n_raw_bits]; -1 if a token >= n_tok."""
     n = skips.shape[0]
-    starts = np.empty(n, dtype=np.int32)
-    freqs = np.empty(n, dtype=np.int32)
-    sizes = np.zeros(2, dtype=np.int64)
+    starts, freqs, sizes = _symbol_log(n, 2)
     if folders:
         ok = _gaps_run2(skips, n_tok, False, words, raw, starts, freqs, sizes, lo_surv, hi_surv, ends, base, gen)
     else:
@@ -1146,8 +1145,7 @@ def ctx2_gaps_encode(skips, n_tok, words, raw, out_sizes, lo_surv, hi_surv, ends
 )
 def ctx2_gaps_decode(words, raw, n_tok, out, lo_surv, hi_surv, ends, base, folders, gen):
     """Inverse of ctx2_gaps_encode. Returns raw bits consumed, or -1 on a bad stream."""
-    dummy = np.zeros(0, dtype=np.int32)
-    sizes = np.zeros(2, dtype=np.int64)
+    dummy, _, sizes = _symbol_log(0, 2)  # a decoder records no symbols
     if folders:
         ok = _gaps_run2(out, n_tok, True, words, raw, dummy, dummy, sizes, lo_surv, hi_surv, ends, base, gen)
     else:
@@ -1441,9 +1439,7 @@ def ctx2_labels_encode(labels, skips, n_classes, words, ends, base, folders, gen
     """Label method 3, or 5 with ``folders``; with ``gen`` 1, method 6 or 7 (skips give the gap
     context); returns the word count."""
     n = labels.shape[0]
-    starts = np.empty(3 * n, dtype=np.int32)
-    freqs = np.empty(3 * n, dtype=np.int32)
-    sizes = np.zeros(1, dtype=np.int64)
+    starts, freqs, sizes = _symbol_log(3 * n, 1)
     if folders:
         _labels_run2(labels, skips, n_classes, False, words, starts, freqs, sizes, ends, base, gen)
     else:
@@ -1458,8 +1454,7 @@ def ctx2_labels_encode(labels, skips, n_classes, words, ends, base, folders, gen
 )
 def ctx2_labels_decode(words, skips, n_classes, out, ends, base, folders, gen):
     """Inverse of ctx2_labels_encode; returns 0, or -1 on a bad stream."""
-    dummy = np.zeros(0, dtype=np.int32)
-    sizes = np.zeros(1, dtype=np.int64)
+    dummy, _, sizes = _symbol_log(0, 1)  # a decoder records no symbols
     if folders:
         ok = _labels_run2(out, skips, n_classes, True, words, dummy, dummy, sizes, ends, base, gen)
     else:
@@ -1573,9 +1568,7 @@ def _labels_forget_run(labels, n_classes, halve_bits, decoding, words, starts, f
 def forget_labels_encode(labels, n_classes, halve_bits, words):
     """Label method 8 with halving exponent ``halve_bits``; returns the word count."""
     n = labels.shape[0]
-    starts = np.empty(2 * n, dtype=np.int32)
-    freqs = np.empty(2 * n, dtype=np.int32)
-    sizes = np.zeros(1, dtype=np.int64)
+    starts, freqs, sizes = _symbol_log(2 * n, 1)
     _labels_forget_run(labels, n_classes, halve_bits, False, words, starts, freqs, sizes)
     return _rans_flush(starts, freqs, sizes[0], words, RANS2_BITS)
 
@@ -1583,8 +1576,7 @@ def forget_labels_encode(labels, n_classes, halve_bits, words):
 @nb.njit(nb.int64(nb.uint32[::1], nb.int64, nb.int64, nb.int64[::1]), cache=True, nogil=True)
 def forget_labels_decode(words, n_classes, halve_bits, out):
     """Inverse of forget_labels_encode; returns 0, or -1 on a bad stream."""
-    dummy = np.zeros(0, dtype=np.int32)
-    sizes = np.zeros(1, dtype=np.int64)
+    dummy, _, sizes = _symbol_log(0, 1)  # a decoder records no symbols
     if not _labels_forget_run(out, n_classes, halve_bits, True, words, dummy, dummy, sizes):
         return -1
     return 0
