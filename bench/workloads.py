@@ -100,6 +100,7 @@ True
 from __future__ import annotations
 
 import dataclasses
+import json
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,8 +108,13 @@ from pathlib import Path
 import numpy as np
 
 __all__ = [
+    "REAL_DEMO_DIR",
     "REAL_DIR",
+    "REAL_DIRS",
+    "RealTask",
+    "load_real_task",
     "real_selections",
+    "real_tasks",
     "IMAGENET_1K",
     "IMAGENET_21K",
     "PROFILES",
@@ -335,31 +341,88 @@ def _structured_selection(params: WorkloadParams, k: int, rng: np.random.Generat
 # --- selections a real teacher made on real images ---------------------------------------
 
 REAL_DIR = Path(__file__).resolve().parent / "data" / "real"
+REAL_DEMO_DIR = REAL_DIR.parent / "real-demo"  # the demo's scenarios, one sub-folder each
+REAL_DIRS = (REAL_DIR, REAL_DEMO_DIR)
 
 
-def real_selections(directory: Path = REAL_DIR) -> list[tuple[str, float, Selection]]:
-    """``(profile, keep, selection)`` for every ``.plada`` task in ``directory`` (data/real/README.md).
+@dataclass(frozen=True)
+class RealTask:
+    """One real selection stored as ``.npz`` (data/real/README.md): the selection, its row
+    name ``real-<scenario>-<stem>`` (``real-<stem>`` for a file directly in data/real), its
+    file, metadata and, when the file holds one, the pool's folder layout (the first index of
+    each folder, then N)."""
 
-    The profile is ``real-<strategy>`` from the file's metadata name, ``keep`` is k / N.
-    """
-    import pladacodec
+    profile: str
+    path: Path
+    selection: Selection
+    class_names: tuple[str, ...]
+    metadata: dict
+    folder_starts: np.ndarray | None
 
-    out = []
-    for path in sorted(Path(directory).glob("*.plada")):
-        task = pladacodec.read(path)
-        name = (task.metadata or {}).get("name") or path.stem
-        keep = task.indices.size / task.n_reference
-        out.append(
-            (
-                f"real-{name}",
-                keep,
-                Selection(
-                    indices=task.indices.astype(np.uint64),
-                    labels=task.labels.astype(np.int64),
-                    n_reference=task.n_reference,
-                    n_classes=task.n_classes,
-                    name=f"real-{name}@{keep:g}",
-                ),
-            )
-        )
-    return out
+    @property
+    def keep(self) -> float:
+        return self.selection.k / self.selection.n_reference
+
+
+def _npz_folder_starts(archive, metadata: dict, n_reference: int) -> np.ndarray | None:
+    """The folder layout an ``.npz`` carries, as an array ``folder_starts`` or a metadata key of
+    that name (either with or without the closing N); None if it carries none."""
+    if "folder_starts" in archive.files:
+        starts = np.asarray(archive["folder_starts"])
+    elif isinstance(metadata.get("folder_starts"), list):
+        starts = np.asarray(metadata["folder_starts"])
+    else:
+        return None
+    starts = starts.astype(np.int64).ravel()
+    if starts.size == 0 or starts[0] != 0:
+        return None
+    if starts[-1] != n_reference:
+        starts = np.append(starts, n_reference)
+    return starts if bool(np.all(starts[1:] > starts[:-1])) else None
+
+
+def load_real_task(path: Path, profile: str | None = None) -> RealTask:
+    """One ``.npz`` real selection: arrays ``indices`` (sorted), ``labels``, scalars
+    ``n_reference``, ``n_classes``, optional ``class_names``, ``metadata`` (a JSON string) and
+    ``folder_starts``."""
+    path = Path(path)
+    with np.load(path, allow_pickle=False) as archive:
+        indices = np.ascontiguousarray(archive["indices"], dtype=np.uint64)
+        labels = np.ascontiguousarray(archive["labels"], dtype=np.int64)
+        n_reference, n_classes = int(archive["n_reference"]), int(archive["n_classes"])
+        class_names = tuple(str(name) for name in archive["class_names"]) if "class_names" in archive.files else ()
+        metadata = json.loads(str(archive["metadata"])) if "metadata" in archive.files else {}
+        starts = _npz_folder_starts(archive, metadata if isinstance(metadata, dict) else {}, n_reference)
+    if indices.shape != labels.shape or indices.ndim != 1:
+        raise ValueError(f"{path}: indices {indices.shape} and labels {labels.shape} differ")
+    if indices.size and (bool(np.any(indices[1:] <= indices[:-1])) or int(indices[-1]) >= n_reference):
+        raise ValueError(f"{path}: indices are not sorted, unique and below n_reference = {n_reference:,}")
+    profile = profile or f"real-{path.stem}"
+    keep = indices.size / n_reference
+    selection = Selection(indices, labels, n_reference, n_classes, name=f"{profile}@{keep:g}")
+    return RealTask(profile, path, selection, class_names, metadata if isinstance(metadata, dict) else {}, starts)
+
+
+def real_tasks(directories: tuple[Path, ...] | Path = REAL_DIRS) -> list[RealTask]:
+    """Every ``.npz`` under ``directories``, recursively, in path order.  A file at
+    ``<root>/<scenario>/<stem>.npz`` is the row ``real-<scenario>-<stem>`` (deeper folders are
+    joined with ``-`` too); one directly in a root is ``real-<stem>``."""
+    roots = [Path(directories)] if isinstance(directories, (str, Path)) else [Path(d) for d in directories]
+    tasks: list[RealTask] = []
+    seen: set[str] = set()
+    for root in roots:
+        if not root.is_dir():
+            continue
+        for path in sorted(root.rglob("*.npz")):
+            parts = path.relative_to(root).with_suffix("").parts
+            profile = "real-" + "-".join(parts)
+            while profile in seen:  # the same name in two roots
+                profile += "'"
+            seen.add(profile)
+            tasks.append(load_real_task(path, profile))
+    return tasks
+
+
+def real_selections(directories: tuple[Path, ...] | Path = REAL_DIRS) -> list[tuple[str, float, Selection]]:
+    """``(profile, keep, selection)`` for every real selection (:func:`real_tasks`); ``keep`` is k / N."""
+    return [(task.profile, task.keep, task.selection) for task in real_tasks(directories)]

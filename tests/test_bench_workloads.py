@@ -114,9 +114,9 @@ def test_smallest_uint():
 
 def test_real_selections_load():
     """The teacher's selections on real images (bench/data/real) load as sorted, in-range selections."""
-    from pladacodec_bench.workloads import real_selections
+    from pladacodec_bench.workloads import REAL_DIR, real_selections
 
-    rows = real_selections()
+    rows = real_selections(REAL_DIR)
     assert len(rows) == 8
     for profile, keep, sel in rows:
         assert profile.startswith("real-") and sel.n_reference == 69_098 and sel.n_classes == 10
