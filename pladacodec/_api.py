@@ -18,7 +18,7 @@ from typing import Any, Mapping, Sequence, Union
 
 import numpy as np
 
-from . import _container
+from . import _container, _methods
 from . import _spec as S
 from ._container import Header, Layout
 from .errors import PladaDecodeError, PladaEncodeError, PladaError, PladaFormatError
@@ -84,7 +84,6 @@ class TaskInfo:
             "block_headers": block_headers,
             "indices": index,
             "labels": label,
-            "trailer": self.layout.trailer,
         }
 
     def methods(self) -> dict[str, dict[str, int]]:
@@ -296,46 +295,41 @@ def encode(
 
     Indices may come in any order; they are sorted together with their labels.
     ``n_classes`` defaults to ``len(class_names)`` or ``max(labels) + 1``.
-    ``index_methods`` / ``label_methods`` restrict the coding methods tried
-    (ids from FORMAT.md); by default every method but the superseded ones (index 1 and 3,
-    label 1 and 2) is tried per block and the smallest kept, except that a static method is
-    preferred to an adaptive one less than 1 % smaller (FORMAT.md §5). The file is stamped with the
-    lowest format minor version that defines every allowed method: pass only 1.0
-    methods (index 1-3, label 1-2) to write a file that 1.0 readers decode, or
-    ``**methods_for_version("1.3")`` for the best a 1.3 reader decodes.
+    ``index_methods`` / ``label_methods`` restrict the coding methods tried (ids from
+    FORMAT.md §5 / §6, see ``pladacodec._methods``); by default every method is tried per
+    block and the smallest kept, except that a static method is preferred to an adaptive one
+    less than 1 % smaller (it decodes several times faster).
     ``block_entries`` (at most 2^20) defaults to :func:`balanced_block_entries`.
 
     ``folders`` (a :class:`~pladacodec.folders.FolderLayout`, or a
     :class:`~pladacodec.reference.Reference` whose folders are used): the reference's folder
-    layout, known to the receiver too.  The coders then also try index method 6 / label
-    methods 5 and 7, which take the true folder changes as context (FORMAT.md §5.9, §6.5,
-    §6.6); the file names the layout in its header only if that makes it smaller, and then
-    decodes only with the same layout (``decode(..., folders=...)``).
+    layout, known to the receiver too.  The coders then also try the folder methods, which
+    take the true folder changes as run boundaries (FORMAT.md §5.3, §6.4); the file names the
+    layout in its header only if that makes it smaller, and then decodes only with the same
+    layout (``decode(..., folders=...)``).
     """
     header, idx, lab = _prepare(
         indices, labels, n_reference, n_classes, class_names, reference_fingerprint, metadata, block_entries
     )
     folders = as_layout(folders, header.n_reference, PladaEncodeError)
-    _check_methods(index_methods, _container._INDEX_CODERS, "index_methods")
-    _check_methods(label_methods, _container._LABEL_CODERS, "label_methods")
+    _check_methods(index_methods, _methods.BY_KIND["index"], "index_methods")
+    _check_methods(label_methods, _methods.BY_KIND["label"], "label_methods")
     return b"".join(_container.iter_encoded(header, idx, lab, index_methods, label_methods, folders))
 
 
 def methods_for_version(version, folders: bool = False) -> dict[str, list[int]]:
     """``index_methods`` / ``label_methods`` for :func:`encode`, :func:`write` or a
-    :class:`~pladacodec.StreamWriter` so that readers of format ``version`` (``"1.3"`` or
-    ``(1, 3)``) decode the file: the methods that version's automatic choice tried, with the
-    folder methods only if ``folders`` (a layout will be passed; 1.3 and later).
+    :class:`~pladacodec.StreamWriter` so that readers of format ``version`` (``"2.0"`` or
+    ``(2, 0)``) decode the file: every method that version defines (the folder methods only
+    with ``folders``).
 
-    >>> methods_for_version("1.0")
-    {'index_methods': [1, 2, 3], 'label_methods': [1, 2]}
-    >>> methods_for_version("1.2")
-    {'index_methods': [2, 4, 5], 'label_methods': [3, 4]}
+    >>> methods_for_version("2.0")
+    {'index_methods': [1, 2], 'label_methods': [1, 2, 3]}
     """
     if isinstance(version, str):
         major, dot, minor = version.partition(".")
         if not (dot and major.isdigit() and minor.isdigit()):
-            raise PladaEncodeError(f"format version must look like '1.3', found {version!r}")
+            raise PladaEncodeError(f"format version must look like '2.0', found {version!r}")
         version = (int(major), int(minor))
     major, minor = version
     if major != S.VERSION_MAJOR or not 0 <= minor <= S.VERSION_MINOR:
@@ -343,12 +337,9 @@ def methods_for_version(version, folders: bool = False) -> dict[str, list[int]]:
             f"this writer writes format versions {S.VERSION_MAJOR}.0 to {S.VERSION_MAJOR}.{S.VERSION_MINOR},"
             f" not {major}.{minor}"
         )
-    if folders and minor < S.TAG_MINOR_VERSION[S.TAG_FOLDERS]:
-        raise PladaEncodeError(
-            f"a folder layout needs format 1.{S.TAG_MINOR_VERSION[S.TAG_FOLDERS]} or later, not {major}.{minor}"
-        )
-    index_methods, label_methods = _container.methods_up_to(minor, folders)
-    return {"index_methods": list(index_methods), "label_methods": list(label_methods)}
+    return {
+        f"{kind}_methods": [m.id for m in _methods.candidates(kind, None, folders)] for kind in _methods.KINDS
+    }
 
 
 def _check_methods(methods, known, what) -> None:

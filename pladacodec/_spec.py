@@ -1,8 +1,9 @@
-"""The ``.plada`` byte format: every constant of FORMAT.md, and nothing else.
+"""The ``.plada`` byte format 2.0: every constant of FORMAT.md that changes the bytes, and nothing else.
 
 This module is the single source of truth for the bytes on disk.  Each group
-cites the section of FORMAT.md it implements; change both together, and add a
-golden file under ``tests/golden/`` for every new coding method.
+cites the section of FORMAT.md it implements; change both together.  The coding
+methods themselves are declared once, in :mod:`pladacodec._methods`, by the ids
+below; every method keeps a golden file under ``tests/golden/``.
 All multi-byte integers are little-endian.
 """
 
@@ -11,147 +12,117 @@ from __future__ import annotations
 import struct
 
 # --- FORMAT.md §2 Preamble ---------------------------------------------------
-MAGIC = b"\x89PLADA\r\n"
-VERSION_MAJOR = 1  # the only major version this reader implements
-VERSION_MINOR = 5  # the highest minor version whose fields and methods this reader knows
-PREAMBLE_FORMAT = "<8sBBHI"  # magic, major, minor, flags, header length
-PREAMBLE_SIZE = struct.calcsize(PREAMBLE_FORMAT)  # 16
-FLAGS_CRITICAL_MASK = 0x00FF  # unknown bits here: refuse the file
-FLAGS_KNOWN = 0x0000  # v1.0 defines no flag
+MAGIC = b"\x89PLD"
+VERSION_MAJOR = 2  # the only major version this reader implements
+VERSION_MINOR = 0  # the highest minor version whose fields and methods this reader knows
+PREAMBLE_FORMAT = "<4sBB"  # magic, major, minor; then varint(header length)
+PREAMBLE_SIZE = struct.calcsize(PREAMBLE_FORMAT)  # 6
+LEGACY_MAGIC = b"\x89PLADA\r\n"  # format 1.x (pre-release): refused, naming its version
 
 # --- FORMAT.md §3 Header -------------------------------------------------------
-HEADER_CRC_FORMAT = "<I"
-HEADER_CRC_SIZE = struct.calcsize(HEADER_CRC_FORMAT)
-# Tags: even = critical (a reader that does not know it refuses the file),
-#       odd = optional (a reader that does not know it skips it).
+# Required values, in order: varint N, varint k, varint C, varint B (0: one block holds all k).
+# Then fields varint(tag) varint(length) value: even tags critical, odd tags optional.
 TAG_CLASS_NAMES = 1
 TAG_FINGERPRINT = 3
 TAG_METADATA = 5
-TAG_N_REFERENCE = 2
-TAG_N_SELECTED = 4
-TAG_N_CLASSES = 6
-TAG_BLOCK_ENTRIES = 8
-TAG_FOLDERS = 10  # the folder layout index method 6 / label methods 5, 7 need: varint(F) + digest (v1.3)
-REQUIRED_TAGS = (TAG_N_REFERENCE, TAG_N_SELECTED, TAG_N_CLASSES, TAG_BLOCK_ENTRIES)
+TAG_FOLDERS = 2  # the folder layout the folder methods code against: varint(F) + digest
+HEADER_CRC_FORMAT = "<I"
+HEADER_CRC_SIZE = struct.calcsize(HEADER_CRC_FORMAT)
 FINGERPRINT_SIZE = 32
 FOLDERS_DIGEST_SIZE = 8  # leading bytes of SHA-256(FOLDERS_DIGEST_DOMAIN || u64 N || u64 F || u64 starts)
 FOLDERS_DIGEST_DOMAIN = b"pladacodec-folders-v1\0"
 
-# --- FORMAT.md §4 Blocks and sections ----------------------------------------
-SECTION_CRC_FORMAT = "<I"
-SECTION_CRC_SIZE = struct.calcsize(SECTION_CRC_FORMAT)
+# --- FORMAT.md §4 Blocks -----------------------------------------------------
+# block := [varint(base), blocks after the first] u8(index method | label method << 4)
+#          varint(index section length) varint(label section length) sections u32(CRC-32C)
+BLOCK_CRC_FORMAT = "<I"
+BLOCK_CRC_SIZE = struct.calcsize(BLOCK_CRC_FORMAT)
+METHOD_BITS = 4  # each method id is a nibble of the block's method byte
 
-# Index-section coding methods (FORMAT.md §5).  Ids are stable forever.
-INDEX_GOLOMB_ANS = 1  # gaps -> (quotient: ANS with a parametric geometric table, remainder: raw bits)
-INDEX_BITMAP_ANS = 2  # bitmap bytes -> ANS with a stored byte histogram
-INDEX_CONTEXT = 3  # adaptive context-model rANS over gap tokens, 12-bit tables (FORMAT.md §5.3)
-INDEX_CONTEXT2 = 4  # the same model at 15 bits, a block-sized alphabet, borrowing children (§5.7; v1.1)
-INDEX_GOLOMB_RANS = 5  # method 1's model, coded with the static two-state rANS (§5.8; v1.2)
-INDEX_CONTEXT2_FOLDERS = 6  # method 4 with the folder changes of a known layout as run boundaries (§5.9; v1.3)
-INDEX_CONTEXT3 = 7  # method 4 measuring a run's density over the whole run, restarting it on drift (§5.10; v1.5)
-INDEX_CONTEXT3_FOLDERS = 8  # method 7 with method 6's folder boundaries (§5.10; v1.5)
-INDEX_METHODS = (
-    INDEX_GOLOMB_ANS, INDEX_BITMAP_ANS, INDEX_CONTEXT, INDEX_CONTEXT2, INDEX_GOLOMB_RANS, INDEX_CONTEXT2_FOLDERS,
-    INDEX_CONTEXT3, INDEX_CONTEXT3_FOLDERS,
-)
+# Coding-method ids (FORMAT.md §5, §6).  Ids are stable forever; 0 is never a method.
+INDEX_GOLOMB = 1  # static: gaps as a parametric geometric quotient + raw remainder (§5.1)
+INDEX_CONTEXT = 2  # adaptive: gap tokens in density contexts, jumps as run boundaries (§5.2)
+INDEX_CONTEXT_FOLDERS = 3  # INDEX_CONTEXT with the layout's folder changes as run boundaries (§5.3)
+LABEL_IID = 1  # static: the block's label histogram + ranks (§6.1)
+LABEL_DRIFT = 2  # adaptive order 0 whose counts halve at 2^h (§6.2)
+LABEL_CONTEXT = 3  # adaptive: candidate ranks in skip / mode / run contexts, jumps as run boundaries (§6.3)
+LABEL_CONTEXT_FOLDERS = 4  # LABEL_CONTEXT with the layout's folder changes as run boundaries (§6.4)
 
-# Label-section coding methods (FORMAT.md §6).
-LABEL_IID_ANS = 1  # ANS with the block's label histogram stored exactly
-LABEL_CONTEXT = 2  # adaptive context-model rANS over candidate ranks, 12-bit tables (FORMAT.md §6.2)
-LABEL_CONTEXT2 = 3  # the same model at 15 bits, literals exclude the candidates (§6.3; v1.1)
-LABEL_IID_RANS = 4  # label method 1's model, coded with the static two-state rANS (§6.4; v1.2)
-LABEL_CONTEXT2_FOLDERS = 5  # method 3 with the folder changes of a known layout as run boundaries (§6.5; v1.3)
-LABEL_CONTEXT3 = 6  # method 3 with finer skip contexts, quicker children, flatter literals (§6.6; v1.4)
-LABEL_CONTEXT3_FOLDERS = 7  # method 6 with method 5's folder boundaries (§6.6; v1.4)
-LABEL_FORGET = 8  # adaptive order-0 rANS whose counts halve at 2^h: follows a drifting class mix (§6.7; v1.5)
-LABEL_CONTEXT4 = 9  # method 6 whose contexts also know a new label's run has begun (§6.8; v1.5)
-LABEL_METHODS = (
-    LABEL_IID_ANS, LABEL_CONTEXT, LABEL_CONTEXT2, LABEL_IID_RANS, LABEL_CONTEXT2_FOLDERS, LABEL_CONTEXT3,
-    LABEL_CONTEXT3_FOLDERS, LABEL_FORGET, LABEL_CONTEXT4,
-)
-# Methods that need the folder layout named by header tag 10: a file uses them only with it,
-# and a writer tries them only when given a layout.
-FOLDER_METHODS = {
-    ("index", INDEX_CONTEXT2_FOLDERS), ("index", INDEX_CONTEXT3_FOLDERS), ("label", LABEL_CONTEXT2_FOLDERS),
-    ("label", LABEL_CONTEXT3_FOLDERS),
-}
-
-# The first minor version that defines each method: a file is stamped with the lowest
-# minor version that knows every method its writer may use (FORMAT.md §2).
-METHOD_MINOR_VERSION = {
-    ("index", INDEX_GOLOMB_ANS): 0,
-    ("index", INDEX_BITMAP_ANS): 0,
-    ("index", INDEX_CONTEXT): 0,
-    ("index", INDEX_CONTEXT2): 1,
-    ("index", INDEX_GOLOMB_RANS): 2,
-    ("label", LABEL_IID_ANS): 0,
-    ("label", LABEL_CONTEXT): 0,
-    ("label", LABEL_CONTEXT2): 1,
-    ("label", LABEL_IID_RANS): 2,
-    ("index", INDEX_CONTEXT2_FOLDERS): 3,
-    ("label", LABEL_CONTEXT2_FOLDERS): 3,
-    ("label", LABEL_CONTEXT3): 4,
-    ("label", LABEL_CONTEXT3_FOLDERS): 4,
-    ("label", LABEL_FORGET): 5,
-    ("index", INDEX_CONTEXT3): 5,
-    ("index", INDEX_CONTEXT3_FOLDERS): 5,
-    ("label", LABEL_CONTEXT4): 5,
-}
-TAG_MINOR_VERSION = {TAG_FOLDERS: 3}  # header fields newer than 1.0
-# Superseded methods: still decoded (forever) and available when forced, but the automatic
-# choice skips them because their successor (named here) codes the same model better
-# (FORMAT.md §5, §6); an older version's choice (methods_up_to) skips them only if it defines it.
-SUPERSEDED_BY = {
-    ("index", INDEX_CONTEXT): INDEX_CONTEXT2,
-    ("label", LABEL_CONTEXT): LABEL_CONTEXT2,
-    ("index", INDEX_GOLOMB_ANS): INDEX_GOLOMB_RANS,
-    ("label", LABEL_IID_ANS): LABEL_IID_RANS,
-}
-# The reference encoder's speed / size trade (FORMAT.md §5): the static methods decode 3-10x
-# faster than the adaptive context models, so an adaptive method is kept only when it is more
-# than ADAPTIVE_MIN_SAVING smaller than the best static one.
-STATIC_METHODS = {
-    ("index", INDEX_GOLOMB_ANS), ("index", INDEX_BITMAP_ANS), ("index", INDEX_GOLOMB_RANS),
-    ("label", LABEL_IID_ANS), ("label", LABEL_IID_RANS),
-}
-ADAPTIVE_MIN_SAVING = 0.01
-
-# --- FORMAT.md §7 Trailer ----------------------------------------------------
-TRAILER_FORMAT = "<I4s"  # CRC-32C of every byte before the trailer, end magic
-TRAILER_SIZE = struct.calcsize(TRAILER_FORMAT)
-END_MAGIC = b"PEND"
-
-# --- FORMAT.md §5.1 Golomb-ANS parameters --------------------------------------
+# --- FORMAT.md §5.1 Golomb parameters ------------------------------------------
 GOLOMB_PARAMS_FORMAT = "<BI"  # remainder width b, continuation probability a / 2**32
 GOLOMB_PARAMS_SIZE = struct.calcsize(GOLOMB_PARAMS_FORMAT)
 GOLOMB_W0 = 1 << 31  # weight of quotient 0
 GOLOMB_MIN_WEIGHT = 1 << 7  # the table ends at the first weight below this ...
 GOLOMB_MAX_SYMBOLS = 4096  # ... or at this many quotient symbols
-GOLOMB_TAIL_CAP = 1 << 40  # the escape weight is capped here (exact in float64)
-GOLOMB_MAX_WIDTH = 56  # remainder width limit (pack_bits handles <= 56)
-ANS_SENTINEL = 0x504C  # 16-bit value coded first (decoded last) in every constriction stream
+GOLOMB_TAIL_CAP = 1 << 40  # the escape weight is capped here
+GOLOMB_MAX_WIDTH = 56  # remainder width limit
 
-# --- FORMAT.md §5.8 Static two-state rANS (index method 5, label method 4) -----------------
+# --- FORMAT.md §7.1 Static rANS -----------------------------------------------------------
+RANS_L = 1 << 31  # every state lies in [RANS_L, 2^63); 32-bit words
 STATIC_BITS = 16  # probability bits of a table over at most STATIC_MAX_SMALL_ALPHABET symbols
 STATIC_BITS_LARGE = 20  # ... and over a larger alphabet (up to 65,535 labels in use)
 STATIC_MAX_SMALL_ALPHABET = 4097  # the largest Golomb alphabet: 4,096 quotients + the escape
-STATIC_TWO_STATES_MIN = 4096  # streams of this many symbols or more interleave two states, shorter ones use one
+STATIC_TWO_STATES_MIN = 4096  # streams of this many symbols or more interleave two states
 
-# --- FORMAT.md §6.7 Label method 8 (order 0 with forgetting) -------------------------------
-FORGET_PARAMS_FORMAT = "<B"  # h: the counts of a table halve when they sum to 2^h
-FORGET_MIN_BITS = 4
-FORGET_MAX_BITS = 16
+# --- FORMAT.md §7.2 Adaptive rANS and its tables --------------------------------------------
+ADAPTIVE_BITS = 15  # every adaptive table sums to 2^15
+OBSERVATION_WEIGHT = 8  # a table without a prior: w_s = 8 * count_s + 1
+PRIOR_STRENGTH = 256  # a prior table counts as this many observations (gap children and parents)
+HALVE_AT = 1 << 16  # counts halve before a rebuild once they sum to this
+REBUILD_STEP = 1024  # rebuild points double up to this, then grow by it
+PARENT_FIRST_REBUILD = 16  # a gap parent, built from its prior on first use, is next rebuilt here
+CHILD_MIN = 16  # a young gap child codes with its parent's table until it has seen this many
+
+# --- FORMAT.md §5.2 Gap tokens, contexts, runs ---------------------------------------
+GAP_EXACT = 8  # skips below this are their own token
+GAP_SUB = 2  # bits below the top bit that a token keeps
+GAP_MAX_EXP = 40
+GAP_TOKENS = GAP_EXACT + (GAP_MAX_EXP - 2) * (1 << GAP_SUB)  # 160
+GAP_WINDOW = 16  # the local density: the sum of the last 16 skips
+GAP_LEVELS = 40  # half-octaves of density
+GAP_MAG1_LEVELS = 8  # the previous token's magnitude, capped
+BOUNDARY_FACTOR = 4  # a jump: skip > 4 * floor(S / 16) + 8, entries >= 16
+BOUNDARY_SLACK = 8
+GAP_FRESH_MIN = 4  # a run's own density is used once it has this many skips (jumps) ...
+GAP_FRESH_MIN_FOLDERS = 2  # ... or this many (folder changes)
+GAP_RUN_CAP = 4096  # a run's density is measured over up to this many skips
+GAP_DRIFT = 4  # a run restarts when its level and the last 16 skips' differ by this many half-octaves
+GAP_GEO_SHARE = 3  # of 4: the geometric table's share of a parent's prior (the grandparent has the rest)
+GEO_DEN = 640  # a level's mean skip is (5 * (R8 - 8) + 32) / GEO_DEN
+GEO_ONE_BITS = 31  # Q31 fixed point
+
+# --- FORMAT.md §6.3 Label contexts ------------------------------------------------------------
+LABEL_WINDOW = 8
+LABEL_RECENT = 4
+LABEL_CANDIDATES = 3
+LABEL_STRENGTH_LEVELS = 4
+LABEL_MAG_LEVELS = 24
+LABEL_PREV_STATES = 3  # the previous entry hit D / the last two labels started a run of another label / neither
+LABEL_COARSE = 3  # parent skip classes: mag < 8, < 15, the rest
+LABEL_MAG_SMALL = 8
+LABEL_MAG_MEDIUM = 15
+LABEL_CHILD_STRENGTH = 32  # a rank child's prior (its parent) counts as 32 observations
+LABEL_LITERAL_WEIGHT = 1  # literal tables: w_s = count_s + 1
+LABEL_EXCLUDE_MAX = 32  # up to this many classes, a literal excludes the candidates
+LABEL_SPLIT = 256  # more classes than this: a literal is a high part, then a low byte
+
+# --- FORMAT.md §6.2 Drift -------------------------------------------------------------------
+DRIFT_PARAMS_FORMAT = "<B"  # h: the counts of a table halve when they sum to 2^h
+DRIFT_MIN_BITS = 4
+DRIFT_MAX_BITS = 16
+DRIFT_WEIGHT = 2  # w_s = 2 * count_s + 1
+DRIFT_STEP_SHIFT = 5  # rebuild points double up to 2^max(h - 5, 0), then grow by it
 
 # --- FORMAT.md §8 Limits every reader enforces ----------------------------------
 MAX_N_REFERENCE = 1 << 40
 MAX_CLASSES = 65_535
 MAX_BLOCK_ENTRIES = 1 << 20
-DEFAULT_BLOCK_ENTRIES = 1 << 20
 MAX_HEADER_SIZE = 16 << 20
 MAX_CLASS_NAME_BYTES = 4096
 MAX_METADATA_BYTES = 1 << 20
-MAX_PARAMS_SIZE = 1 << 16
-MAX_BITMAP_SPAN = 1 << 27  # bits covered by one bitmap-coded block
 MAX_VARINT_BYTES = 10  # a varint encodes at most 64 bits
-DEFAULT_MAX_ENTRIES = 1 << 28  # decode() refuses more unless the caller raises it
 MAX_FILE_SIZE = 1 << 32
+
+# Not part of the bytes: reader / writer defaults.
+DEFAULT_BLOCK_ENTRIES = MAX_BLOCK_ENTRIES
+DEFAULT_MAX_ENTRIES = 1 << 28  # decode() refuses more unless the caller raises it

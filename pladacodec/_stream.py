@@ -17,35 +17,31 @@ True
 >>> [(i.tolist(), l.tolist()) for i, l in iter_read(path)]
 [([3, 7], [0, 1]), ([12], [1])]
 
-Integrity when reading: every block's two sections carry their own CRC-32C,
-checked before a block is yielded; the whole-file CRC-32C (which also covers
-block headers and proves the file is complete) can only be known at the end.
-By default (``verify_first=True``) :class:`StreamReader` therefore makes a
-first streaming pass that checks the whole-file CRC and the trailer before it
-yields anything, so no block of a damaged file is ever handed out; the decoding
-pass checks the CRC again, so a file changed between the passes still fails.
-With ``verify_first=False`` the file is read once and the whole-file check
-happens after the last block: the consumer must run the iteration to its end
-(a damaged or truncated file then raises there) before trusting what it got.
+Integrity when reading: every block carries its own CRC-32C (FORMAT.md §4), checked before
+the block is decoded; that a file is complete is known only at its end (the header says how
+many blocks follow).  By default (``verify_first=True``) :class:`StreamReader` therefore makes a
+first streaming pass over every block's framing and CRC before it yields anything, so no
+block of a damaged or truncated file is ever handed out; the decoding pass checks each CRC
+again, so a file changed between the passes still fails.  With ``verify_first=False`` the file
+is read once and completeness is checked after the last block: the consumer must run the
+iteration to its end before trusting what it got.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import struct
 import tempfile
 from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from . import _api, _container
+from . import _api, _container, _methods
 from . import _spec as S
-from ._bytes import Reader, crc32c
+from ._bytes import Reader
 from .folders import as_layout
 from .errors import (
-    PladaChecksumError,
     PladaDecodeError,
     PladaEncodeError,
     PladaError,
@@ -104,13 +100,13 @@ class StreamWriter:
         n_selected = _api._as_count(n_selected, "n_selected", 0, header.n_reference)
         if block_entries is None:  # the same default as encode(): balanced for n_selected entries
             header = dataclasses.replace(header, block_entries=_api.balanced_block_entries(n_selected))
-        _api._check_methods(index_methods, _container._INDEX_CODERS, "index_methods")
-        _api._check_methods(label_methods, _container._LABEL_CODERS, "label_methods")
+        _api._check_methods(index_methods, _methods.BY_KIND["index"], "index_methods")
+        _api._check_methods(label_methods, _methods.BY_KIND["label"], "label_methods")
         # The header goes out first, so with a layout it always names it (encode() names it
         # only when that pays): the file then decodes only with the layout.
         self._folders = as_layout(folders, header.n_reference, PladaEncodeError)
-        _container._allowed("index", index_methods, self._folders)  # a folder method needs the layout
-        _container._allowed("label", label_methods, self._folders)
+        _container.check_allowed("index", index_methods, self._folders)  # a folder method needs the layout
+        _container.check_allowed("label", label_methods, self._folders)
         if self._folders is not None:
             header = dataclasses.replace(header, folders=(self._folders.n_folders, self._folders.digest))
         self.header = dataclasses.replace(header, n_selected=n_selected)
@@ -137,12 +133,7 @@ class StreamWriter:
             except OSError as exc:
                 raise PladaError(f"cannot write {str(self._path)!r}: {exc.strerror or exc}") from exc
             self._fh = os.fdopen(fd, "wb")
-        head = _container.encode_header(
-            self.header,
-            _container.minor_version_for(self._index_methods, self._label_methods, self._folders is not None),
-        )
-        self._crc = 0
-        self._emit(head)
+        self._emit(_container.encode_header(self.header))
 
     @property
     def entries_received(self) -> int:
@@ -154,7 +145,6 @@ class StreamWriter:
         except OSError as exc:
             self.abort()
             raise PladaError(f"cannot write {str(self._path or 'file')!r}: {exc.strerror or exc}") from exc
-        self._crc = crc32c(data, self._crc)
         self.bytes_written += len(data)
 
     def write(self, indices, labels) -> None:
@@ -209,8 +199,8 @@ class StreamWriter:
         n = self._pending
         indices = self._pending_idx[:n]
         block = _container.encode_block_options(
-            indices, self._pending_lab[:n], self._base, self.header.n_classes, self._index_methods, self._label_methods,
-            self._folders,
+            indices, self._pending_lab[:n], self._base, self.header.n_classes, self._written_entries == 0,
+            self._index_methods, self._label_methods, self._folders,
         ).data
         self._emit(block)
         self._base = int(indices[-1]) + 1
@@ -218,7 +208,7 @@ class StreamWriter:
         self._pending = 0
 
     def close(self) -> int:
-        """Flush the last block, write the trailer and (for a path) rename into place; returns the size."""
+        """Flush the last block and (for a path) rename into place; returns the size."""
         if self._closed:
             return self.bytes_written
         if self.entries_received != self.header.n_selected:
@@ -227,7 +217,6 @@ class StreamWriter:
             raise PladaEncodeError(f"the header promises {self.header.n_selected:,} entries but {got:,} were written")
         if self._pending:
             self._flush_block()
-        self._emit(struct.pack(S.TRAILER_FORMAT, self._crc, S.END_MAGIC))
         self._closed = True
         if self._tmp is not None:
             try:
@@ -351,91 +340,73 @@ class StreamReader:
         if size > S.MAX_FILE_SIZE:
             raise PladaFormatError(f"{size:,} bytes exceeds the largest .plada file ({S.MAX_FILE_SIZE:,} bytes)")
         self.file_size = size
-        preamble = fh.read(S.PREAMBLE_SIZE)
-        header_len = _container._check_preamble(Reader(preamble))  # magic, version, flags, header limit
-        if size < S.PREAMBLE_SIZE + header_len + S.HEADER_CRC_SIZE + S.TRAILER_SIZE:
-            raise PladaTruncatedError(
-                f"file of {size:,} bytes cannot hold its {header_len:,}-byte header, header checksum and trailer"
-            )
-        if verify_first:
-            self._check_whole_file(size)
+        cur = _Cursor(fh, size, size)
+        prefix = cur.read(min(size, len(S.LEGACY_MAGIC) + 2), "preamble")
         fh.seek(0)
-        head = fh.read(S.PREAMBLE_SIZE + header_len + S.HEADER_CRC_SIZE)
+        cur.pos = 0
+        start = Reader(prefix)
+        try:
+            _container.check_preamble(start)  # magic and version, before anything else is read
+        except PladaTruncatedError:
+            if len(prefix) >= S.PREAMBLE_SIZE:
+                raise
+            raise PladaTruncatedError(f"file of {size} bytes is shorter than the smallest .plada file") from None
+        head = cur.read(S.PREAMBLE_SIZE, "preamble") + cur.varint("header length")
+        header_len = Reader(head, S.PREAMBLE_SIZE).varint("header length", maximum=S.MAX_HEADER_SIZE)
+        head += cur.read(header_len + S.HEADER_CRC_SIZE, "header")
         self.header, pos = _container.decode_header(head)
         self._folders = _container.check_folders(self.header, self._folders_given)
-        self._crc = crc32c(head)
-        self._cursor = _Cursor(fh, size, size - S.TRAILER_SIZE)
-        self._cursor.pos = pos
+        self._blocks_at = pos
+        self._cursor = cur
+        if verify_first:
+            for number in range(self.header.n_blocks):
+                _container.scan_block(Reader(self._read_block_bytes(number)), self.header.block_size(number), number == 0)
+            self._check_end()
+            fh.seek(pos)
+            cur.pos = pos
         self._done = False
-
-    def _check_whole_file(self, size: int) -> None:
-        """First pass: whole-file CRC-32C and end magic (the same checks as ``quick_check``)."""
-        fh = self._fh
-        fh.seek(0)
-        crc, left = 0, size - S.TRAILER_SIZE
-        while left:
-            data = fh.read(min(_READ_CHUNK, left))
-            if not data:
-                raise PladaTruncatedError(f"file ended while computing its checksum ({left:,} bytes short)")
-            crc = crc32c(data, crc)
-            left -= len(data)
-        stored, magic = struct.unpack(S.TRAILER_FORMAT, fh.read(S.TRAILER_SIZE))
-        if magic != S.END_MAGIC:
-            raise PladaTruncatedError(
-                f"file of {size:,} bytes does not end with the trailer magic {S.END_MAGIC!r}: truncated?"
-            )
-        if stored != crc:
-            raise PladaChecksumError(f"file checksum mismatch: stored 0x{stored:08x}, computed 0x{crc:08x}")
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         return self.blocks()
 
     def blocks(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Yield ``(indices, labels)`` (uint64, int64) per block; checks the trailer after the last."""
+        """Yield ``(indices, labels)`` (uint64, int64) per block; checks the end of the file after the last."""
         if self._done:
             raise PladaError("this StreamReader has already been iterated")
         self._done = True
         header, cur = self.header, self._cursor
-        remaining, base, number = header.n_selected, 0, 0
-        while remaining:
-            entries = min(remaining, header.block_entries)
+        base = 0
+        for number in range(header.n_blocks):
             start = cur.pos
             try:
-                raw = self._read_block_bytes()
-                indices, labels, _ = _container.decode_block(Reader(raw), header, entries, base, self._folders)
+                raw = self._read_block_bytes(number)
+                indices, labels, _ = _container.decode_block(
+                    Reader(raw), header, header.block_size(number), base, number == 0, self._folders
+                )
             except PladaError as exc:
                 where = f"block {number:,} at file offset {start:,} (offsets that follow are within the block)"
                 raise type(exc)(f"{where}: {exc}") from None
-            self._crc = crc32c(raw, self._crc)
             yield indices, labels.astype(np.int64, copy=False)
-            remaining -= entries
             base = int(indices[-1]) + 1
-            number += 1
-        self._check_trailer()
+        self._check_end()
 
-    def _read_block_bytes(self) -> bytes:
-        """The bytes of the next block: its header varints and two sections, lengths checked."""
+    def _read_block_bytes(self, number: int) -> bytes:
+        """The bytes of the next block (FORMAT.md §4), lengths checked against the file."""
         cur = self._cursor
-        parts = [cur.varint("block entry count"), cur.varint("block base")]
+        parts = [] if number == 0 else [cur.varint("block base")]
+        parts.append(cur.read(1, "block method byte"))
+        lengths = 0
         for kind in ("index", "label"):
-            parts.append(cur.read(1, f"{kind} section method"))
-            raw_len = cur.varint(f"{kind} section parameter length")
-            params_len = Reader(raw_len).varint(f"{kind} section parameter length", maximum=S.MAX_PARAMS_SIZE)
-            parts += [raw_len, cur.read(params_len, f"{kind} section parameters")]
             raw_len = cur.varint(f"{kind} section length")
-            body_len = Reader(raw_len).varint(f"{kind} section length", maximum=cur.end - cur.pos)
-            parts += [raw_len, cur.read(body_len + S.SECTION_CRC_SIZE, f"{kind} section")]
+            lengths += Reader(raw_len).varint(f"{kind} section length", maximum=cur.end - cur.pos)
+            parts.append(raw_len)
+        parts.append(cur.read(lengths + S.BLOCK_CRC_SIZE, "block sections"))
         return b"".join(parts)
 
-    def _check_trailer(self) -> None:
+    def _check_end(self) -> None:
         cur = self._cursor
         if cur.pos != cur.end:
-            raise PladaFormatError(f"blocks: {cur.end - cur.pos:,} unused bytes at offset {cur.pos:,}")
-        stored, magic = struct.unpack(S.TRAILER_FORMAT, self._fh.read(S.TRAILER_SIZE))
-        if magic != S.END_MAGIC:
-            raise PladaFormatError(f"trailer magic {magic!r} instead of {S.END_MAGIC!r}")
-        if stored != self._crc:
-            raise PladaChecksumError(f"file checksum mismatch: stored 0x{stored:08x}, computed 0x{self._crc:08x}")
+            raise PladaFormatError(f"{cur.end - cur.pos:,} unexpected bytes after the last block at offset {cur.pos:,}")
 
     def close(self) -> None:
         if self._own and self._fh is not None:
