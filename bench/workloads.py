@@ -350,7 +350,7 @@ class RealTask:
     """One real selection stored as ``.npz`` (data/real/README.md): the selection, its row
     name ``real-<scenario>-<stem>`` (``real-<stem>`` for a file directly in data/real), its
     file, metadata and, when the file holds one, the pool's folder layout (the first index of
-    each folder, then N)."""
+    each folder, then N); ``panel`` groups the files of one scenario (the bench's plots)."""
 
     profile: str
     path: Path
@@ -358,6 +358,7 @@ class RealTask:
     class_names: tuple[str, ...]
     metadata: dict
     folder_starts: np.ndarray | None
+    panel: str = "real"
 
     @property
     def keep(self) -> float:
@@ -381,7 +382,7 @@ def _npz_folder_starts(archive, metadata: dict, n_reference: int) -> np.ndarray 
     return starts if bool(np.all(starts[1:] > starts[:-1])) else None
 
 
-def load_real_task(path: Path, profile: str | None = None) -> RealTask:
+def load_real_task(path: Path, profile: str | None = None, panel: str = "real") -> RealTask:
     """One ``.npz`` real selection: arrays ``indices`` (sorted), ``labels``, scalars
     ``n_reference``, ``n_classes``, optional ``class_names``, ``metadata`` (a JSON string) and
     ``folder_starts``."""
@@ -400,7 +401,7 @@ def load_real_task(path: Path, profile: str | None = None) -> RealTask:
     profile = profile or f"real-{path.stem}"
     keep = indices.size / n_reference
     selection = Selection(indices, labels, n_reference, n_classes, name=f"{profile}@{keep:g}")
-    return RealTask(profile, path, selection, class_names, metadata if isinstance(metadata, dict) else {}, starts)
+    return RealTask(profile, path, selection, class_names, metadata if isinstance(metadata, dict) else {}, starts, panel)
 
 
 def real_tasks(directories: tuple[Path, ...] | Path = REAL_DIRS) -> list[RealTask]:
@@ -419,7 +420,8 @@ def real_tasks(directories: tuple[Path, ...] | Path = REAL_DIRS) -> list[RealTas
             while profile in seen:  # the same name in two roots
                 profile += "'"
             seen.add(profile)
-            tasks.append(load_real_task(path, profile))
+            panel = "real-" + "-".join(parts[:-1]) if len(parts) > 1 else root.name
+            tasks.append(load_real_task(path, profile, panel))
     return tasks
 
 

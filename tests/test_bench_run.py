@@ -20,7 +20,7 @@ import pladacodec  # noqa: E402
 from pladacodec_bench import run as bench_run  # noqa: E402
 from pladacodec_bench.baselines import BASELINES, iid_bound_bits  # noqa: E402
 from pladacodec_bench.oracle import folder_oracle_bits, generative_oracle_bits  # noqa: E402
-from pladacodec_bench.workloads import PROFILES, folder_starts, make_selection  # noqa: E402
+from pladacodec_bench.workloads import PROFILES, folder_starts, make_selection, real_tasks  # noqa: E402
 
 from common import run_cli  # noqa: E402
 
@@ -98,6 +98,10 @@ def test_quick_sizes_round_trip(quick):
         assert ratios["vs_generic"] == pytest.approx(
             sizes[bench_run.PLADA] / min(sizes[name] for name in bench_run.GENERIC)
         )
+        assert set(bench_run.GENERIC) <= set(bench_run.GENERAL) <= set(sizes)
+        assert ratios["vs_general"] == pytest.approx(
+            sizes[bench_run.PLADA] / min(sizes[name] for name in bench_run.GENERAL)
+        )
 
 
 def test_quick_reports_every_acceptance_check(quick):
@@ -142,11 +146,20 @@ def test_real_selections_are_measured(tmp_path):
     assert bench_run.main(argv) == 0
     document = json.loads((tmp_path / "results.json").read_text())
     real = [row for row in document["rows"] if row["real"]]
-    assert len(real) == 8 and all(row["profile"].startswith("real-") for row in real)
+    n_real = len(real_tasks())  # bench/data/real's eight, and whatever bench/data/real-demo holds
+    assert n_real >= 8 and len(real) == n_real and all(row["profile"].startswith("real-") for row in real)
     assert all(all(row["round_trip"].values()) for row in document["rows"])
     checks = {verdict["check"]: verdict for verdict in document["acceptance"]}
-    assert checks["real selections vs brotli-11/xz-9e"]["rows"] == 8
+    assert checks["real selections vs brotli-11/xz-9e"]["rows"] == n_real
     assert checks["size vs brotli-11/xz-9e"]["rows"] == 1  # the synthetic row only
+    # issue 20's targets: geometric means over the real files, and no file above any general-purpose output
+    mean = checks["real selections vs general-purpose"]
+    ratios = [row["ratios"]["vs_general"] for row in real]
+    assert mean["geometric_mean"] == pytest.approx(float(np.exp(np.mean(np.log(ratios)))))
+    assert mean["passed"] == (mean["geometric_mean"] <= bench_run.TARGET_REAL_VS_GENERAL)
+    every = checks["real selections vs every general-purpose compressor"]
+    assert every["rows_passed"] == sum(ratio <= 1.0 for ratio in ratios)
+    assert "geometric mean" in bench_run.summary_text(document["acceptance"])
 
 
 def test_oracle_note_flags_targets_below_the_oracle():

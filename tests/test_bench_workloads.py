@@ -92,6 +92,56 @@ def test_baseline_round_trips_a_single_index(name):
     assert list(indices) == [5] and list(labels) == [2]
 
 
+@pytest.mark.parametrize("name", ["ppmd-shuffled", "zpaq5-shuffled"])
+def test_general_purpose_baselines_round_trip(name):
+    """PPMd and ZPAQ-5 get the same bytes as brotli / xz and give them back exactly."""
+    pytest.importorskip({"ppmd-shuffled": "pyppmd", "zpaq5-shuffled": "zpaq"}[name])
+    from pladacodec_bench import baselines as B
+    from pladacodec_bench.workloads import REAL_DIR, load_real_task
+
+    assert name in B.GENERAL_PURPOSE and name in BASELINES
+    for sel in (load_real_task(REAL_DIR / "random-1pct.npz").selection, make_selection("in1k-c100", 0.002, seed=2)):
+        payload = B._encode_list_shuffled_payload(sel)
+        blob = BASELINES[name].encode(sel)
+        if name == "zpaq5-shuffled":
+            import zpaq
+
+            assert zpaq.decompress(zpaq.compress(payload, level=B.ZPAQ_LEVEL, threads=1)) == payload
+            assert blob == zpaq.compress(payload, level=B.ZPAQ_LEVEL, threads=1, hints=False, verify=False)
+        else:  # one tag byte (variant, order), LEB128 length, the smallest stream of the grid
+            import pyppmd
+
+            variant, order = ("I" if blob[0] & 0x80 else "H"), blob[0] & 0x7F
+            assert order in B.PPMD_ORDERS and B._read_uleb128(blob[1:])[0] == len(payload)
+            memory = B._ppmd_memory(len(payload))
+            streams = [
+                pyppmd.compress(payload, max_order=o, mem_size=memory, variant=v) for v in B.PPMD_VARIANTS for o in B.PPMD_ORDERS
+            ]
+            body = blob[1 + B._read_uleb128(blob[1:])[1]:]
+            assert len(body) == min(map(len, streams))
+            assert B._ppmd_raw_decode(body, variant, order, len(payload)) == payload
+        indices, labels = BASELINES[name].decode(blob, sel.n_reference, sel.n_classes)
+        assert np.array_equal(indices, sel.indices) and np.array_equal(labels, sel.labels)
+
+
+def test_real_tasks_name_rows_by_scenario_and_read_folder_layouts(tmp_path):
+    """Every .npz under the roots, recursively: real-<stem> at a root, real-<scenario>-<stem> below."""
+    from pladacodec_bench.workloads import REAL_DIR, real_tasks
+
+    source = np.load(REAL_DIR / "random-1pct.npz")
+    fields = {key: source[key] for key in source.files}
+    (tmp_path / "demo" / "generic").mkdir(parents=True)
+    np.savez(tmp_path / "top.npz", **fields)
+    starts = np.array([0, 1000, 50_000], dtype=np.int64)  # without the closing N: added on load
+    np.savez(tmp_path / "demo" / "generic" / "lowest-1pct.npz", folder_starts=starts, **fields)
+    tasks = real_tasks(tmp_path)
+    assert [t.profile for t in tasks] == ["real-demo-generic-lowest-1pct", "real-top"]
+    assert [t.panel for t in tasks] == ["real-demo-generic", tmp_path.name]
+    assert tasks[1].folder_starts is None
+    assert tasks[0].folder_starts.tolist() == [0, 1000, 50_000, int(fields["n_reference"])]
+    assert np.array_equal(tasks[0].selection.indices, fields["indices"]) and tasks[0].metadata["strategy"] == "random"
+
+
 def test_iid_bound_matches_exact_binomials():
     indices = np.array([0, 3, 4, 9], dtype=np.uint64)
     labels = np.array([0, 0, 1, 1], dtype=np.int64)
