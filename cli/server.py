@@ -67,24 +67,42 @@ def _floats(text: str | None, count: int, option: str) -> tuple[float, ...] | No
     help="Manifest file to write [default: DIRECTORY's name + .manifest, beside it]. "
     "The fingerprint goes to the same name + .sha256.",
 )
-def manifest(directory: str, out: str | None) -> None:
+@click.option("--kind", type=click.Choice(["auto", "folder", "tar"]), default="auto", show_default=True,
+              help="Image files, or members of the .tar archives (auto: archives when there is no loose image).")
+@click.option("--skip-unreadable", is_flag=True,
+              help="Leave out entries that cannot be examined (broken links, paths too long, no permission) "
+              "and list them, instead of failing: the manifest then depends on this machine.")
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
+              help="Where the member index of tar archives is cached [default: $PLADACODEC_CACHE or "
+              "~/.cache/pladacodec].")
+def manifest(directory: str, out: str | None, kind: str, skip_unreadable: bool, cache_dir: str | None) -> None:
     """List the images of a reference DIRECTORY in canonical order, and fingerprint them.
 
     Canonical order: recursive, hidden entries skipped, symlinks followed
     (cycles skipped), non-image files ignored, sorted by path components
-    (torchvision ImageFolder order for class folders).
+    (torchvision ImageFolder order for class folders).  A folder of .tar archives
+    (per-class tars, WebDataset shards) lists their image members as ARCHIVE/MEMBER,
+    without extracting anything.  A folder without images is an error.
     """
-    ref = Reference.from_dir(directory)
+    import warnings
+
+    from pladacodec.reference import PladaReferenceWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", PladaReferenceWarning)
+        ref = Reference.from_dir(directory, kind=kind, skip_unreadable=skip_unreadable, cache_dir=cache_dir)
+    for w in caught:
+        click.echo(f"warning: {w.message}", err=True)
     root = Path(directory).resolve()
     out_path = Path(out) if out is not None else root.parent / f"{root.name}.manifest"
     ref.write_manifest(out_path)
     fp_path = out_path.with_name(out_path.name + ".sha256")
     fp_path.write_text(f"{ref.fingerprint.hex()}  {ref.n}\n", encoding="utf-8")
-    layout = ref.folder_layout() if ref.n else None
-    click.echo(f"{ref.n:,} images" + (f" in {layout.n_folders:,} folders" if layout is not None else ""))
+    layout = ref.folder_layout()
+    where = f" in {len(ref.shards.archives):,} tar archives" if ref.kind == "tar" else ""
+    click.echo(f"{ref.n:,} images in {layout.n_folders:,} folders{where}")
     click.echo(f"fingerprint {ref.fingerprint.hex()}")
-    if layout is not None:  # what a task packed with --folders names in its header
-        click.echo(f"folders     {layout.n_folders:,}, layout digest {layout.digest.hex()}")
+    click.echo(f"folders     {layout.n_folders:,}, layout digest {layout.digest.hex()}")  # what --folders names
     click.echo(f"manifest    {out_path}")
     click.echo(f"fingerprint {fp_path}")
 
@@ -98,7 +116,7 @@ def manifest(directory: str, out: str | None) -> None:
 @click.option("--teacher", "teacher_spec", required=True,
               help="timm:NAME[:CHECKPOINT], a TorchScript file, or MODULE:FACTORY / FILE.py:FACTORY.")
 @click.option("--reference", "reference_dir", required=True, type=click.Path(exists=True, file_okay=False),
-              help="Folder of reference images.")
+              help="Folder of reference images, or of .tar archives holding them.")
 @click.option("--manifest", "manifest_path", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Use this manifest's order (paths relative to --reference) instead of the canonical order.")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
@@ -160,7 +178,12 @@ def score(
         teacher_spec, num_classes=num_classes, class_names=_read_class_names(class_names),
         transform_overrides=overrides,
     )
-    dataset = teacher_mod.ImageListDataset(ref, t.transform)
+    if ref.kind == "tar":  # members read in place
+        from pladacodec.client import ReferenceImages
+
+        dataset = ReferenceImages(ref, t.transform)
+    else:
+        dataset = teacher_mod.ImageListDataset(ref, t.transform)
     if rank == 0:
         click.echo(f"reference {ref.n:,} images, fingerprint {ref.fingerprint.hex()}", err=True)
         click.echo(f"teacher {teacher_spec}, input {t.data_config.get('input_size')}, "

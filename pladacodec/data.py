@@ -20,35 +20,10 @@ from typing import Any
 import numpy as np
 import torch.utils.data
 
-from .errors import PladaReferenceError
+from .client import check_task, load_task, open_task, pil_loader, resolve_reference
 from .reference import Reference, dataset_fingerprint, dataset_folder_layout, list_reference
 
 __all__ = ["PladaDataset", "LabelledFolder", "load_task", "pil_loader"]
-
-
-def pil_loader(path: str | os.PathLike[str]):
-    """Open an image file as an RGB PIL image (torchvision's ``default_loader`` convention)."""
-    from PIL import Image
-
-    with open(path, "rb") as f:
-        img = Image.open(f)
-        return img.convert("RGB")
-
-
-def load_task(task: Any, folders: Any = None):
-    """A decoded payload from a ``.plada`` path, its bytes, or an already decoded payload.
-    ``folders``: the reference's folder layout, for tasks packed against one."""
-    import pladacodec
-
-    if isinstance(task, (str, os.PathLike)):
-        return pladacodec.read(task, folders=folders)
-    if isinstance(task, (bytes, bytearray, memoryview)):
-        return pladacodec.decode(task, folders=folders)
-    if all(hasattr(task, a) for a in ("indices", "labels", "n_reference")):
-        return task
-    raise TypeError(
-        f"task must be a .plada path, its bytes or a decoded Payload, found {type(task).__name__}"
-    )
 
 
 class _DatasetFolders:
@@ -61,26 +36,30 @@ class _DatasetFolders:
         return dataset_folder_layout(self.dataset)
 
 
-def _short(fp: bytes | None) -> str:
-    return "none" if fp is None else bytes(fp).hex()[:16] + "…"
-
-
 class PladaDataset(torch.utils.data.Dataset):
     """The images a ``.plada`` task selects from a reference set, with the task's labels.
 
-    *reference* is a folder (listed in canonical order, see :mod:`pladacodec.reference`) or
-    any map-style dataset (an item that is a tuple counts by its first element, so
+    *reference* is a folder of images or of tar archives (listed in canonical order, see
+    :mod:`pladacodec.reference`; tar members are read in place), a :class:`Reference` (e.g.
+    ``Reference.from_manifest(MANIFEST, root=FOLDER)``, the fast way at ImageNet-21K scale)
+    or any map-style dataset (an item that is a tuple counts by its first element, so
     ``ImageFolder`` works).  *task* is a ``.plada`` path, its bytes or a decoded payload.
     Item ``i`` is ``(transform(image), label)`` for the task's ``i``-th selected index.
 
     The reference must be the one the task was made for: same number of images and, when
     the task records one, same fingerprint; otherwise :class:`PladaReferenceError`.  A task
-    packed against the reference's folder layout (``encode(..., folders=...)``) decodes with
-    the layout of *reference* (a folder, a :class:`Reference`, or a dataset that names its
-    images by path, like ``ImageFolder``).
+    without a fingerprint is accepted with a :class:`~pladacodec.reference.PladaReferenceWarning`.
+    A task packed against the reference's folder layout (``encode(..., folders=...)``)
+    decodes with the layout of *reference*.
+
+    Only the task's own images are kept (paths, or archive offsets, in numpy buffers): a 1 %
+    task of ImageNet-21K holds a few MB, and DataLoader workers share it without copying.
+    *loader* gets the image's path for a folder reference and a binary file object for a
+    tar member (the default, :func:`pil_loader`, takes both).
 
     Attributes: ``classes`` (class names), ``class_to_idx``, ``targets`` (labels as a list,
-    torchvision style), ``indices`` (selected reference indices), ``payload``.
+    torchvision style), ``labels`` (the same as a numpy array), ``indices`` (selected
+    reference indices), ``payload``.
     """
 
     def __init__(
@@ -89,32 +68,19 @@ class PladaDataset(torch.utils.data.Dataset):
         task: Any,
         transform: Callable[[Any], Any] | None = None,
         *,
-        loader: Callable[[str], Any] = pil_loader,
+        loader: Callable[[Any], Any] = pil_loader,
+        cache_dir: str | os.PathLike[str] | None = None,
     ) -> None:
-        if isinstance(reference, (str, os.PathLike)):
-            reference = Reference.from_dir(reference)
-        payload = load_task(task, folders=reference if isinstance(reference, Reference) else _DatasetFolders(reference))
-        if isinstance(reference, Reference):
-            if reference.root is None:
-                raise PladaReferenceError("the reference has no root folder to read images from")
-            self._reference: Reference | None = reference
-            self._dataset = None
-            n, fp, where = reference.n, reference.fingerprint, f"folder {str(reference.root)!r}"
+        ref = resolve_reference(reference, cache_dir=cache_dir)
+        if ref is not None:
+            opened = open_task(ref, task)
+            payload, self._images, self._dataset = opened.payload, opened.images, None
+            fp = ref.fingerprint
         else:
-            self._reference, self._dataset = None, reference
-            n, fp, where = len(reference), dataset_fingerprint(reference), type(reference).__name__
-        expected_n = int(payload.n_reference)
-        if n != expected_n:
-            raise PladaReferenceError(
-                f"the task was made for a reference set of {expected_n:,} images but {where} "
-                f"holds {n:,}; the client needs the same reference images as the server"
-            )
-        expected_fp = getattr(payload, "reference_fingerprint", None)
-        if expected_fp is not None and bytes(expected_fp) != fp:
-            raise PladaReferenceError(
-                f"the task was made for reference fingerprint {_short(expected_fp)} but {where} "
-                f"has {_short(fp)}: same size, different images or order"
-            )
+            self._images, self._dataset = None, reference
+            payload = load_task(task, folders=_DatasetFolders(reference))
+            fp = dataset_fingerprint(reference)
+            check_task(payload, len(reference), fp, type(reference).__name__)
         self.payload = payload
         self.indices = np.asarray(payload.indices, dtype=np.int64)
         self._labels = np.asarray(payload.labels, dtype=np.int64)
@@ -133,27 +99,61 @@ class PladaDataset(torch.utils.data.Dataset):
         return self._labels.tolist()
 
     @property
+    def labels(self) -> np.ndarray:
+        """The task's labels (int64), in item order."""
+        return self._labels
+
+    @property
     def n_classes(self) -> int:
         return len(self.classes)
 
     def __len__(self) -> int:
         return len(self.indices)
 
-    def reference_path(self, index: int) -> str:
-        """The file of reference image *index* (folder references only)."""
-        if self._reference is None:
+    def _position(self, index: int) -> int:
+        j = int(np.searchsorted(self.indices, index))
+        if j >= len(self.indices) or int(self.indices[j]) != index:
+            raise IndexError(f"reference image {index:,} is not one of the task's images")
+        return j
+
+    def _need_images(self):
+        if self._images is None:
             raise TypeError("this PladaDataset reads from a dataset, not a folder")
-        return str(self._reference.path(index))
+        return self._images
+
+    def image_name(self, i: int) -> str:
+        """The reference path (manifest name) of item *i* (folder and tar references)."""
+        return self._need_images().name(i)
+
+    def open_image(self, i: int):
+        """Item *i*'s image as a binary file object (before ``loader`` and ``transform``)."""
+        return self._need_images().open(i)
+
+    def reference_path(self, index: int) -> str:
+        """The file of reference image *index*, one of the task's (folder references only;
+        a tar member has no file of its own: :meth:`open_image`)."""
+        images = self._need_images()
+        return str(images.file(self._position(index)))
 
     def reference_item(self, index: int) -> Any:
         """The raw image at reference *index* (before ``transform``)."""
-        if self._reference is not None:
-            return self.loader(self.reference_path(index))
+        if self._images is not None:
+            return self._load(self._position(index))
         item = self._dataset[index]
         return item[0] if isinstance(item, tuple) else item
 
+    def _load(self, j: int) -> Any:
+        if self._images.in_archives:
+            with self._images.open(j) as f:
+                return self.loader(f)
+        return self.loader(str(self._images.file(j)))
+
     def __getitem__(self, i: int) -> tuple[Any, int]:
-        image = self.reference_item(int(self.indices[i]))
+        i = int(i)
+        if self._images is not None:
+            image = self._load(i if i >= 0 else i + len(self))
+        else:
+            image = self.reference_item(int(self.indices[i]))
         if self.transform is not None:
             image = self.transform(image)
         return image, int(self._labels[i])

@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from pladacodec.errors import PladaReferenceError
 from pladacodec.reference import (
     IMAGE_EXTENSIONS,
+    PladaReferenceWarning,
     Reference,
     dataset_fingerprint,
     fingerprint,
@@ -68,8 +69,15 @@ def test_symlinks_followed_with_cycle_protection(tmp_path):
     (tmp_path / "real" / "loop").symlink_to(tmp_path / "real", target_is_directory=True)  # cycle
     (tmp_path / "linked").symlink_to(tmp_path / "other", target_is_directory=True)  # folder link
     (tmp_path / "real" / "c.png").symlink_to(tmp_path / "other" / "b.png")  # file link
-    (tmp_path / "real" / "broken.png").symlink_to(tmp_path / "missing.png")  # broken link
     assert list_reference(tmp_path) == ["linked/b.png", "other/b.png", "real/a.png", "real/c.png"]
+    # A broken link is an entry that cannot be examined: an error unless skip_unreadable=True,
+    # which leaves it out and says so (issue 19, item 5).
+    (tmp_path / "real" / "broken.png").symlink_to(tmp_path / "missing.png")
+    with pytest.raises(PladaReferenceError, match="real/broken.png.*broken symbolic link.*skip_unreadable"):
+        list_reference(tmp_path)
+    with pytest.warns(PladaReferenceWarning, match="left out 1 entry.*real/broken.png"):
+        assert list_reference(tmp_path, skip_unreadable=True) == [
+            "linked/b.png", "other/b.png", "real/a.png", "real/c.png"]
 
 
 def test_equals_torchvision_imagefolder(tmp_path):

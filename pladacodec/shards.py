@@ -1,0 +1,216 @@
+"""Tar-shard references: images kept inside uncompressed tar archives, read in place.
+
+ImageNet-21K is distributed as one tar per synset, and large image sets are commonly
+kept as WebDataset shards.  A folder of ``*.tar`` files is a reference set of its own
+(canonical order in :mod:`pladacodec.reference`): the members are named
+``ARCHIVE/MEMBER`` (the archive's relative path without ``.tar``), so the manifest and
+fingerprint equal those of the folder the archives extract to.  Nothing is extracted:
+
+* the member index (for each image: archive, data offset, size) is built once by
+  reading the tar headers, and cached in :func:`default_cache_dir` under a key of the
+  folder's real path, with the size and modification time of every archive; an archive
+  that changes, appears or disappears makes the next open rebuild it;
+* an image is read with one ``pread`` at its member's offset
+  (:meth:`pladacodec.reference.ImageList.read_bytes`).
+
+>>> import io, tarfile, tempfile, pathlib
+>>> from pladacodec.reference import Reference
+>>> d = pathlib.Path(tempfile.mkdtemp())
+>>> with tarfile.open(d / "cat.tar", "w") as tar:
+...     for name in ["2.png", "1.png", "notes.txt"]:
+...         info = tarfile.TarInfo(name); info.size = 3
+...         tar.addfile(info, io.BytesIO(b"PNG"))
+>>> ref = Reference.from_dir(d, cache_dir=d / ".cache")
+>>> ref.kind, list(ref.paths), ref.read_bytes(0)
+('tar', ['cat/1.png', 'cat/2.png'], b'PNG')
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tarfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ._manifest import PathTable
+from .errors import PladaReferenceError
+
+__all__ = ["ShardIndex", "load_index", "default_cache_dir", "INDEX_VERSION"]
+
+#: Version of the cached index layout; a cache of another version is rebuilt.
+INDEX_VERSION = 1
+
+
+def default_cache_dir() -> Path:
+    """``$PLADACODEC_CACHE``, else ``$XDG_CACHE_HOME/pladacodec``, else ``~/.cache/pladacodec``."""
+    env = os.environ.get("PLADACODEC_CACHE")
+    if env:
+        return Path(env)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "pladacodec"
+
+
+@dataclass(frozen=True)
+class ShardIndex:
+    """Where each image of a tar-shard reference lives: ``archives[archive[i]]`` (relative
+    to the root) holds image ``i`` at byte ``offset[i]``, ``size[i]`` bytes long."""
+
+    paths: PathTable
+    archives: tuple[str, ...]
+    archive: np.ndarray  # int32
+    offset: np.ndarray  # int64
+    size: np.ndarray  # int64
+
+
+def _stem(rel: str) -> tuple[str, ...]:
+    return tuple(rel[: -len(".tar")].split("/"))
+
+
+def _member_parts(name: str, archive: str) -> tuple[str, ...] | None:
+    if name.startswith("/") or "\\" in name:
+        raise PladaReferenceError(
+            f"archive {archive!r}: member {name!r} has an absolute name or a backslash; it cannot be "
+            "named in a manifest"
+        )
+    parts = tuple(p for p in name.split("/") if p not in ("", "."))
+    if ".." in parts:
+        raise PladaReferenceError(f"archive {archive!r}: member {name!r} climbs out of the archive ('..')")
+    if not parts or any(p.startswith(".") for p in parts):
+        return None
+    return parts
+
+
+def list_archive(path: str | os.PathLike[str], archive: str) -> list[tuple[tuple[str, ...], int, int]]:
+    """(member path parts, data offset, size) of the image members of one tar, sorted by parts."""
+    from .reference import _is_image_name
+
+    out: dict[tuple[str, ...], tuple[int, int]] = {}
+    by_name: dict[str, tuple[int, int]] = {}
+    try:
+        with tarfile.open(path, mode="r:") as tar:
+            for info in tar:
+                if info.isreg():
+                    if info.sparse is not None:
+                        raise PladaReferenceError(f"archive {archive!r}: member {info.name!r} is a sparse "
+                                                  "file and cannot be read in place")
+                    where = (info.offset_data, info.size)
+                    by_name[info.name] = where
+                elif info.islnk():
+                    where = by_name.get(info.linkname)
+                    if where is None:
+                        continue  # a link to something that is not a stored regular file
+                else:
+                    continue  # folders, symbolic links, devices
+                parts = _member_parts(info.name, archive)
+                if parts is None or not _is_image_name(parts[-1]):
+                    continue
+                if parts in out:
+                    raise PladaReferenceError(f"archive {archive!r} holds member {'/'.join(parts)!r} twice")
+                out[parts] = where
+    except tarfile.ReadError as exc:
+        raise PladaReferenceError(f"archive {archive!r} is not a readable uncompressed tar file: {exc}") from None
+    return [(parts, off, size) for parts, (off, size) in sorted(out.items())]
+
+
+def _fingerprint_of_archives(root: Path, archives: list[str]) -> list[list]:
+    out = []
+    for rel in archives:
+        st = os.stat(root / rel)
+        out.append([rel, st.st_size, st.st_mtime_ns])
+    return out
+
+
+def _cache_path(root: Path, cache_dir) -> Path:
+    key = hashlib.sha256(os.fsencode(os.path.realpath(root))).hexdigest()[:24]
+    return Path(cache_dir if cache_dir is not None else default_cache_dir()) / "tar-index" / key
+
+
+def _load_cached(cache: Path, state: dict) -> ShardIndex | None:
+    try:
+        meta = json.loads((cache / "index.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if {k: meta.get(k) for k in state} != state:
+        return None
+    try:
+        paths = PathTable.from_manifest(cache / "manifest")
+        arrays = [np.load(cache / f"{name}.npy", mmap_mode="r", allow_pickle=False)
+                  for name in ("archive", "offset", "size")]
+    except (OSError, ValueError, PladaReferenceError):
+        return None
+    n = len(paths)
+    if meta.get("n") != n or any(a.shape != (n,) for a in arrays) or paths.fingerprint.hex() != meta.get("fingerprint"):
+        return None
+    return ShardIndex(paths, tuple(state["archives_rel"]), *arrays)
+
+
+def _store(cache: Path, index: ShardIndex, state: dict) -> None:
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        tag = f".{os.getpid()}.tmp"
+        files = {"manifest": None, "archive.npy": index.archive, "offset.npy": index.offset, "size.npy": index.size}
+        for name, arr in files.items():
+            tmp = cache / (name + tag)
+            with open(tmp, "wb") as f:
+                if arr is None:
+                    for chunk in index.paths.iter_manifest():
+                        f.write(chunk)
+                else:
+                    np.save(f, np.ascontiguousarray(arr), allow_pickle=False)
+            os.replace(tmp, cache / name)
+        meta = dict(state, n=len(index.paths), fingerprint=index.paths.fingerprint.hex())
+        tmp = cache / ("index.json" + tag)
+        tmp.write_text(json.dumps(meta), encoding="utf-8")
+        os.replace(tmp, cache / "index.json")  # last: it commits the other files
+    except OSError as exc:
+        warnings.warn(f"could not cache the tar member index in {str(cache)!r} ({exc}); it will be "
+                      "rebuilt on the next open", stacklevel=3)
+
+
+def build_index(root: str | os.PathLike[str], archives: list[str]) -> ShardIndex:
+    """Read every archive's headers (nothing is extracted) and index its image members."""
+    from .reference import _check_name
+
+    root = Path(root)
+    stems = [_stem(a) for a in archives]
+    order = sorted(range(len(archives)), key=lambda i: stems[i])
+    for a, b in zip(order, order[1:]):
+        if stems[b][: len(stems[a])] == stems[a]:
+            raise PladaReferenceError(
+                f"archives {archives[a]!r} and {archives[b]!r} would interleave in the canonical order "
+                f"(one's name without .tar is a folder of the other); keep archives side by side"
+            )
+    names: list[str] = []
+    arch, offs, sizes = [], [], []
+    for rank, i in enumerate(order):
+        prefix = "/".join(stems[i])
+        for parts, off, size in list_archive(root / archives[i], archives[i]):
+            p = prefix + "/" + "/".join(parts)
+            _check_name(p)
+            names.append(p)
+            arch.append(rank)
+            offs.append(off)
+            sizes.append(size)
+    paths = PathTable.from_paths(names, f"archives under {str(root)!r}")
+    return ShardIndex(paths, tuple(archives[i] for i in order), np.asarray(arch, dtype=np.int32),
+                      np.asarray(offs, dtype=np.int64), np.asarray(sizes, dtype=np.int64))
+
+
+def load_index(root: str | os.PathLike[str], archives: list[str], *, cache_dir=None) -> ShardIndex:
+    """The member index of the tar archives *archives* (relative to *root*), from the cache
+    when every archive's size and modification time still match, else built and cached."""
+    root = Path(root)
+    state = {"version": INDEX_VERSION, "archives": _fingerprint_of_archives(root, archives)}
+    cache = _cache_path(root, cache_dir)
+    stems_order = sorted(archives, key=_stem)
+    state["archives_rel"] = stems_order
+    index = _load_cached(cache, state)
+    if index is None:
+        index = build_index(root, archives)
+        _store(cache, index, state)
+    return index
