@@ -215,6 +215,9 @@ def pack(
             )
         n_reference = reference.n
     n_reference = n_reference if n_reference is not None else sel.n_reference
+    if fingerprint is None:  # issue 19, item 5
+        click.echo("warning: the task will carry no reference fingerprint, so clients can check their reference "
+                   "only by its size; give --reference-manifest (or --fingerprint)", err=True)
     if n_reference is None:
         raise UserError("--n-reference is required (the selection file does not record N)")
     class_names = _read_class_names(classes_file) if classes_file is not None else sel.class_names
