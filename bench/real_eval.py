@@ -13,7 +13,8 @@ than some general-purpose compressor's output (issue 20's acceptance).
 Baseline sizes never depend on the codec: they are cached by a SHA-256 of the selection in the
 bench's cache file (``bench-results/baselines-cache.json``, shared with ``pladacodec bench``,
 invalidated when ``baselines.py`` changes), so a rerun after a codec change only re-encodes
-the ``.plada`` files.
+the ``.plada`` files.  A file the codec fails to encode or decode exactly is listed as FAILED
+(and the exit status is 1); the others are still measured.
 
     python bench/real_eval.py                        # every real selection
     python bench/real_eval.py --methods 2:3          # .plada restricted to index method 2, label method 3
@@ -238,9 +239,14 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     tasks = real_tasks(tuple(args.dirs))
     cache = BaselineCache(args.cache, not args.no_cache)
-    rows = [evaluate_task(task, cache, methods) for task in tasks]
+    rows, failures = [], []
+    for task in tasks:
+        try:
+            rows.append(evaluate_task(task, cache, methods))
+        except (pladacodec.PladaError, RuntimeError) as exc:  # a codec under construction: report, go on
+            failures.append(f"{task.profile} ({task.path}): {type(exc).__name__}: {exc}")
     measured = sum(not row["baselines_cached"] for row in rows)
-    summary = summary_lines(rows)
+    summary = summary_lines(rows) + [f"FAILED {line}" for line in failures]
     print(markdown_table(rows))
     print()
     print("\n".join(summary))
@@ -253,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.json:
         args.json.write_text(json.dumps({"methods": str(methods), "rows": rows, "summary": summary}, indent=1))
-    return 0
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":
