@@ -672,14 +672,33 @@ def markdown_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _real_oracle_lines(rows: list[dict]) -> list[str]:
+    """The real selections whose file gives their pool's folder layout, against the folder oracle."""
+    judged = [row for row in rows if _real(row) and ORACLE in row["sizes"]]
+    if not judged:
+        return []
+
+    def span(values) -> str:
+        values = list(values)
+        return f"{min(values):.3f} - {max(values):.3f} (geometric mean {geometric_mean(values):.3f})"
+
+    return [
+        f"Real selections with a folder layout ({len(judged)} files), against the folder oracle (payload only):",
+        f"  .plada / oracle: {span(r['ratios']['vs_oracle'] for r in judged)}",
+        f"  .plada+folders / oracle: {span(r['sizes'][FOLDERS] / r['sizes'][ORACLE] for r in judged)}",
+        f"  .plada+folders / min({_GENERAL_TEXT}): {span(r['ratios']['folders_vs_general'] for r in judged)}",
+    ]
+
+
 def oracle_text(rows: list[dict]) -> str:
     """Where the size targets stand against the two oracles (bench/oracle.py), structured rows at the
     target keeps: their ranges, the targets that lie below (1.02 x) the folder oracle, and for every
     target .plada misses, how far it lies above the generative oracle (the generator's own model)."""
-    judged = [row for row in rows if ORACLE in row["sizes"] and _at_target_keep(row)]
+    lines = _real_oracle_lines(rows)
+    judged = [row for row in rows if ORACLE in row["sizes"] and _synthetic(row) and _at_target_keep(row)]
     if not judged:
-        return ""
-    lines = [
+        return "\n".join(lines)
+    lines += [
         "Folder oracle (a code told the folder layout, bench/oracle.py; payload only, no container):",
         f"  .plada / oracle: {min(r['ratios']['vs_oracle'] for r in judged):.3f}"
         f" - {max(r['ratios']['vs_oracle'] for r in judged):.3f} over {len(judged)} rows",

@@ -1,6 +1,6 @@
 """``pladacodec bench``: the acceptance benchmark (:mod:`pladacodec_bench.run`) on the command line.
 
-Needs the ``bench`` extra (zstandard, brotli, pyarrow, pyroaring, matplotlib); the
+Needs the ``bench`` extra (zstandard, brotli, pyarrow, pyroaring, matplotlib, pyppmd, zpaq); the
 benchmark module loads only when the command runs, so ``pladacodec --help`` stays light.
 """
 
@@ -27,10 +27,10 @@ __all__ = ["bench"]
 @click.option(
     "--real/--no-real",
     default=None,
-    help="Also the teacher's selections on real images in bench/data/real (default: on, off with --quick).",
+    help="Also the real selections in bench/data/real and bench/data/real-demo (default: on, off with --quick).",
 )
 def bench(profiles, keeps, repeats, seed, out, quick, no_cache, no_plots, real):
-    """Measure .plada against the paper's pipeline, brotli/xz and the i.i.d. bound.
+    """Measure .plada against the paper's pipeline, brotli/xz/PPMd/ZPAQ and the i.i.d. bound.
 
     Prints a markdown table and a PASS/FAIL summary against the acceptance
     targets, and writes results.md, results.json, bytes_per_entry.png and

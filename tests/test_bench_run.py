@@ -197,3 +197,27 @@ def test_oracle_note_places_missed_targets_against_the_generative_oracle():
     assert len(missed) == 1
     assert "missed paper target 960 B = 1.200 x the generative oracle (800 B); .plada 1.250 x" in missed[0]
     assert ".plada+folders 1.238 x" in missed[0]
+
+
+def test_real_selection_with_a_folder_layout_gets_the_oracle_and_folders_columns(tmp_path):
+    """A real .npz that carries its pool's folder layout is also measured given that layout."""
+    from pladacodec_bench.workloads import REAL_DIR, real_tasks as load_tasks
+
+    source = np.load(REAL_DIR / "random-1pct.npz")
+    fields = {key: source[key] for key in source.files}
+    n = int(fields["n_reference"])
+    (tmp_path / "scenario").mkdir()
+    np.savez(tmp_path / "scenario" / "laid-out.npz", folder_starts=np.arange(0, n, 5_000, dtype=np.int64), **fields)
+    (task,) = load_tasks(tmp_path)
+    config = bench_run.build_config(repeats=1, out=tmp_path / "out", plots=False)
+    cache = bench_run.BaselineCache(tmp_path / "cache.json", enabled=False)
+    row = bench_run.measure_row(task.selection, task.profile, task.keep, config, cache, task.folder_starts, task.panel)
+    assert (row["profile"], row["panel"], row["real"]) == ("real-scenario-laid-out", "real-scenario", True)
+    sizes = row["sizes"]
+    assert bench_run.ORACLE in sizes and bench_run.FOLDERS in sizes and bench_run.GENERATIVE not in sizes
+    assert sizes[bench_run.ORACLE] == pytest.approx(sum(folder_oracle_bits(task.selection, task.folder_starts)) / 8)
+    assert all(row["round_trip"].values())
+    assert row["ratios"]["folders_vs_general"] == pytest.approx(
+        sizes[bench_run.FOLDERS] / min(sizes[name] for name in bench_run.GENERAL)
+    )
+    assert "Real selections with a folder layout (1 files)" in bench_run.oracle_text([row])
