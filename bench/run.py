@@ -602,7 +602,7 @@ def evaluate(rows: list[dict]) -> list[dict]:
             "worst": values[worst],
             "worst_row": _row_label(judged[worst]),
             "failing_rows": [
-                f"{_row_label(row)} ({value:.3g})" for row, value, good in zip(judged, values, ok) if not good
+                f"{_row_label(row)} ({value:.4g})" for row, value, good in zip(judged, values, ok) if not good
             ],
         }
         if check.geometric_mean:  # rows_passed / failing_rows still say how each row fares alone
@@ -754,7 +754,7 @@ def _generative_vs_generic(row: dict) -> float:
 
 
 def _format_value(value: float | None) -> str:
-    return "—" if value is None else f"{value:.3g}"
+    return "—" if value is None else f"{value:.4g}"
 
 
 def geometric_mean(values) -> float:
@@ -821,9 +821,8 @@ def _is_real_panel(rows: list[dict], panel: str) -> bool:
 
 
 def write_plots(rows: list[dict], out: Path) -> list[Path]:
-    """``bytes_per_entry.png`` and ``timings.png``: one panel per synthetic profile and one per
-    scenario of real selections (points, since several selections share a keep), keep on a log
-    x axis."""
+    """``bytes_per_entry.png`` and ``timings.png``: one panel per synthetic profile, keep on a log
+    x axis, and one per scenario of real selections, one column per file (by keep, then name)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -844,21 +843,33 @@ def write_plots(rows: list[dict], out: Path) -> list[Path]:
             ax.set_visible(False)
         return fig, axes.flat
 
+    def panel_rows(profile: str) -> list[dict]:
+        """A synthetic panel's rows by keep; a real panel's by keep, then name (one x position each)."""
+        picked = [row for row in rows if row.get("panel", row["profile"]) == profile]
+        return sorted(picked, key=lambda row: (row["keep"], row["profile"]))
+
     def series(profile: str, value: Callable[[dict], float | None]):
-        picked = sorted((row for row in rows if row.get("panel", row["profile"]) == profile), key=lambda row: row["keep"])
-        points = [(row["keep"], value(row)) for row in picked]
+        real_panel = _is_real_panel(rows, profile)
+        points = [(i if real_panel else row["keep"] * 100, value(row)) for i, row in enumerate(panel_rows(profile))]
         points = [(x, y) for x, y in points if y is not None]
-        return [x * 100 for x, _ in points], [y for _, y in points]
+        return [x for x, _ in points], [y for _, y in points]
 
     def _log_axes(ax, profile: str, label_minor: bool) -> None:
         ax.set_title(profile)
-        ax.set_xscale("log")
         ax.set_yscale("log")
-        # this panel's own keeps (a real selection keeps 691 of 69,098 = 1.00003 %), 3 digits
-        keeps = {round(row["keep"] * 100, 6) for row in rows if row.get("panel", row["profile"]) == profile}
-        ax.xaxis.set_major_locator(FixedLocator(sorted(keeps)))
-        ax.xaxis.set_minor_locator(NullLocator())
-        ax.xaxis.set_major_formatter(FormatStrFormatter("%.3g"))
+        if _is_real_panel(rows, profile):  # one column per selection, named by file
+            picked = panel_rows(profile)
+            prefix = f"{profile}-" if profile.startswith("real-") else "real-"
+            names = [row["profile"].removeprefix(prefix) for row in picked]
+            ax.set_xticks(range(len(picked)), names, rotation=90, fontsize=7)
+            ax.set_xlim(-0.5, len(picked) - 0.5)
+        else:
+            ax.set_xscale("log")
+            # this panel's own keeps, 3 digits
+            keeps = {round(row["keep"] * 100, 6) for row in panel_rows(profile)}
+            ax.xaxis.set_major_locator(FixedLocator(sorted(keeps)))
+            ax.xaxis.set_minor_locator(NullLocator())
+            ax.xaxis.set_major_formatter(FormatStrFormatter("%.3g"))
         ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
         if label_minor:  # bytes per entry span about one decade: label 2, 3, ... too
             ax.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
@@ -879,11 +890,11 @@ def write_plots(rows: list[dict], out: Path) -> list[Path]:
         for name in sizes:
             x, y = series(profile, lambda row, name=name: row["sizes"][name] / row["k"] if name in row["sizes"] else None)
             style = styles.get(name, dict(linewidth=1.0, marker="."))
-            if _is_real_panel(rows, profile):  # several selections share a keep: points, no lines
+            if _is_real_panel(rows, profile):  # separate selections: points, no lines
                 style = {**style, "linestyle": "none", "marker": style.get("marker") or "_"}
             ax.plot(x, y, label=_SHORT.get(name, name), **style)
         _log_axes(ax, profile, label_minor=True)
-        ax.set_xlabel("keep (%)")
+        ax.set_xlabel("selection" if _is_real_panel(rows, profile) else "keep (%)")
         ax.set_ylabel("bytes per selected image")
         ax.grid(True, which="both", alpha=0.3)
     axes_list = [ax for ax in fig.axes if ax.get_visible()]
@@ -911,7 +922,7 @@ def write_plots(rows: list[dict], out: Path) -> list[Path]:
                 style = {**style, "linestyle": "none"}
             ax.plot(x, y, label=label, **style)
         _log_axes(ax, profile, label_minor=False)
-        ax.set_xlabel("keep (%)")
+        ax.set_xlabel("selection" if _is_real_panel(rows, profile) else "keep (%)")
         ax.set_ylabel("seconds")
         ax.grid(True, which="both", alpha=0.3)
     handles, labels = [ax for ax in fig.axes if ax.get_visible()][0].get_legend_handles_labels()
