@@ -53,7 +53,7 @@ from pladacodec_bench.run import (  # noqa: E402
     PAPER_BITMAP,
     PAPER_LIST,
     BaselineCache,
-    _measure_baselines,
+    measure_baselines,
     geometric_mean,
     selection_digest,
 )
@@ -106,7 +106,7 @@ def _baseline_sizes(task: RealTask, cache: BaselineCache) -> tuple[dict, bool]:
     entry = cache.get(key)
     if entry is not None:
         return entry, True
-    entry, _ = _measure_baselines(sel, repeats=1)
+    entry, _ = measure_baselines(sel, repeats=1)
     cache.put(key, {"profile": task.profile, "keep": task.keep, "seed": None, "k": sel.k, **entry})
     return entry, False
 

@@ -84,13 +84,18 @@ __all__ = [
     "DEFAULT_REPEATS",
     "QUICK_KEEPS",
     "QUICK_PROFILES",
+    "BaselineCache",
     "BenchConfig",
     "build_config",
     "evaluate",
+    "geometric_mean",
     "main",
+    "measure_baselines",
+    "measure_row",
     "parse_keeps",
     "parse_profiles",
     "run",
+    "selection_digest",
 ]
 
 
@@ -317,7 +322,7 @@ class BaselineCache:
             os.replace(tmp, self.path)
 
 
-def _measure_baselines(sel: Selection, repeats: int) -> tuple[dict, bytes]:
+def measure_baselines(sel: Selection, repeats: int) -> tuple[dict, bytes]:
     """Every baseline's size (each decode checked), the bound and the paper list's encode time
     (the cache entry), and the paper list's bytes."""
     sizes, round_trip = {}, {}
@@ -367,7 +372,7 @@ def measure_row(
         if len(paper_blob) != cached["sizes"][PAPER_LIST]:
             raise RuntimeError(f"{PAPER_LIST} on {sel.name} differs from {cache.path}; rerun with --no-cache")
     else:
-        cached, paper_blob = _measure_baselines(sel, repeats)
+        cached, paper_blob = measure_baselines(sel, repeats)
         cache.put(key, {"profile": profile, "keep": keep, "seed": config.seed, "k": sel.k, **cached})
 
     encode_s, blob = _best_of(lambda: _plada_encode(sel), repeats)
