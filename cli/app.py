@@ -17,6 +17,7 @@ _COMMANDS: dict[str, str] = {
     "inspect": "pladacodec_cli.codec:inspect_cmd",
     "verify": "pladacodec_cli.codec:verify",
     "manifest": "pladacodec_cli.server:manifest",
+    "export": "pladacodec_cli.export:export",
     "score": "pladacodec_cli.server:score",
     "select": "pladacodec_cli.server:select",
     "train": "pladacodec_cli.client:train",

@@ -26,7 +26,9 @@ from ._stream import StreamReader as StreamReader
 from ._stream import StreamWriter as StreamWriter
 from ._stream import iter_read as iter_read
 from ._stream import write_stream as write_stream
+from .client import export as export
 from .reference import IMAGE_EXTENSIONS as IMAGE_EXTENSIONS
+from .reference import PladaReferenceWarning as PladaReferenceWarning
 from .reference import Reference as Reference
 from .reference import dataset_fingerprint as dataset_fingerprint
 from .reference import fingerprint as fingerprint

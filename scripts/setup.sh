@@ -4,7 +4,8 @@
 #
 # 1. Debian packages with the demo's images: dataset-fashion-mnist (70,000 images) and
 #    openclipart-png (8,000 clip-art pictures, used as distractors).
-# 2. torch 2.14.1 / torchvision 0.29.1 first, then pladacodec (editable) with its extras,
+# 2. torch 2.14.1 / torchvision 0.29.1 first, then pladacodec (editable) with its extras
+#    (torch, demo, bench, dev, zarr: numcodecs and zarr for the `plada` codec),
 #    under a constraint that keeps pip from replacing that torch.
 # Nothing is downloaded at run time afterwards.  PYTHON=... picks the interpreter.
 set -euo pipefail
@@ -36,7 +37,7 @@ trap 'rm -f "$constraints"' EXIT
 printf '%s\n' "${TORCH_PIN[@]}" > "$constraints"
 
 "$PYTHON" -m pip install --quiet --root-user-action=ignore "${TORCH_PIN[@]}"
-"$PYTHON" -m pip install --quiet --root-user-action=ignore -c "$constraints" -e "$ROOT[torch,demo,bench,dev]"
+"$PYTHON" -m pip install --quiet --root-user-action=ignore -c "$constraints" -e "$ROOT[torch,demo,bench,dev,zarr]"
 
 "$PYTHON" - <<'PY'
 import torch, torchvision, timm
