@@ -87,6 +87,11 @@ class FolderLayout:
         that share a parent folder: ``a/1.png a/2.png b/1.png`` -> two folders.  In a tree
         whose folders hold both images and sub-folders, a folder's images can form several
         runs; each run counts as a folder (both sides derive the same runs)."""
+        from ._manifest import PathTable, require_path_list
+
+        require_path_list(paths, "FolderLayout.from_paths()")  # a str would be one-character paths
+        if isinstance(paths, PathTable) and len(paths):
+            return cls(paths.parent_starts(), len(paths))
         if len(paths) == 0:
             raise PladaEncodeError("a reference without images has no folder layout")
         parents = [p.rpartition("/")[0] for p in paths]

@@ -84,8 +84,34 @@ def test_wrong_fingerprint_is_refused(reference_dir):
 
 def test_task_without_fingerprint_or_names(reference_dir):
     ref = Reference.from_dir(reference_dir)
-    ds = PladaDataset(reference_dir, pladacodec.encode([0, 3], [1, 0], ref.n))
+    with pytest.warns(pladacodec.PladaReferenceWarning, match="no reference fingerprint.*only by its size"):
+        ds = PladaDataset(reference_dir, pladacodec.encode([0, 3], [1, 0], ref.n))
     assert ds.classes == ["0", "1"] and len(ds) == 2
+
+
+def test_dataset_keeps_only_the_task_images_in_numpy_buffers(reference_dir, tmp_path):
+    import pickle
+
+    import pladacodec._manifest as M
+
+    ref = Reference.from_dir(reference_dir)
+    ref.write_manifest(tmp_path / "m.txt")
+    M_limit = M.IN_MEMORY_LIMIT
+    M.IN_MEMORY_LIMIT = 0  # the reference reads its paths from the manifest file on demand
+    try:
+        big = Reference.from_manifest(tmp_path / "m.txt", root=reference_dir)
+    finally:
+        M.IN_MEMORY_LIMIT = M_limit
+    assert not big.paths.in_memory
+    ds = PladaDataset(big, _task(ref), transform=_to_tensor)
+    images = ds._images
+    assert len(images) == 4 and images.paths.in_memory  # 4 paths of 12, one byte buffer + offsets
+    assert [ds.image_name(i) for i in range(4)] == [ref.paths[i] for i in (1, 4, 7, 11)]
+    assert ds.reference_path(7) == str(reference_dir / ref.paths[7])
+    with pytest.raises(IndexError, match="not one of the task's images"):
+        ds.reference_path(2)
+    clone = pickle.loads(pickle.dumps(ds))  # spawned DataLoader workers get a small copy
+    assert int(clone[2][0][0, 0]) == 70 and clone[2][1] == 1
 
 
 class _ArrayDataset(torch.utils.data.Dataset):

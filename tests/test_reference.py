@@ -214,3 +214,132 @@ def test_manifest_command(tmp_path):
     # default output name: beside the folder
     result = CliRunner().invoke(manifest, [str(tmp_path / "ref")])
     assert result.exit_code == 0 and out.exists()
+
+
+# --- issue 18: compact paths, hardened list APIs; issue 19.5: identity of the reference ---------
+
+
+@pytest.mark.parametrize("bad", ["reference/", b"reference/", None])
+def test_single_path_where_a_list_is_expected_is_refused(bad, tmp_path):
+    from pladacodec.folders import FolderLayout
+
+    bad = tmp_path if bad is None else bad
+    for call in (fingerprint, manifest_bytes, Reference.from_paths, FolderLayout.from_paths):
+        with pytest.raises(TypeError, match="list of relative image paths.*Reference.from_dir"):
+            call(bad)
+    with pytest.raises(TypeError, match="not a str"):
+        fingerprint(["a.png", b"b.png"])
+
+
+def _manifest_lines(n_folders=40, per=37):
+    return [f"n{f:08d}/n{f:08d}_{i}.JPEG" for f in range(n_folders) for i in range(per)] + ["top.png"]
+
+
+@pytest.mark.parametrize("in_memory", [True, False])
+def test_path_table_from_manifest_file(tmp_path, monkeypatch, in_memory):
+    import pickle
+
+    import pladacodec._manifest as M
+    from pladacodec.folders import FolderLayout
+
+    monkeypatch.setattr(M, "_CHUNK", 257)  # many chunks, lines cut at every boundary
+    if not in_memory:
+        monkeypatch.setattr(M, "IN_MEMORY_LIMIT", 0)  # read from the file on demand
+    paths = _manifest_lines()
+    (tmp_path / "m.txt").write_text("".join(p + "\n" for p in paths))
+    ref = Reference.from_manifest(tmp_path / "m.txt", root=tmp_path)
+    assert ref.paths.in_memory == in_memory
+    assert ref.fingerprint == fingerprint(paths) and ref.n == len(paths)
+    assert ref.paths == paths and ref.paths[5] == paths[5] and ref.paths[-1] == "top.png"
+    assert ref.paths[3:6] == tuple(paths[3:6])
+    assert list(ref.paths.take([7, 0, len(paths) - 1])) == [paths[7], paths[0], paths[-1]]
+    assert ref.folder_layout() == FolderLayout.from_paths(paths)
+    assert np.array_equal(ref.paths.parent_starts(chunk_lines=10), FolderLayout.from_paths(paths).starts)
+    again = pickle.loads(pickle.dumps(ref))
+    assert again.paths[100] == paths[100] and again == ref
+    ref.write_manifest(tmp_path / "copy.txt")
+    assert (tmp_path / "copy.txt").read_bytes() == (tmp_path / "m.txt").read_bytes()
+    # CRLF and a missing final newline: the same reference
+    (tmp_path / "crlf.txt").write_bytes("\r\n".join(paths).encode())
+    assert Reference.from_manifest(tmp_path / "crlf.txt").fingerprint == ref.fingerprint
+    # a duplicate far apart (other chunks) is found and named
+    (tmp_path / "dup.txt").write_text("".join(p + "\n" for p in paths + [paths[3]]))
+    with pytest.raises(PladaReferenceError, match=f"line {len(paths) + 1:,}: path '{paths[3]}' is listed twice"):
+        Reference.from_manifest(tmp_path / "dup.txt")
+    bad = paths[:500] + ["a/./b.png"] + paths[500:]
+    (tmp_path / "bad.txt").write_text("".join(p + "\n" for p in bad))
+    with pytest.raises(PladaReferenceError, match="line 501: expected a relative POSIX path"):
+        Reference.from_manifest(tmp_path / "bad.txt")
+
+
+def test_manifest_changed_on_disk_is_noticed(tmp_path, monkeypatch):
+    import pladacodec._manifest as M
+
+    monkeypatch.setattr(M, "IN_MEMORY_LIMIT", 0)
+    (tmp_path / "m.txt").write_text("a/1.png\nb/2.png\n")
+    ref = Reference.from_manifest(tmp_path / "m.txt")
+    assert ref.paths[1] == "b/2.png"
+    import pickle
+
+    blob = pickle.dumps(ref)
+    (tmp_path / "m.txt").write_text("a/1.png\nb/3.png\nc/4.png\n")
+    with pytest.raises(PladaReferenceError, match="changed since it was read"):
+        pickle.loads(blob).paths[1]
+
+
+def test_backslash_names_are_refused_by_listing_and_manifest_alike(tmp_path):
+    from pladacodec_cli.server import manifest
+
+    _touch(tmp_path / "ref", "a/1.png", "a/b\\c.png")
+    with pytest.raises(PladaReferenceError, match="backslash"):
+        list_reference(tmp_path / "ref")
+    result = CliRunner().invoke(manifest, [str(tmp_path / "ref"), "-o", str(tmp_path / "m")])
+    assert result.exit_code == 1 and "backslash" in result.output and not (tmp_path / "m").exists()
+    (tmp_path / "m2").write_text("a/b\\c.png\n")
+    with pytest.raises(PladaReferenceError, match="backslash"):
+        Reference.from_manifest(tmp_path / "m2")
+
+
+def test_manifest_command_skip_unreadable(tmp_path):
+    from pladacodec_cli.server import manifest
+
+    _touch(tmp_path / "ref", "a/1.png")
+    (tmp_path / "ref" / "a" / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    out = tmp_path / "m"
+    result = CliRunner().invoke(manifest, [str(tmp_path / "ref"), "-o", str(out)])
+    assert result.exit_code == 1 and "a/gone.png" in result.output and "--skip-unreadable" in result.output
+    result = CliRunner().invoke(manifest, [str(tmp_path / "ref"), "-o", str(out), "--skip-unreadable"])
+    assert result.exit_code == 0, result.output
+    assert "warning: left out 1 entry" in result.output and "a/gone.png" in result.output
+    assert out.read_text() == "a/1.png\n"
+
+
+def test_references_without_images_are_errors(tmp_path):
+    from pladacodec_cli.server import manifest
+
+    _touch(tmp_path / "empty", "notes.txt")
+    with pytest.raises(PladaReferenceError, match="holds no image"):
+        Reference.from_dir(tmp_path / "empty")
+    assert list_reference(tmp_path / "empty") == []
+    result = CliRunner().invoke(manifest, [str(tmp_path / "empty"), "-o", str(tmp_path / "m")])
+    assert result.exit_code == 1 and "no image" in result.output
+    (tmp_path / "m0").write_bytes(b"")
+    with pytest.raises(PladaReferenceError, match="holds no image"):
+        Reference.from_manifest(tmp_path / "m0")
+    with pytest.raises(PladaReferenceError, match="holds no image"):
+        Reference.from_paths([])
+
+
+def test_pack_warns_without_fingerprint(tmp_path):
+    from pladacodec_cli.codec import pack
+
+    (tmp_path / "sel.csv").write_text("index,label\n1,0\n5,1\n")
+    result = CliRunner().invoke(pack, [str(tmp_path / "sel.csv"), "-o", str(tmp_path / "t.plada"),
+                                       "--n-reference", "10"])
+    assert result.exit_code == 0, result.output
+    assert "warning: the task will carry no reference fingerprint" in result.output
+    _touch(tmp_path / "ref", *[f"{i}.png" for i in range(10)])
+    Reference.from_dir(tmp_path / "ref").write_manifest(tmp_path / "m")
+    result = CliRunner().invoke(pack, [str(tmp_path / "sel.csv"), "-o", str(tmp_path / "t2.plada"),
+                                       "--reference-manifest", str(tmp_path / "m")])
+    assert result.exit_code == 0 and "warning" not in result.output
