@@ -208,9 +208,10 @@ class PathTable(Sequence):
         # offsets fit in 4 bytes below 4 GiB of manifest (ImageNet-21K: 0.44 GB)
         starts = np.empty(n + 1, dtype=np.uint32 if total is not None and total < 2**32 else np.int64)
         starts[0] = 0
-        hashes = np.empty(n, dtype=np.uint64)
         line = 0
         base = 0
+        increasing = True  # strictly, in (zero-padded bytes, length) order: then no duplicate
+        last = None
         for chunk in chunks:
             h.update(chunk)
             arr = np.frombuffer(chunk, np.uint8)
@@ -220,7 +221,10 @@ class PathTable(Sequence):
                 raise PladaReferenceError(f"{source} changed while it was read")
             _check_chunk(chunk, arr, ends, line, source)
             starts[line + 1 : line + 1 + m] = ends + (base + 1)
-            hashes[line : line + m] = _line_hashes(chunk, ends)
+            if increasing and m:
+                first = chunk[: int(ends[0])]
+                increasing = (last is None or _key(last, first) < _key(first, last)) and _increasing(chunk, ends)
+                last = chunk[int(ends[-2]) + 1 if m > 1 else 0 : int(ends[-1])]
             line += m
             base += len(chunk)
         if line != n:
@@ -229,7 +233,14 @@ class PathTable(Sequence):
             starts = starts.astype(np.uint32)
         del chunks
         table = cls(make_store(), starts, h.digest())
-        table._check_duplicates(hashes, source)
+        if not increasing:  # not sorted: look for duplicates by hash
+            hashes = np.empty(n, dtype=np.uint64)
+            at = 0
+            for chunk in table.iter_manifest():
+                ends = np.flatnonzero(np.frombuffer(chunk, np.uint8) == 10)
+                hashes[at : at + ends.size] = _line_hashes(chunk, ends)
+                at += ends.size
+            table._check_duplicates(hashes, source)
         return table
 
     def _check_duplicates(self, hashes: np.ndarray, source: str) -> None:
@@ -431,9 +442,17 @@ def _line_hashes(chunk: bytes, ends: np.ndarray) -> np.ndarray:
     # words[p] = the 8 bytes from p (overlapping, little-endian): a strided view, no copy
     words = np.lib.stride_tricks.as_strided(padded, shape=(padded.size - 7, 8), strides=(1, 1)).view("<u8")[:, 0]
     h = lens.astype(np.uint64) * _K1
-    active = np.arange(m)
     t = 0
+    shortest = int(lens.min())
     with np.errstate(over="ignore"):
+        while t < shortest:  # every line still has bytes: no index lists
+            w = words[starts + t]
+            if t + 8 > shortest:
+                w &= _BYTE_MASKS[np.minimum(lens - t, 8)]
+            x = (h ^ w) * _K1
+            h = x ^ (x >> _S)
+            t += 8
+        active = np.flatnonzero(lens > t)
         while active.size:
             rem = np.minimum(lens[active] - t, 8)
             w = words[starts[active] + t] & _BYTE_MASKS[rem]
@@ -447,6 +466,55 @@ def _line_hashes(chunk: bytes, ends: np.ndarray) -> np.ndarray:
         h *= _K3
         h ^= h >> np.uint64(33)
     return h
+
+
+def _key(line: bytes, other: bytes) -> tuple[bytes, int]:
+    return line.ljust(max(len(line), len(other)), b"\0"), len(line)
+
+
+def _increasing(chunk: bytes, ends: np.ndarray) -> bool:
+    """Whether the lines of *chunk* increase strictly in (zero-padded bytes, length) order,
+    compared 8 bytes at a time.  True proves there is no duplicate; a manifest in canonical
+    order is increasing unless names hold characters below '/' where another has a '/'."""
+    m = ends.size
+    if m < 2:
+        return True
+    starts = np.empty(m, dtype=np.int64)
+    starts[0] = 0
+    starts[1:] = ends[:-1] + 1
+    lens = ends - starts
+    padded = np.frombuffer(chunk + bytes(8), np.uint8)
+    words = np.lib.stride_tricks.as_strided(padded, shape=(padded.size - 7, 8), strides=(1, 1)).view("<u8")[:, 0]
+    a_start, b_start, a_len, b_len = starts[:-1], starts[1:], lens[:-1], lens[1:]
+    t = 0
+    while a_start.size:
+        wa = words[a_start + t]
+        wb = words[b_start + t]
+        full = t + 8 <= min(int(a_len.min()), int(b_len.min()))
+        if not full:  # some line ends in this word: zero its bytes past the end
+            ra, rb = a_len - t, b_len - t
+            wa &= _BYTE_MASKS[np.clip(ra, 0, 8)]
+            wb &= _BYTE_MASKS[np.clip(rb, 0, 8)]
+        differ = wa != wb
+        if differ.any():
+            d = np.flatnonzero(differ)
+            # the first differing byte decides: compare the words as big-endian numbers
+            if bool(np.any(wa[d].byteswap() > wb[d].byteswap())):
+                return False
+            keep = ~differ
+        else:
+            keep = None
+        if not full:
+            ended = (ra <= 8) | (rb <= 8)
+            if keep is not None:
+                ended &= keep
+            if bool(np.any(ended & (a_len >= b_len))):  # equal words, the first line not shorter
+                return False
+            keep = ~ended if keep is None else keep & ~ended
+        if keep is not None:
+            a_start, b_start, a_len, b_len = a_start[keep], b_start[keep], a_len[keep], b_len[keep]
+        t += 8
+    return True
 
 
 def _check_chunk(chunk: bytes, arr: np.ndarray, ends: np.ndarray, first_line: int, source: str) -> None:
