@@ -51,6 +51,26 @@ def _words_bytes(words: np.ndarray, n_words: int) -> bytes:
     return words[:n_words].astype(_U32, copy=False).tobytes()
 
 
+_NO_SYMBOLS = np.zeros(0, dtype=np.int32)
+
+
+def _encoded(run, capacity: int, n_sizes: int, words: np.ndarray) -> tuple[int, np.ndarray]:
+    """Run a model kernel forward as an encoder, recording each symbol's (start, freq), then code
+    them in reverse: (word count, the model's sizes).  ``run(starts, freqs, sizes) -> ok``."""
+    starts = np.empty(capacity, dtype=np.int32)
+    freqs = np.empty(capacity, dtype=np.int32)
+    sizes = np.zeros(n_sizes, dtype=np.int64)
+    if not run(starts, freqs, sizes):
+        raise AssertionError("the encoder's model refused its own input")  # pragma: no cover
+    return int(_kernels.rans_flush(starts, freqs, int(sizes[0]), words)), sizes
+
+
+def _decoded(run, n_sizes: int) -> np.ndarray | None:
+    """Run a model kernel as a decoder; its sizes, or None on a bad stream."""
+    sizes = np.zeros(n_sizes, dtype=np.int64)
+    return sizes if run(_NO_SYMBOLS, _NO_SYMBOLS, sizes) else None
+
+
 # --- index methods 2 and 3 (FORMAT.md §5.2, §5.3) -------------------------------------------
 
 
@@ -62,10 +82,11 @@ def indices_context_encode(indices: np.ndarray, base: int, folders=None) -> byte
     n_tokens = int(_kernels.gap_tokens_needed(skips))
     words = np.empty(n + 2, dtype=np.uint32)
     raw = np.zeros(n * 5 + 8, dtype=np.uint8)
-    sizes = np.zeros(2, dtype=np.int64)
-    if _kernels.gaps_encode(skips, n_tokens, words, raw, sizes, *_geo(), _ends(folders, base), base) < 0:
-        raise AssertionError("gap token beyond the alphabet the encoder sized")  # pragma: no cover
-    n_words, n_bits = int(sizes[0]), int(sizes[1])
+    args = (*_geo(), _ends(folders, base), base)
+    n_words, sizes = _encoded(
+        lambda st, fr, sz: _kernels.gaps_code(skips, n_tokens, False, words, raw, st, fr, sz, *args), n, 2, words
+    )
+    n_bits = int(sizes[1])
     return encode_varint(n_tokens) + encode_varint(n_words) + _words_bytes(words, n_words) + raw[: (n_bits + 7) // 8].tobytes()
 
 
@@ -76,9 +97,11 @@ def indices_context_decode(section: Reader, count: int, base: int, n_reference: 
     words = take_words(section, "index stream")
     raw = np.frombuffer(section.take(section.remaining, "index stream raw bits"), dtype=np.uint8).copy()
     skips = np.empty(count, dtype=np.uint64)
-    used = _kernels.gaps_decode(words, raw, n_tokens, skips, *_geo(), _ends(folders, base), base)
-    if used < 0:
+    args = (*_geo(), _ends(folders, base), base)
+    sizes = _decoded(lambda st, fr, sz: _kernels.gaps_code(skips, n_tokens, True, words, raw, st, fr, sz, *args), 2)
+    if sizes is None:
         raise PladaFormatError("index stream: context-coded stream is inconsistent (wrong count or unused words)")
+    used = int(sizes[1])
     if (used + 7) // 8 != len(raw):
         raise PladaFormatError(f"index stream: {len(raw) * 8 - used:,} unused raw bits")
     if used % 8 and raw[-1] >> (used % 8):
@@ -93,14 +116,19 @@ def labels_context_encode(labels: np.ndarray, n_classes: int, indices: np.ndarra
     skips = skips_from_indices(indices, base)
     words = np.empty(3 * len(labels) + 2, dtype=np.uint32)
     labels = np.ascontiguousarray(labels, dtype=np.int64)
-    n_words = _kernels.labels_encode(labels, skips, n_classes, words, _ends(folders, base), base)
+    ends = _ends(folders, base)
+    n_words, _ = _encoded(
+        lambda st, fr, sz: _kernels.labels_code(labels, skips, n_classes, False, words, st, fr, sz, ends, base),
+        3 * len(labels), 1, words,
+    )
     return _words_bytes(words, n_words)
 
 
 def labels_context_decode(section: Reader, count: int, n_classes: int, indices: np.ndarray, base: int, folders=None) -> np.ndarray:
     words = take_words(section, "label stream", last=True)
     out = np.empty(count, dtype=np.int64)
-    if _kernels.labels_decode(words, skips_from_indices(indices, base), n_classes, out, _ends(folders, base), base) < 0:
+    skips, ends = skips_from_indices(indices, base), _ends(folders, base)
+    if _decoded(lambda st, fr, sz: _kernels.labels_code(out, skips, n_classes, True, words, st, fr, sz, ends, base), 1) is None:
         raise PladaFormatError("label stream: context-coded stream is inconsistent (wrong count or unused words)")
     return out
 
@@ -126,7 +154,9 @@ def labels_drift_encode(labels: np.ndarray, n_classes: int, indices=None, base: 
     words = np.empty(2 * len(labels) + 2, dtype=np.uint32)
     best_h, best_words = 0, None
     for h in drift_trials(n_classes):
-        n_words = _kernels.drift_encode(labels, n_classes, h, words)
+        n_words, _ = _encoded(
+            lambda st, fr, sz: _kernels.drift_code(labels, n_classes, h, False, words, st, fr, sz), 2 * len(labels), 1, words
+        )
         if best_words is None or n_words < len(best_words):
             best_h, best_words = h, words[:n_words].copy()
     return struct.pack(S.DRIFT_PARAMS_FORMAT, best_h) + best_words.astype(_U32, copy=False).tobytes()
@@ -138,6 +168,6 @@ def labels_drift_decode(section: Reader, count: int, n_classes: int, indices=Non
         raise PladaFormatError(f"label method 2: halving exponent {h} outside [{S.DRIFT_MIN_BITS}, {S.DRIFT_MAX_BITS}]")
     words = take_words(section, "label stream", last=True)
     out = np.empty(count, dtype=np.int64)
-    if _kernels.drift_decode(words, n_classes, h, out) < 0:
+    if _decoded(lambda st, fr, sz: _kernels.drift_code(out, n_classes, h, True, words, st, fr, sz), 1) is None:
         raise PladaFormatError("label stream: adaptive stream is inconsistent (wrong count or unused words)")
     return out

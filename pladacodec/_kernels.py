@@ -51,7 +51,7 @@ def _jit(signature=None, inline=False):
     def wrap(fn):
         if signature is not None:
             return fn if nb.config.DISABLE_JIT else _LazyKernel(fn, signature)
-        return nb.njit(inline="always" if inline else "never", **_JIT_OPTIONS)(fn)
+        return nb.njit(inline="never", **_JIT_OPTIONS)(fn)
 
     return wrap
 
@@ -255,10 +255,10 @@ def _search(cum, c, n_sym, slot):
 
 
 @_jit(inline=True)
-def _find(cum, lut, nxt, c, n_sym, slot):
+def _find(cum, lut, nxt, c, n_sym, slot, with_lut):
     """The symbol of context c whose range holds ``slot``: through the slot table once the last
-    rebuild filled it (LUT_READY; only contexts allocated with one get there), else by search."""
-    if nxt[c] >= LUT_READY:
+    rebuild filled it (``with_lut``: the tables have one; LUT_READY), else by binary search."""
+    if with_lut and nxt[c] >= LUT_READY:
         s = np.int64(lut[c, slot >> LUT_SHIFT])
         while cum[c, s + 1] <= slot:
             s += 1
@@ -285,13 +285,14 @@ def _model_new(n_ctx, n_sym, first, with_lut):
 
 
 @_jit()
-def _rebuild(counts, seen, nxt, freq, cum, lut, c, pfreq, pc, with_lut, n_sym, strength,
-             halve_at, step, young):
+def _rebuild(counts, seen, nxt, freq, cum, lut, c, pfreq, pc, with_lut, n_sym, rule):
     """Quantise context c's counts (plus the prior table pfreq[pc], worth ``strength``
-    observations, if pc >= 0) to a table summing to 2^15 (§7.2).  Without a prior, ``strength``
-    is the weight of one observation against the +1 every symbol gets.  Counts halve first when
-    they sum to ``halve_at``.  The next rebuild point: ``young`` after the build on first use,
-    then doubling up to ``step``, then ``step`` more each time."""
+    observations, if pc >= 0) to a table summing to 2^15 (§7.2).  ``rule`` = (strength, halve_at,
+    step, young): without a prior, ``strength`` is the weight of one observation against the +1
+    every symbol gets; counts halve first when they sum to ``halve_at``; the next rebuild point
+    is ``young`` after the build on first use, then doubles up to ``step``, then grows by it.
+    (Callers pass non-literal arguments, so one compiled rebuild serves every call site.)"""
+    strength, halve_at, step, young = rule[0], rule[1], rule[2], rule[3]
     m = np.int64(ADAPTIVE_M)
     total = np.int64(0)
     for s in range(n_sym):
@@ -335,20 +336,19 @@ def _rebuild(counts, seen, nxt, freq, cum, lut, c, pfreq, pc, with_lut, n_sym, s
         nxt[c] = seen_c * 2 if seen_c < step else seen_c + step
 
 
+@_jit(inline=True)
+def _rule(strength, young):
+    """A rebuild rule of §7.2 as _rebuild takes it: (strength, halve at 2^16, step 1,024, young)."""
+    return np.array([strength, S.HALVE_AT, S.REBUILD_STEP, young], dtype=np.int64)
+
+
 # The same, inlined where a table is tiny and rebuilt often (gap parents' priors, label rank
 # contexts), so the call's fixed cost disappears.  Only there: every inlined site adds compile time.
 _rebuild_inline = _rebuild if nb.config.DISABLE_JIT else _jit(inline=True)(_rebuild.py_func)
 
 
-@_jit(inline=True)
-def _symbol_log(capacity, n_sizes):
-    """An encoder's record of the symbols its model codes, for _rans_flush to encode in reverse:
-    (starts, freqs) with room for ``capacity`` symbols, and the run's ``n_sizes`` output counts."""
-    return np.empty(capacity, dtype=np.int32), np.empty(capacity, dtype=np.int32), np.zeros(n_sizes, dtype=np.int64)
-
-
-@_jit()
-def _rans_flush(starts, freqs, n, words):
+@_jit(i64(i32[::1], i32[::1], i64, u32[::1]))
+def rans_flush(starts, freqs, n, words):
     """Encode recorded symbols (over 2^15) in reverse from x = 2^31; returns the word count,
     words in decoding order (the final state first, high word first)."""
     x = RANS_L
@@ -371,7 +371,8 @@ def _stream_open(words, decoding):
         return wpad, RANS_L, 0
     if n_words < 2:
         return wpad, RANS_L, -1
-    wpad[:n_words] = words
+    for i in range(n_words):  # a loop: a slice assignment compiles numba's string-formatting error path
+        wpad[i] = words[i]
     x = (np.uint64(words[0]) << np.uint64(32)) | np.uint64(words[1])
     if x < RANS_L or x >= (np.uint64(1) << np.uint64(63)):
         return wpad, x, -1
@@ -526,14 +527,19 @@ def _gaps_run(skips, n_tok, decoding, words, raw, starts, freqs, sizes, lo_surv,
     the folder changes (``ends``: the end of the folder holding ``base`` and of every later one).
     sizes <- [symbols recorded (encoding) or words used (decoding), raw bits used]; False on a
     stream that is inconsistent in any way."""
+    yes, no = np.bool_(True), np.bool_(False)  # non-literal arguments: one compiled helper per signature
+    zero, one, none = np.int64(0), np.int64(1), np.int64(-1)
+    rule_obs = _rule(S.OBSERVATION_WEIGHT, 1)
+    rule_parent = _rule(S.PRIOR_STRENGTH, S.PARENT_FIRST_REBUILD)
+    rule_child = _rule(S.PRIOR_STRENGTH, 1)
     n = skips.shape[0]
     folders = ends.shape[0] > 0
     fold = 0  # with folders: the folder of the previous entry, as a position in ends
     fold_at = np.uint64(base)  # ... and that entry + 1 (the block's base before the first)
     fresh_min = S.GAP_FRESH_MIN_FOLDERS if folders else S.GAP_FRESH_MIN
-    counts, seen, nxt, freq, cum, lut = _model_new(GAP_CONTEXTS, n_tok, S.CHILD_MIN, True)
-    p_counts, p_seen, p_nxt, p_freq, p_cum, p_lut = _model_new(S.GAP_LEVELS, n_tok, 0, False)
-    g_counts, g_seen, g_nxt, g_freq, g_cum, g_lut = _model_new(1, n_tok, 0, False)
+    counts, seen, nxt, freq, cum, lut = _model_new(np.int64(GAP_CONTEXTS), n_tok, np.int64(S.CHILD_MIN), yes)
+    p_counts, p_seen, p_nxt, p_freq, p_cum, p_lut = _model_new(np.int64(S.GAP_LEVELS), n_tok, zero, no)
+    g_counts, g_seen, g_nxt, g_freq, g_cum, g_lut = _model_new(one, n_tok, zero, no)
     geo = np.empty((S.GAP_LEVELS, n_tok), dtype=np.int32)  # filled per level on first use
     prior = np.empty((S.GAP_LEVELS, n_tok), dtype=np.int32)  # a parent's prior, per level
     ring = np.zeros(S.GAP_WINDOW, dtype=np.uint64)
@@ -570,17 +576,15 @@ def _gaps_run(skips, n_tok, decoding, words, raw, starts, freqs, sizes, lo_surv,
         # the parent chain exists; a young child codes with its parent's table
         if p_nxt[level] == 0:
             if g_nxt[0] == 0:
-                _rebuild(g_counts, g_seen, g_nxt, g_freq, g_cum, g_lut, 0, g_freq, -1, False, n_tok,
-                         S.OBSERVATION_WEIGHT, S.HALVE_AT, S.REBUILD_STEP, 1)
+                _rebuild(g_counts, g_seen, g_nxt, g_freq, g_cum, g_lut, zero, g_freq, none, no, n_tok, rule_obs)
             _geo_row(level, n_tok, lo_surv, hi_surv, geo)
             _parent_prior(level, n_tok, geo, g_freq, prior)
-            _rebuild(p_counts, p_seen, p_nxt, p_freq, p_cum, p_lut, level, prior, level, False, n_tok,
-                     S.PRIOR_STRENGTH, S.HALVE_AT, S.REBUILD_STEP, S.PARENT_FIRST_REBUILD)
+            _rebuild(p_counts, p_seen, p_nxt, p_freq, p_cum, p_lut, level, prior, level, no, n_tok, rule_parent)
         own = seen[c] >= S.CHILD_MIN
         if decoding:
             slot = np.int64(x & ADAPTIVE_MASK)
             if own:
-                tok = _find(cum, lut, nxt, c, n_tok, slot)
+                tok = _find(cum, lut, nxt, c, n_tok, slot, yes)
                 x = _rans_take(x, freq[c, tok], cum[c, tok], slot, S.ADAPTIVE_BITS)
             else:
                 tok = _search(p_cum, level, n_tok, slot)
@@ -600,17 +604,14 @@ def _gaps_run(skips, n_tok, decoding, words, raw, starts, freqs, sizes, lo_surv,
         g_counts[0, tok] += 1
         g_seen[0] += 1
         if g_seen[0] >= g_nxt[0]:
-            _rebuild(g_counts, g_seen, g_nxt, g_freq, g_cum, g_lut, 0, g_freq, -1, False, n_tok,
-                     S.OBSERVATION_WEIGHT, S.HALVE_AT, S.REBUILD_STEP, 1)
+            _rebuild(g_counts, g_seen, g_nxt, g_freq, g_cum, g_lut, zero, g_freq, none, no, n_tok, rule_obs)
         p_counts[level, tok] += 1
         p_seen[level] += 1
         if p_seen[level] >= p_nxt[level]:
             _parent_prior(level, n_tok, geo, g_freq, prior)
-            _rebuild_inline(p_counts, p_seen, p_nxt, p_freq, p_cum, p_lut, level, prior, level, False, n_tok,
-                            S.PRIOR_STRENGTH, S.HALVE_AT, S.REBUILD_STEP, S.PARENT_FIRST_REBUILD)
+            _rebuild_inline(p_counts, p_seen, p_nxt, p_freq, p_cum, p_lut, level, prior, level, no, n_tok, rule_parent)
         if seen[c] >= nxt[c]:
-            _rebuild(counts, seen, nxt, freq, cum, lut, c, p_freq, level, True, n_tok,
-                     S.PRIOR_STRENGTH, S.HALVE_AT, S.REBUILD_STEP, 1)
+            _rebuild(counts, seen, nxt, freq, cum, lut, c, p_freq, level, yes, n_tok, rule_child)
         # the raw low bits
         if tok >= S.GAP_EXACT:
             e = (tok - S.GAP_EXACT) // (1 << S.GAP_SUB) + 3
@@ -651,24 +652,12 @@ def _gaps_run(skips, n_tok, decoding, words, raw, starts, freqs, sizes, lo_surv,
     return True
 
 
-@_jit(i64(u64[::1], i64, u32[::1], u8[::1], i64[::1], i64[:, ::1], i64[:, ::1], i64[::1], i64))
-def gaps_encode(skips, n_tok, words, raw, out_sizes, lo_surv, hi_surv, ends, base):
-    """Index method 2 (``ends`` empty) or 3: out_sizes = [n_words, n_raw_bits]; -1 if a token >= n_tok."""
-    starts, freqs, sizes = _symbol_log(skips.shape[0], 2)
-    if not _gaps_run(skips, n_tok, False, words, raw, starts, freqs, sizes, lo_surv, hi_surv, ends, base):
-        return -1
-    out_sizes[0] = _rans_flush(starts, freqs, sizes[0], words)
-    out_sizes[1] = sizes[1]
-    return 0
-
-
-@_jit(i64(u32[::1], u8[::1], i64, u64[::1], i64[:, ::1], i64[:, ::1], i64[::1], i64))
-def gaps_decode(words, raw, n_tok, out, lo_surv, hi_surv, ends, base):
-    """Inverse of gaps_encode: the raw bits consumed, or -1 on a bad stream."""
-    dummy, _, sizes = _symbol_log(0, 2)  # a decoder records no symbols
-    if not _gaps_run(out, n_tok, True, words, raw, dummy, dummy, sizes, lo_surv, hi_surv, ends, base):
-        return -1
-    return sizes[1]
+@_jit(nb.boolean(u64[::1], i64, nb.boolean, u32[::1], u8[::1], i32[::1], i32[::1], i64[::1], i64[:, ::1], i64[:, ::1],
+                 i64[::1], i64))
+def gaps_code(skips, n_tok, decoding, words, raw, starts, freqs, sizes, lo_surv, hi_surv, ends, base):
+    """Index method 2 (``ends`` empty) or 3, either way (see _gaps_run): one compiled kernel
+    serves the encoder (then rans_flush) and the decoder."""
+    return _gaps_run(skips, n_tok, decoding, words, raw, starts, freqs, sizes, lo_surv, hi_surv, ends, base)
 
 
 # --- labels (FORMAT.md §6.3, §6.4) ------------------------------------------------------------
@@ -683,6 +672,11 @@ def _labels_run(labels, skips, n_classes, decoding, words, starts, freqs, sizes,
     """The label model of label methods 3 and 4, shared by encoder and decoder; ``ends`` empty:
     method 3 (the window empties at jumps), else method 4 (at folder changes, see _gaps_run).
     False on a bad stream."""
+    yes, no = np.bool_(True), np.bool_(False)  # non-literal arguments: one compiled helper per signature
+    zero, one, none = np.int64(0), np.int64(1), np.int64(-1)
+    rule_obs = _rule(S.OBSERVATION_WEIGHT, 1)
+    rule_rank = _rule(S.LABEL_CHILD_STRENGTH, 1)
+    rule_literal = _rule(S.LABEL_LITERAL_WEIGHT, 1)
     n = labels.shape[0]
     folders = ends.shape[0] > 0
     fold = 0
@@ -693,12 +687,12 @@ def _labels_run(labels, skips, n_classes, decoding, words, starts, freqs, sizes,
     n_lo = 256 if split else n_classes
     r_sym = S.LABEL_CANDIDATES + 1
     per_coarse = S.LABEL_STRENGTH_LEVELS * S.LABEL_PREV_STATES
-    r_counts, r_seen, r_nxt, r_freq, r_cum, r_lut = _model_new(S.LABEL_MAG_LEVELS * per_coarse, r_sym, 0, False)
-    q_counts, q_seen, q_nxt, q_freq, q_cum, q_lut = _model_new(per_coarse * S.LABEL_COARSE, r_sym, 0, False)
-    h_counts, h_seen, h_nxt, h_freq, h_cum, h_lut = _model_new(1, n_hi, 0, True)
-    l_counts, l_seen, l_nxt, l_freq, l_cum, l_lut = _model_new(n_hi, n_lo, 0, True)
-    x_freq = np.zeros(n_lo, dtype=np.int64)  # the literal table with the candidates excluded
-    x_cum = np.zeros(n_lo + 1, dtype=np.int64)
+    r_counts, r_seen, r_nxt, r_freq, r_cum, r_lut = _model_new(np.int64(S.LABEL_MAG_LEVELS * per_coarse), r_sym, zero, no)
+    q_counts, q_seen, q_nxt, q_freq, q_cum, q_lut = _model_new(np.int64(per_coarse * S.LABEL_COARSE), r_sym, zero, no)
+    h_counts, h_seen, h_nxt, h_freq, h_cum, h_lut = _model_new(one, n_hi, zero, yes)
+    l_counts, l_seen, l_nxt, l_freq, l_cum, l_lut = _model_new(n_hi, n_lo, zero, yes)
+    x_freq = np.zeros(n_lo, dtype=np.int32)  # the literal table with the candidates excluded
+    x_cum = np.zeros(n_lo + 1, dtype=np.int32)
     window = np.full(S.LABEL_WINDOW, -1, dtype=np.int64)
     in_window = np.zeros(n_classes, dtype=np.int32)
     recent = np.full(S.LABEL_RECENT, -1, dtype=np.int64)
@@ -764,10 +758,8 @@ def _labels_run(labels, skips, n_classes, decoding, words, starts, freqs, sizes,
         # code r in context c (parent pc)
         if r_nxt[c] == 0:
             if q_nxt[pc] == 0:
-                _rebuild_inline(q_counts, q_seen, q_nxt, q_freq, q_cum, q_lut, pc, q_freq, -1, False, r_sym,
-                                S.OBSERVATION_WEIGHT, S.HALVE_AT, S.REBUILD_STEP, 1)
-            _rebuild_inline(r_counts, r_seen, r_nxt, r_freq, r_cum, r_lut, c, q_freq, pc, False, r_sym,
-                            S.LABEL_CHILD_STRENGTH, S.HALVE_AT, S.REBUILD_STEP, 1)
+                _rebuild_inline(q_counts, q_seen, q_nxt, q_freq, q_cum, q_lut, pc, q_freq, none, no, r_sym, rule_obs)
+            _rebuild_inline(r_counts, r_seen, r_nxt, r_freq, r_cum, r_lut, c, q_freq, pc, no, r_sym, rule_rank)
         if decoding:
             slot = np.int64(x & ADAPTIVE_MASK)
             # r = how many of the (increasing) bounds cum[c, 1..3] lie at or below the slot
@@ -783,11 +775,9 @@ def _labels_run(labels, skips, n_classes, decoding, words, starts, freqs, sizes,
         q_counts[pc, r] += 1
         q_seen[pc] += 1
         if q_seen[pc] >= q_nxt[pc]:
-            _rebuild_inline(q_counts, q_seen, q_nxt, q_freq, q_cum, q_lut, pc, q_freq, -1, False, r_sym,
-                            S.OBSERVATION_WEIGHT, S.HALVE_AT, S.REBUILD_STEP, 1)
+            _rebuild_inline(q_counts, q_seen, q_nxt, q_freq, q_cum, q_lut, pc, q_freq, none, no, r_sym, rule_obs)
         if r_seen[c] >= r_nxt[c]:
-            _rebuild_inline(r_counts, r_seen, r_nxt, r_freq, r_cum, r_lut, c, q_freq, pc, False, r_sym,
-                            S.LABEL_CHILD_STRENGTH, S.HALVE_AT, S.REBUILD_STEP, 1)
+            _rebuild_inline(r_counts, r_seen, r_nxt, r_freq, r_cum, r_lut, c, q_freq, pc, no, r_sym, rule_rank)
         if r < S.LABEL_CANDIDATES:
             label = cand[r]
             if label < 0:
@@ -795,8 +785,7 @@ def _labels_run(labels, skips, n_classes, decoding, words, starts, freqs, sizes,
         elif exclude:
             # the literal, from the adaptive table with the candidates' share removed
             if l_nxt[0] == 0:
-                _rebuild(l_counts, l_seen, l_nxt, l_freq, l_cum, l_lut, 0, l_freq, -1, False, n_lo,
-                         S.LABEL_LITERAL_WEIGHT, S.HALVE_AT, S.REBUILD_STEP, 1)
+                _rebuild(l_counts, l_seen, l_nxt, l_freq, l_cum, l_lut, zero, l_freq, none, no, n_lo, rule_literal)
             gone = 0
             for t in range(S.LABEL_CANDIDATES):
                 if cand[t] >= 0:
@@ -836,8 +825,7 @@ def _labels_run(labels, skips, n_classes, decoding, words, starts, freqs, sizes,
             l_counts[0, lo] += 1
             l_seen[0] += 1
             if l_seen[0] >= l_nxt[0]:
-                _rebuild(l_counts, l_seen, l_nxt, l_freq, l_cum, l_lut, 0, l_freq, -1, False, n_lo,
-                         S.LABEL_LITERAL_WEIGHT, S.HALVE_AT, S.REBUILD_STEP, 1)
+                _rebuild(l_counts, l_seen, l_nxt, l_freq, l_cum, l_lut, zero, l_freq, none, no, n_lo, rule_literal)
         else:
             hi = 0
             lo = 0
@@ -847,11 +835,10 @@ def _labels_run(labels, skips, n_classes, decoding, words, starts, freqs, sizes,
             if split:
                 # the high part (one context, no parent)
                 if h_nxt[0] == 0:
-                    _rebuild(h_counts, h_seen, h_nxt, h_freq, h_cum, h_lut, 0, h_freq, -1, True, n_hi,
-                             S.LABEL_LITERAL_WEIGHT, S.HALVE_AT, S.REBUILD_STEP, 1)
+                    _rebuild(h_counts, h_seen, h_nxt, h_freq, h_cum, h_lut, zero, h_freq, none, yes, n_hi, rule_literal)
                 if decoding:
                     slot = np.int64(x & ADAPTIVE_MASK)
-                    hi = _find(h_cum, h_lut, h_nxt, 0, n_hi, slot)
+                    hi = _find(h_cum, h_lut, h_nxt, zero, n_hi, slot, yes)
                     x = _rans_take(x, h_freq[0, hi], h_cum[0, hi], slot, S.ADAPTIVE_BITS)
                     x, pos = _renorm(x, wpad, pos, n_words)
                 else:
@@ -861,15 +848,13 @@ def _labels_run(labels, skips, n_classes, decoding, words, starts, freqs, sizes,
                 h_counts[0, hi] += 1
                 h_seen[0] += 1
                 if h_seen[0] >= h_nxt[0]:
-                    _rebuild(h_counts, h_seen, h_nxt, h_freq, h_cum, h_lut, 0, h_freq, -1, True, n_hi,
-                             S.LABEL_LITERAL_WEIGHT, S.HALVE_AT, S.REBUILD_STEP, 1)
+                    _rebuild(h_counts, h_seen, h_nxt, h_freq, h_cum, h_lut, zero, h_freq, none, yes, n_hi, rule_literal)
             # the low part, in the context of the high part
             if l_nxt[hi] == 0:
-                _rebuild(l_counts, l_seen, l_nxt, l_freq, l_cum, l_lut, hi, l_freq, -1, True, n_lo,
-                         S.LABEL_LITERAL_WEIGHT, S.HALVE_AT, S.REBUILD_STEP, 1)
+                _rebuild(l_counts, l_seen, l_nxt, l_freq, l_cum, l_lut, hi, l_freq, none, yes, n_lo, rule_literal)
             if decoding:
                 slot = np.int64(x & ADAPTIVE_MASK)
-                lo = _find(l_cum, l_lut, l_nxt, hi, n_lo, slot)
+                lo = _find(l_cum, l_lut, l_nxt, hi, n_lo, slot, yes)
                 x = _rans_take(x, l_freq[hi, lo], l_cum[hi, lo], slot, S.ADAPTIVE_BITS)
                 x, pos = _renorm(x, wpad, pos, n_words)
             else:
@@ -879,8 +864,7 @@ def _labels_run(labels, skips, n_classes, decoding, words, starts, freqs, sizes,
             l_counts[hi, lo] += 1
             l_seen[hi] += 1
             if l_seen[hi] >= l_nxt[hi]:
-                _rebuild(l_counts, l_seen, l_nxt, l_freq, l_cum, l_lut, hi, l_freq, -1, True, n_lo,
-                         S.LABEL_LITERAL_WEIGHT, S.HALVE_AT, S.REBUILD_STEP, 1)
+                _rebuild(l_counts, l_seen, l_nxt, l_freq, l_cum, l_lut, hi, l_freq, none, yes, n_lo, rule_literal)
             label = (hi << 8) + lo
         if label >= n_classes:
             return False
@@ -926,21 +910,10 @@ def _labels_run(labels, skips, n_classes, decoding, words, starts, freqs, sizes,
     return True
 
 
-@_jit(i64(i64[::1], u64[::1], i64, u32[::1], i64[::1], i64))
-def labels_encode(labels, skips, n_classes, words, ends, base):
-    """Label method 3 (``ends`` empty) or 4; returns the word count."""
-    starts, freqs, sizes = _symbol_log(3 * labels.shape[0], 1)
-    _labels_run(labels, skips, n_classes, False, words, starts, freqs, sizes, ends, base)
-    return _rans_flush(starts, freqs, sizes[0], words)
-
-
-@_jit(i64(u32[::1], u64[::1], i64, i64[::1], i64[::1], i64))
-def labels_decode(words, skips, n_classes, out, ends, base):
-    """Inverse of labels_encode; 0, or -1 on a bad stream."""
-    dummy, _, sizes = _symbol_log(0, 1)  # a decoder records no symbols
-    if not _labels_run(out, skips, n_classes, True, words, dummy, dummy, sizes, ends, base):
-        return -1
-    return 0
+@_jit(nb.boolean(i64[::1], u64[::1], i64, nb.boolean, u32[::1], i32[::1], i32[::1], i64[::1], i64[::1], i64))
+def labels_code(labels, skips, n_classes, decoding, words, starts, freqs, sizes, ends, base):
+    """Label method 3 (``ends`` empty) or 4, either way (see _labels_run)."""
+    return _labels_run(labels, skips, n_classes, decoding, words, starts, freqs, sizes, ends, base)
 
 
 # --- label method 2 (FORMAT.md §6.2): order 0 with forgetting ---------------------------------
@@ -949,11 +922,6 @@ def labels_decode(words, skips, n_classes, out, ends, base):
 # class mix of the last few hundred labels.
 
 
-@_jit()
-def _drift_rebuild(counts, seen, nxt, freq, cum, lut, c, n_sym, halve_bits):
-    step = np.int64(1) << max(halve_bits - S.DRIFT_STEP_SHIFT, 0)
-    _rebuild(counts, seen, nxt, freq, cum, lut, c, freq, -1, step >= DRIFT_LUT_STEP, n_sym,
-             S.DRIFT_WEIGHT, np.int64(1) << halve_bits, step, 1)
 
 
 @_jit()
@@ -963,9 +931,13 @@ def _drift_run(labels, n_classes, halve_bits, decoding, words, starts, freqs, si
     split = n_classes > S.LABEL_SPLIT
     n_hi = (n_classes + 255) // 256 if split else 1
     n_lo = 256 if split else n_classes
-    with_lut = (np.int64(1) << max(halve_bits - S.DRIFT_STEP_SHIFT, 0)) >= DRIFT_LUT_STEP
-    h_counts, h_seen, h_nxt, h_freq, h_cum, h_lut = _model_new(1, n_hi, 0, with_lut)
-    l_counts, l_seen, l_nxt, l_freq, l_cum, l_lut = _model_new(n_hi, n_lo, 0, with_lut)
+    step = np.int64(1) << max(halve_bits - S.DRIFT_STEP_SHIFT, 0)
+    with_lut = step >= DRIFT_LUT_STEP
+    # the rebuild rule (FORMAT.md §6.2): w = 2·count + 1, halve at 2^h, points doubling up to 2^(h - 5)
+    rule = np.array([S.DRIFT_WEIGHT, np.int64(1) << halve_bits, step, 1], dtype=np.int64)
+    zero, one, none = np.int64(0), np.int64(1), np.int64(-1)
+    h_counts, h_seen, h_nxt, h_freq, h_cum, h_lut = _model_new(one, n_hi, zero, with_lut)
+    l_counts, l_seen, l_nxt, l_freq, l_cum, l_lut = _model_new(n_hi, n_lo, zero, with_lut)
     n_words = words.shape[0]
     m = 0
     wpad, x, pos = _stream_open(words, decoding)
@@ -978,10 +950,10 @@ def _drift_run(labels, n_classes, halve_bits, decoding, words, starts, freqs, si
         hi = 0
         if split:  # the high part, in one context
             if h_nxt[0] == 0:
-                _drift_rebuild(h_counts, h_seen, h_nxt, h_freq, h_cum, h_lut, 0, n_hi, halve_bits)
+                _rebuild(h_counts, h_seen, h_nxt, h_freq, h_cum, h_lut, zero, h_freq, none, with_lut, n_hi, rule)
             if decoding:
                 slot = np.int64(x & ADAPTIVE_MASK)
-                hi = _find(h_cum, h_lut, h_nxt, 0, n_hi, slot)
+                hi = _find(h_cum, h_lut, h_nxt, zero, n_hi, slot, with_lut)
                 x = _rans_take(x, h_freq[0, hi], h_cum[0, hi], slot, S.ADAPTIVE_BITS)
                 x, pos = _renorm(x, wpad, pos, n_words)
             else:
@@ -992,13 +964,13 @@ def _drift_run(labels, n_classes, halve_bits, decoding, words, starts, freqs, si
             h_counts[0, hi] += 1
             h_seen[0] += 1
             if h_seen[0] >= h_nxt[0]:
-                _drift_rebuild(h_counts, h_seen, h_nxt, h_freq, h_cum, h_lut, 0, n_hi, halve_bits)
+                _rebuild(h_counts, h_seen, h_nxt, h_freq, h_cum, h_lut, zero, h_freq, none, with_lut, n_hi, rule)
         # the label, or its low part in the high part's context
         if l_nxt[hi] == 0:
-            _drift_rebuild(l_counts, l_seen, l_nxt, l_freq, l_cum, l_lut, hi, n_lo, halve_bits)
+            _rebuild(l_counts, l_seen, l_nxt, l_freq, l_cum, l_lut, hi, l_freq, none, with_lut, n_lo, rule)
         if decoding:
             slot = np.int64(x & ADAPTIVE_MASK)
-            lo = _find(l_cum, l_lut, l_nxt, hi, n_lo, slot)
+            lo = _find(l_cum, l_lut, l_nxt, hi, n_lo, slot, with_lut)
             x = _rans_take(x, l_freq[hi, lo], l_cum[hi, lo], slot, S.ADAPTIVE_BITS)
             x, pos = _renorm(x, wpad, pos, n_words)
         else:
@@ -1009,7 +981,7 @@ def _drift_run(labels, n_classes, halve_bits, decoding, words, starts, freqs, si
         l_counts[hi, lo] += 1
         l_seen[hi] += 1
         if l_seen[hi] >= l_nxt[hi]:
-            _drift_rebuild(l_counts, l_seen, l_nxt, l_freq, l_cum, l_lut, hi, n_lo, halve_bits)
+            _rebuild(l_counts, l_seen, l_nxt, l_freq, l_cum, l_lut, hi, l_freq, none, with_lut, n_lo, rule)
         label = (hi << 8) + lo
         if label >= n_classes:
             return False
@@ -1022,21 +994,10 @@ def _drift_run(labels, n_classes, halve_bits, decoding, words, starts, freqs, si
     return True
 
 
-@_jit(i64(i64[::1], i64, i64, u32[::1]))
-def drift_encode(labels, n_classes, halve_bits, words):
-    """Label method 2 with halving exponent ``halve_bits``; returns the word count."""
-    starts, freqs, sizes = _symbol_log(2 * labels.shape[0], 1)
-    _drift_run(labels, n_classes, halve_bits, False, words, starts, freqs, sizes)
-    return _rans_flush(starts, freqs, sizes[0], words)
-
-
-@_jit(i64(u32[::1], i64, i64, i64[::1]))
-def drift_decode(words, n_classes, halve_bits, out):
-    """Inverse of drift_encode; 0, or -1 on a bad stream."""
-    dummy, _, sizes = _symbol_log(0, 1)  # a decoder records no symbols
-    if not _drift_run(out, n_classes, halve_bits, True, words, dummy, dummy, sizes):
-        return -1
-    return 0
+@_jit(nb.boolean(i64[::1], i64, i64, nb.boolean, u32[::1], i32[::1], i32[::1], i64[::1]))
+def drift_code(labels, n_classes, halve_bits, decoding, words, starts, freqs, sizes):
+    """Label method 2 with halving exponent ``halve_bits``, either way (see _drift_run)."""
+    return _drift_run(labels, n_classes, halve_bits, decoding, words, starts, freqs, sizes)
 
 
 # --- static rANS (FORMAT.md §7.1): index method 1, label method 1 -----------------------------
@@ -1121,7 +1082,8 @@ def static_rans_decode(words, freq, cum, bits, out):
         for j in range((np.int64(cum[s]) + bucket) >> shift, (np.int64(cum[s + 1]) + bucket) >> shift):
             lut[j] = s
     wpad = np.zeros(n_words + 1, dtype=np.uint32)
-    wpad[:n_words] = words
+    for i in range(n_words):
+        wpad[i] = words[i]
     top = np.uint64(1) << np.uint64(63)
     x0 = (np.uint64(words[0]) << np.uint64(32)) | np.uint64(words[1])
     x1 = RANS_L
