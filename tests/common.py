@@ -18,9 +18,9 @@ from typing import Any, Callable
 import numpy as np
 
 import pladacodec
-from pladacodec import _container
+from pladacodec import _container, _methods
 from pladacodec import _spec as S
-from pladacodec._bytes import crc32c
+from pladacodec._bytes import Reader, crc32c, encode_varint
 
 TESTS_DIR = Path(__file__).resolve().parent
 GOLDEN_DIR = TESTS_DIR / "golden"
@@ -61,11 +61,11 @@ def check_roundtrip(indices, labels, n_reference: int, n_classes: int | None = N
     """Encode, then decode through every accepted buffer type; every decode must give the input back.
 
     Returns the encoded bytes.  ``n_classes`` None means "let the encoder infer it".  Forcing a
-    folder method (index 6, label 5) without ``folders`` uses the tests' synthetic layout.
+    folder method without ``folders`` uses the tests' synthetic layout.
     """
     if kwargs.get("folders") is None and (
-        any(("index", m) in S.FOLDER_METHODS for m in kwargs.get("index_methods") or ())
-        or any(("label", m) in S.FOLDER_METHODS for m in kwargs.get("label_methods") or ())
+        any(is_folder_method("index", m) for m in kwargs.get("index_methods") or ())
+        or any(is_folder_method("label", m) for m in kwargs.get("label_methods") or ())
     ):
         kwargs["folders"] = synthetic_folders(n_reference)
     blob = pladacodec.encode(indices, labels, n_reference, n_classes=n_classes, **kwargs)
@@ -89,16 +89,21 @@ def check_roundtrip(indices, labels, n_reference: int, n_classes: int | None = N
 
 
 def index_method_ids() -> list[int]:
-    """Every index coding method the encoder knows (new methods are picked up automatically)."""
-    return sorted(_container._INDEX_CODERS)
+    """Every index coding method of the format (new methods are picked up automatically)."""
+    return sorted(_methods.BY_KIND["index"])
 
 
 def label_method_ids() -> list[int]:
-    return sorted(_container._LABEL_CODERS)
+    return sorted(_methods.BY_KIND["label"])
 
 
 def method_name(kind: str, method: int) -> str:
-    return _container.METHOD_NAMES.get((kind, method), f"method-{method}")
+    return _methods.method_name(kind, method)
+
+
+def is_folder_method(kind: str, method: int) -> bool:
+    m = _methods.method(kind, method)
+    return m is not None and m.folders
 
 
 def methods_used(blob: bytes, folders=None) -> tuple[set[int], set[int]]:
@@ -108,24 +113,16 @@ def methods_used(blob: bytes, folders=None) -> tuple[set[int], set[int]]:
     return {b.index.method for b in blocks}, {b.label.method for b in blocks}
 
 
-def index_method_applies(method: int, indices: np.ndarray, block_entries: int = S.DEFAULT_BLOCK_ENTRIES) -> bool:
-    """Whether ``method``'s encoder accepts every block (bitmap-ANS returns None when a span is too wide)."""
-    encode = _container._INDEX_CODERS[method][0]
-    for start in range(0, len(indices), block_entries):
-        base = int(indices[start - 1]) + 1 if start else 0
-        if encode(indices[start : start + block_entries], base) is None:
-            return False
-    return True
-
-
 # --- file surgery ------------------------------------------------------------------------
 
 
 def split_file(blob: bytes) -> tuple[bytes, bytes]:
-    """(header field bytes, block bytes) of a valid file: the parts between preamble, CRCs and trailer."""
+    """(header bytes, block bytes) of a valid file: what lies between the preamble's header
+    length and the header CRC, and everything after the header CRC (FORMAT.md §2-§4)."""
     _, blocks_start = _container.decode_header(blob)
-    fields = blob[S.PREAMBLE_SIZE : blocks_start - S.HEADER_CRC_SIZE]
-    return fields, blob[blocks_start : len(blob) - S.TRAILER_SIZE]
+    reader = Reader(blob, S.PREAMBLE_SIZE)
+    length = reader.varint("header length")
+    return blob[reader.pos : reader.pos + length], blob[blocks_start:]
 
 
 def header_field(tag: int, value: bytes) -> bytes:
@@ -133,16 +130,24 @@ def header_field(tag: int, value: bytes) -> bytes:
     return _container._field(tag, value)
 
 
-def assemble(fields: bytes, blocks: bytes, *, major=S.VERSION_MAJOR, minor=S.VERSION_MINOR, flags=0) -> bytes:
-    """A file from header fields and blocks, with a correct header CRC and trailer."""
-    head = struct.pack(S.PREAMBLE_FORMAT, S.MAGIC, major, minor, flags, len(fields)) + fields
-    head += struct.pack(S.HEADER_CRC_FORMAT, crc32c(head))
-    body = head + blocks
-    return body + struct.pack(S.TRAILER_FORMAT, crc32c(body), S.END_MAGIC)
+def header_values(n_reference: int, k: int, n_classes: int, block_entries: int = 0) -> bytes:
+    """The header's four positional values (FORMAT.md §3; B = 0: one block)."""
+    return b"".join(encode_varint(v) for v in (n_reference, k, n_classes, block_entries))
+
+
+def assemble(header: bytes, blocks: bytes, *, major=S.VERSION_MAJOR, minor=S.VERSION_MINOR) -> bytes:
+    """A file from header bytes and blocks, with a correct header CRC."""
+    head = struct.pack(S.PREAMBLE_FORMAT, S.MAGIC, major, minor) + encode_varint(len(header)) + header
+    return head + struct.pack(S.HEADER_CRC_FORMAT, crc32c(head)) + blocks
+
+
+def frame_block(index_method: int, index: bytes, label_method: int, label: bytes, base: int = 0, first: bool = True) -> bytes:
+    """One block with a correct CRC (FORMAT.md §4)."""
+    return _container.frame_block(index_method, index, label_method, label, base, first)
 
 
 def repair_checksums(damaged: bytes, layout: _container.Layout) -> bytes:
-    """Recompute the header, section and file CRCs at the places ``layout`` (of the undamaged file) says.
+    """Recompute the header and block CRCs at the places ``layout`` (of the undamaged file) says.
 
     Damage that the checksums would catch then reaches the parsers and coders.
     """
@@ -150,11 +155,8 @@ def repair_checksums(damaged: bytes, layout: _container.Layout) -> bytes:
     header_end = layout.preamble_and_header - S.HEADER_CRC_SIZE
     struct.pack_into(S.HEADER_CRC_FORMAT, out, header_end, crc32c(bytes(out[:header_end])))
     for block in layout.blocks:
-        for section in (block.index, block.label):
-            end = section.offset + section.size - S.SECTION_CRC_SIZE
-            struct.pack_into(S.SECTION_CRC_FORMAT, out, end, crc32c(bytes(out[section.offset : end])))
-    end = len(out) - S.TRAILER_SIZE
-    struct.pack_into("<I", out, end, crc32c(bytes(out[:end])))
+        end = block.label.offset + block.label.size
+        struct.pack_into(S.BLOCK_CRC_FORMAT, out, end, crc32c(bytes(out[block.offset : end])))
     return bytes(out)
 
 
@@ -169,9 +171,10 @@ def assert_valid_payload(payload: pladacodec.Payload) -> None:
 
 # --- golden files ------------------------------------------------------------------------
 #
-# Each case is built by a function returning (indices, labels, n_reference, encode keyword
-# arguments).  The sidecar JSON records the decoded content *and* the encode arguments, so a
-# golden file can be decoded and re-encoded without this table.
+# One binary file per coding method (FORMAT.md §5, §6), a few per method where a model has
+# several paths, and special cases.  Each case is built by a deterministic function returning
+# (indices, labels, n_reference, encode keyword arguments); tests/golden/MANIFEST.json records
+# what each file must decode to (digests of the arrays) and the methods its blocks use.
 
 
 def _method_selection() -> tuple[np.ndarray, np.ndarray, int]:
@@ -184,18 +187,7 @@ def _method_selection() -> tuple[np.ndarray, np.ndarray, int]:
     return indices, labels, 5000
 
 
-def _method_case(index_method: int, label_method: int) -> Callable[[], tuple]:
-    def build():
-        indices, labels, n = _method_selection()
-        kwargs = dict(n_classes=7, block_entries=64, index_methods=[index_method], label_methods=[label_method])
-        if ("index", index_method) in S.FOLDER_METHODS or ("label", label_method) in S.FOLDER_METHODS:
-            kwargs["folders"] = synthetic_folders(n)
-        return indices, labels, n, kwargs
-
-    return build
-
-
-def _clustered_selection(n_classes: int, seed: int) -> tuple[np.ndarray, np.ndarray, int]:
+def clustered_selection(n_classes: int, seed: int) -> tuple[np.ndarray, np.ndarray, int]:
     """~2,500 entries in 200,000 as a PLADA server selects them: dense runs with a dominant label
     (folders a teacher likes), jumps between them (run boundaries) and scattered singles."""
     rng = np.random.default_rng(seed)
@@ -216,59 +208,45 @@ def _clustered_selection(n_classes: int, seed: int) -> tuple[np.ndarray, np.ndar
     return np.concatenate(indices)[order].astype(np.uint64), np.concatenate(labels)[order].astype(np.int64), 200_000
 
 
-def _clustered_case(
-    n_classes: int, seed: int, label_method: int = S.LABEL_CONTEXT2, index_method: int = S.INDEX_CONTEXT2
-) -> Callable[[], tuple]:
-    """Context-ANS 2 (index 4, label 3; or label 6) over every path: mature contexts, run
-    boundaries, literals with excluded candidates (C <= 32) or split in two parts (C > 256)."""
+def clustered_folders(n_reference: int) -> pladacodec.FolderLayout:
+    """Folders of 400-599 images (a fixed pattern) for the clustered selections."""
+    sizes = 400 + (np.arange(n_reference // 400) * 37) % 200
+    starts = np.concatenate(([0], np.cumsum(sizes)))
+    return pladacodec.FolderLayout(starts[starts < n_reference], n_reference)
 
+
+def _clustered_case(n_classes: int, seed: int, index_method: int, label_method: int) -> Callable[[], tuple]:
     def build():
-        indices, labels, n = _clustered_selection(n_classes, seed)
+        indices, labels, n = clustered_selection(n_classes, seed)
         kwargs = dict(n_classes=n_classes, index_methods=[index_method], label_methods=[label_method])
+        if is_folder_method("index", index_method) or is_folder_method("label", label_method):
+            kwargs["folders"] = clustered_folders(n)
         return indices, labels, n, kwargs
 
     return build
 
 
-def _clustered_folders_case(
-    n_classes: int, seed: int, label_method: int = S.LABEL_CONTEXT2_FOLDERS, index_method: int = S.INDEX_CONTEXT2_FOLDERS
-) -> Callable[[], tuple]:
-    """The clustered selections through index method 6 / label method 5 (or 7) over folders of
-    400-599 images (a fixed pattern): boundaries inside runs and between them."""
-
-    def build():
-        indices, labels, n = _clustered_selection(n_classes, seed)
-        sizes = 400 + (np.arange(n // 400) * 37) % 200
-        starts = np.concatenate(([0], np.cumsum(sizes)))
-        folders = pladacodec.FolderLayout(starts[starts < n], n)
-        kwargs = dict(
-            n_classes=n_classes, index_methods=[index_method], label_methods=[label_method],
-            folders=folders,
-        )
-        return indices, labels, n, kwargs
-
-    return build
-
-
-def _noisy_case(index_method: int, label_method: int) -> Callable[[], tuple]:
+def _noisy_case():
     """Dense picks whose labels mix five classes (30/30/20/10/10 %) per run: the label window's
-    mode is often tied, so its update rule (FORMAT.md §6.2: D's count taken before the oldest
-    label leaves) decides the candidates."""
+    mode is often tied, so its update rule (FORMAT.md §6.3) decides the candidates."""
+    rng = np.random.default_rng(12)
+    indices, labels, pos = [], [], 0
+    for _ in range(12):
+        pos += int(rng.integers(50, 500))
+        run = pos + np.flatnonzero(rng.random(120) < 0.6)
+        active = rng.choice(8, 5, replace=False)
+        indices.append(run)
+        labels.append(active[rng.choice(5, run.size, p=[0.3, 0.3, 0.2, 0.1, 0.1])])
+        pos += 120
+    kwargs = dict(n_classes=8, index_methods=[S.INDEX_CONTEXT], label_methods=[S.LABEL_CONTEXT])
+    return np.concatenate(indices).astype(np.uint64), np.concatenate(labels).astype(np.int64), 10_000, kwargs
 
-    def build():
-        rng = np.random.default_rng(12)
-        indices, labels, pos = [], [], 0
-        for _ in range(12):
-            pos += int(rng.integers(50, 500))
-            run = pos + np.flatnonzero(rng.random(120) < 0.6)
-            active = rng.choice(8, 5, replace=False)
-            indices.append(run)
-            labels.append(active[rng.choice(5, run.size, p=[0.3, 0.3, 0.2, 0.1, 0.1])])
-            pos += 120
-        kwargs = dict(n_classes=8, index_methods=[index_method], label_methods=[label_method])
-        return np.concatenate(indices).astype(np.uint64), np.concatenate(labels).astype(np.int64), 10_000, kwargs
 
-    return build
+def _golomb_case():
+    """Index method 1 over several blocks (bases after the first), label method 1."""
+    indices, labels, n = _method_selection()
+    kwargs = dict(n_classes=7, block_entries=64, index_methods=[S.INDEX_GOLOMB], label_methods=[S.LABEL_IID])
+    return indices, labels, n, kwargs
 
 
 def _extras_case():
@@ -278,8 +256,8 @@ def _extras_case():
         class_names=["cat", "dog", "éléphant"],
         reference_fingerprint=hashlib.sha256(b"pladacodec golden reference").digest(),
         metadata={"teacher": "golden", "budget": 12, "nested": {"list": [1, 2.5, None, True], "text": "ünïcode"}},
-        index_methods=[S.INDEX_GOLOMB_ANS],
-        label_methods=[S.LABEL_IID_ANS],
+        index_methods=[S.INDEX_GOLOMB],
+        label_methods=[S.LABEL_IID],
     )
     return indices, labels, 1000, kwargs
 
@@ -289,150 +267,89 @@ def _empty_case():
 
 
 def _wide_case():
+    """N = 2^40 and C = 65,535: escaped Golomb quotients, labels at the top of the range."""
     n = S.MAX_N_REFERENCE
     indices = np.array([0, 1, (1 << 32) - 1, 1 << 32, (1 << 32) + 1, 3 << 36, n - 1], dtype=np.uint64)
     labels = np.array([0, S.MAX_CLASSES - 1, 7, 7, 0, 12_345, S.MAX_CLASSES - 1], dtype=np.int64)
-    kwargs = dict(n_classes=S.MAX_CLASSES, index_methods=[S.INDEX_GOLOMB_ANS], label_methods=[S.LABEL_IID_ANS])
+    kwargs = dict(n_classes=S.MAX_CLASSES, index_methods=[S.INDEX_GOLOMB], label_methods=[S.LABEL_IID])
     return indices, labels, n, kwargs
 
 
-def _wide_rans_case():
-    """The wide case through the static rANS methods (escaped quotients, labels near 65,535)."""
-    indices, labels, n, kwargs = _wide_case()
-    return indices, labels, n, dict(kwargs, index_methods=[S.INDEX_GOLOMB_RANS], label_methods=[S.LABEL_IID_RANS])
-
-
-def _many_labels_rans_case():
-    """5,001 entries with more than 4,097 labels in use: label method 4's 20-bit table (§5.8)."""
+def _many_labels_case():
+    """5,001 entries with more than 4,097 labels in use: label method 1's 20-bit table (§7.1)."""
     rng = np.random.default_rng(11)
     indices = np.sort(rng.choice(1_000_000, 5_001, replace=False)).astype(np.uint64)
     labels = rng.integers(0, S.MAX_CLASSES, 5_001).astype(np.int64)
-    kwargs = dict(n_classes=S.MAX_CLASSES, index_methods=[S.INDEX_GOLOMB_RANS], label_methods=[S.LABEL_IID_RANS])
+    kwargs = dict(n_classes=S.MAX_CLASSES, index_methods=[S.INDEX_GOLOMB], label_methods=[S.LABEL_IID])
     return indices, labels, 1_000_000, kwargs
 
 
-def golden_method_name(index_method: int, label_method: int) -> str:
-    return f"index-{index_method}-label-{label_method}"
+def _automatic_case():
+    """The encoder's own choice over several blocks of a clustered selection."""
+    indices, labels, n = clustered_selection(10, 7)
+    return indices, labels, n, dict(n_classes=10, block_entries=700)
 
 
 def golden_cases() -> dict[str, Callable[[], tuple]]:
-    """name -> builder, one per (index method, label method) of FORMAT.md plus special cases."""
-    cases = {
-        golden_method_name(i, c): _method_case(i, c) for i in S.INDEX_METHODS for c in S.LABEL_METHODS
-    }
-    cases["clustered-c10"] = _clustered_case(10, 7)
-    cases["clustered-c300"] = _clustered_case(300, 8)
-    cases["clustered-c100"] = _clustered_case(100, 9)  # literals of 33 <= C <= 256: one table, no exclusion
-    cases["clustered-folders-c10"] = _clustered_folders_case(10, 7)
-    cases["clustered-folders-c300"] = _clustered_folders_case(300, 8)
-    # label methods 6 / 7 (§6.6) on every literal path: excluded candidates, one table, split
-    cases["clustered-l6-c10"] = _clustered_case(10, 7, S.LABEL_CONTEXT3)
-    cases["clustered-l6-c100"] = _clustered_case(100, 9, S.LABEL_CONTEXT3)
-    cases["clustered-l6-c300"] = _clustered_case(300, 8, S.LABEL_CONTEXT3)
-    cases["clustered-folders-l7-c10"] = _clustered_folders_case(10, 7, S.LABEL_CONTEXT3_FOLDERS)
-    cases["clustered-folders-l7-c300"] = _clustered_folders_case(300, 8, S.LABEL_CONTEXT3_FOLDERS)
-    cases["noisy-l2"] = _noisy_case(S.INDEX_CONTEXT, S.LABEL_CONTEXT)
-    cases["noisy-l3"] = _noisy_case(S.INDEX_CONTEXT2, S.LABEL_CONTEXT2)
-    cases["noisy-l6"] = _noisy_case(S.INDEX_CONTEXT2, S.LABEL_CONTEXT3)
-    # label method 9 (§6.8) on every literal path, after index method 7
-    cases["clustered-l9-c10"] = _clustered_case(10, 7, S.LABEL_CONTEXT4, S.INDEX_CONTEXT3)
-    cases["clustered-l9-c100"] = _clustered_case(100, 9, S.LABEL_CONTEXT4, S.INDEX_CONTEXT3)
-    cases["clustered-l9-c300"] = _clustered_case(300, 8, S.LABEL_CONTEXT4, S.INDEX_CONTEXT3)
-    # label method 8 (§6.7): one table (C <= 256) and high / low parts (C > 256)
-    cases["clustered-l8-c10"] = _clustered_case(10, 7, S.LABEL_FORGET)
-    cases["clustered-l8-c300"] = _clustered_case(300, 8, S.LABEL_FORGET)
-    # index methods 7 / 8 (§5.10): long runs, drift restarts, jump and folder boundaries
-    cases["clustered-i7-c10"] = _clustered_case(10, 7, S.LABEL_CONTEXT3, S.INDEX_CONTEXT3)
-    cases["clustered-i7-c300"] = _clustered_case(300, 8, S.LABEL_CONTEXT3, S.INDEX_CONTEXT3)
-    cases["clustered-folders-i8-c10"] = _clustered_folders_case(10, 7, S.LABEL_CONTEXT3_FOLDERS, S.INDEX_CONTEXT3_FOLDERS)
-    cases["clustered-folders-i8-c300"] = _clustered_folders_case(300, 8, S.LABEL_CONTEXT3_FOLDERS, S.INDEX_CONTEXT3_FOLDERS)
-    cases["extras"] = _extras_case
-    cases["empty"] = _empty_case
-    cases["wide"] = _wide_case
-    cases["wide-rans"] = _wide_rans_case
-    cases["many-labels-rans"] = _many_labels_rans_case
-    return cases
-
-
-_GOLDEN_PREFIX_METHODS = (
-    ("clustered-folders-i8-", (S.INDEX_CONTEXT3_FOLDERS, S.LABEL_CONTEXT3_FOLDERS)),
-    ("clustered-folders-l7-", (S.INDEX_CONTEXT2_FOLDERS, S.LABEL_CONTEXT3_FOLDERS)),
-    ("clustered-folders-", (S.INDEX_CONTEXT2_FOLDERS, S.LABEL_CONTEXT2_FOLDERS)),
-    ("clustered-i7-", (S.INDEX_CONTEXT3, S.LABEL_CONTEXT3)),
-    ("clustered-l6-", (S.INDEX_CONTEXT2, S.LABEL_CONTEXT3)),
-    ("clustered-l8-", (S.INDEX_CONTEXT2, S.LABEL_FORGET)),
-    ("clustered-l9-", (S.INDEX_CONTEXT3, S.LABEL_CONTEXT4)),
-    ("clustered-", (S.INDEX_CONTEXT2, S.LABEL_CONTEXT2)),
-    ("noisy-l2", (S.INDEX_CONTEXT, S.LABEL_CONTEXT)),
-    ("noisy-l3", (S.INDEX_CONTEXT2, S.LABEL_CONTEXT2)),
-    ("noisy-l6", (S.INDEX_CONTEXT2, S.LABEL_CONTEXT3)),
-)
-
-
-def golden_methods(name: str) -> tuple[int, int] | None:
-    """(index method, label method) that a golden case forces, or None for the special cases."""
-    for prefix, methods in _GOLDEN_PREFIX_METHODS:  # the most specific prefix first
-        if name.startswith(prefix):
-            return methods
-    for i in S.INDEX_METHODS:
-        for c in S.LABEL_METHODS:
-            if name == golden_method_name(i, c):
-                return i, c
-    return None
-
-
-def golden_paths(name: str) -> tuple[Path, Path]:
-    return GOLDEN_DIR / f"{name}.plada", GOLDEN_DIR / f"{name}.json"
-
-
-def _jsonable_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
-    out = dict(kwargs)
-    if out.get("reference_fingerprint") is not None:
-        out["reference_fingerprint"] = bytes(out["reference_fingerprint"]).hex()
-    if out.get("folders") is not None:
-        out["folders"] = {"n_reference": out["folders"].n_reference, "starts": out["folders"].starts.tolist()}
-    return out
-
-
-def sidecar_folders(sidecar: dict[str, Any]) -> pladacodec.FolderLayout | None:
-    """The folder layout a golden file was coded with (and decodes with), or None."""
-    spec = sidecar["encode"].get("folders")
-    return None if spec is None else pladacodec.FolderLayout(spec["starts"], spec["n_reference"])
-
-
-def golden_sidecar(indices, labels, n_reference: int, kwargs: dict[str, Any], payload: pladacodec.Payload) -> dict:
-    """The JSON written next to a golden file: how it was encoded and what it decodes to."""
+    """name -> builder: every coding method of FORMAT.md (every literal path of the label
+    models: C <= 32 with exclusion, one table, high / low parts), plus special cases."""
+    i, c = S, S
     return {
-        "encode": {"n_reference": n_reference, **_jsonable_kwargs(kwargs)},
-        "decoded": payload_to_json(payload),
+        "index-golomb": _golomb_case,
+        "index-context": _clustered_case(10, 7, i.INDEX_CONTEXT, c.LABEL_IID),
+        "index-context-folders": _clustered_case(10, 7, i.INDEX_CONTEXT_FOLDERS, c.LABEL_IID),
+        "label-iid-wide": _wide_case,
+        "label-iid-many": _many_labels_case,
+        "label-drift-c10": _clustered_case(10, 7, i.INDEX_CONTEXT, c.LABEL_DRIFT),
+        "label-drift-c300": _clustered_case(300, 8, i.INDEX_CONTEXT, c.LABEL_DRIFT),
+        "label-context-c10": _clustered_case(10, 7, i.INDEX_CONTEXT, c.LABEL_CONTEXT),
+        "label-context-c100": _clustered_case(100, 9, i.INDEX_CONTEXT, c.LABEL_CONTEXT),
+        "label-context-c300": _clustered_case(300, 8, i.INDEX_CONTEXT, c.LABEL_CONTEXT),
+        "label-context-noisy": _noisy_case,
+        "label-context-folders-c10": _clustered_case(10, 7, i.INDEX_CONTEXT_FOLDERS, c.LABEL_CONTEXT_FOLDERS),
+        "label-context-folders-c300": _clustered_case(300, 8, i.INDEX_CONTEXT_FOLDERS, c.LABEL_CONTEXT_FOLDERS),
+        "extras": _extras_case,
+        "empty": _empty_case,
+        "automatic-blocks": _automatic_case,
     }
 
 
-def payload_to_json(payload: pladacodec.Payload) -> dict[str, Any]:
+MANIFEST = GOLDEN_DIR / "MANIFEST.json"
+
+
+def digest(array: np.ndarray, dtype: str) -> str:
+    """SHA-256 of an array as little-endian ``dtype`` bytes (how the manifest pins decoded arrays)."""
+    return hashlib.sha256(np.ascontiguousarray(array, dtype=np.dtype(dtype).newbyteorder("<")).tobytes()).hexdigest()
+
+
+def manifest_entry(blob: bytes, payload: pladacodec.Payload, folders) -> dict[str, Any]:
+    """What a golden file must decode to, and the methods its blocks use."""
+    blocks = pladacodec.inspect(blob, folders=folders).layout.blocks
     return {
+        "file_sha256": hashlib.sha256(blob).hexdigest(),
+        "bytes": len(blob),
         "version": list(payload.version),
         "n_reference": payload.n_reference,
         "n_classes": payload.n_classes,
-        "indices": payload.indices.tolist(),
-        "labels": payload.labels.tolist(),
+        "k": payload.k,
+        "indices_sha256": digest(payload.indices, "u8"),
+        "labels_sha256": digest(payload.labels, "i8"),
         "class_names": list(payload.class_names) if payload.class_names is not None else None,
         "reference_fingerprint": payload.reference_fingerprint.hex() if payload.reference_fingerprint else None,
         "metadata": payload.metadata,
+        "folders": "clustered" if folders is not None else None,
+        "index_methods": sorted({b.index.method for b in blocks}),
+        "label_methods": sorted({b.label.method for b in blocks}),
     }
 
 
-def load_sidecar(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text(encoding="utf-8"))
+def load_manifest() -> dict[str, Any]:
+    return json.loads(MANIFEST.read_text(encoding="utf-8")) if MANIFEST.exists() else {}
 
 
-def encode_from_sidecar(sidecar: dict[str, Any]) -> bytes:
-    """Re-encode a golden file's content with the arguments recorded in its sidecar."""
-    kwargs = dict(sidecar["encode"])
-    n_reference = kwargs.pop("n_reference")
-    if kwargs.get("folders") is not None:
-        kwargs["folders"] = sidecar_folders(sidecar)
-    decoded = sidecar["decoded"]
-    return pladacodec.encode(decoded["indices"], decoded["labels"], n_reference, **kwargs)
+def manifest_folders(entry: dict[str, Any]) -> pladacodec.FolderLayout | None:
+    """The folder layout a golden file decodes with, or None."""
+    return clustered_folders(entry["n_reference"]) if entry.get("folders") == "clustered" else None
 
 
 # --- command line ------------------------------------------------------------------------
@@ -442,9 +359,9 @@ CLI_GOLDEN_DIR = GOLDEN_DIR / "cli"
 CLI_GOLDEN_CASES = {
     "inspect-extras.txt": ["inspect", "extras.plada"],
     "inspect-extras.json": ["inspect", "extras.plada", "--json"],
-    "inspect-index-1-label-1.txt": ["inspect", "index-1-label-1.plada", "--top", "3"],
+    "inspect-index-golomb.txt": ["inspect", "index-golomb.plada", "--top", "3"],
     "inspect-empty.txt": ["inspect", "empty.plada"],
-    "verify-wide.txt": ["verify", "wide.plada"],
+    "verify-wide.txt": ["verify", "label-iid-wide.plada"],
 }
 
 

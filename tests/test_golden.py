@@ -1,97 +1,83 @@
-"""Golden v1 files: every committed file decodes to its sidecar, in every run (numcodecs' backwards check).
+"""Golden 2.0 files: every committed file decodes to what tests/golden/MANIFEST.json says, in
+every run (numcodecs' backwards check), and every coding method has at least one.
 
-One file per (index method, label method) of FORMAT.md, plus special cases;
-the table is :func:`common.golden_cases`.  A missing golden file fails: it is
-never regenerated here.  Create missing ones by hand with
-``python tests/make_golden.py`` (it refuses to overwrite), review, commit.
+A missing golden file, or a method without one, fails: nothing is regenerated or skipped here.
+Create missing ones by hand with ``python tests/make_golden.py`` (it refuses to overwrite),
+review, commit.
 """
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 
 import pladacodec
+from pladacodec import _methods
 
 from common import (
     GOLDEN_DIR,
     MAKE_GOLDEN,
-    encode_from_sidecar,
+    digest,
     golden_cases,
-    golden_methods,
-    golden_paths,
-    index_method_ids,
-    label_method_ids,
-    load_sidecar,
-    method_name,
-    methods_used,
-    payload_to_json,
-    sidecar_folders,
+    load_manifest,
+    manifest_folders,
 )
 
-CASES = list(golden_cases())
+CASES = golden_cases()
+MANIFEST = load_manifest()
 
 
-def _require(name: str, *, fail_if_missing: bool = True) -> tuple[bytes, dict]:
-    methods = golden_methods(name)
-    if methods is not None and (methods[0] not in index_method_ids() or methods[1] not in label_method_ids()):
-        pytest.xfail(
-            f"{name}: {method_name('index', methods[0])} / {method_name('label', methods[1])} "
-            "has no coder yet (FORMAT.md lists its id)"
-        )
-    plada_path, json_path = golden_paths(name)
-    missing = [p.name for p in (plada_path, json_path) if not p.exists()]
-    if missing and not fail_if_missing:
-        pytest.skip(f"{name}: golden file missing (reported by test_golden_file_decodes_to_its_sidecar)")
-    if missing:
-        pytest.fail(
-            f"golden file(s) {', '.join(missing)} missing from {GOLDEN_DIR}; create them with "
-            f"`{MAKE_GOLDEN} {name}`, check them, and commit them",
-            pytrace=False,
-        )
-    return plada_path.read_bytes(), load_sidecar(json_path)
+def _golden(name: str) -> tuple[bytes, dict]:
+    path = GOLDEN_DIR / f"{name}.plada"
+    if not path.exists() or name not in MANIFEST:
+        pytest.fail(f"golden file {path.name} or its manifest entry is missing; create it with `{MAKE_GOLDEN} {name}`, "
+                    "check it, and commit it", pytrace=False)
+    return path.read_bytes(), MANIFEST[name]
 
 
-@pytest.mark.parametrize("name", CASES)
-def test_golden_file_decodes_to_its_sidecar(name):
-    blob, sidecar = _require(name)
-    assert payload_to_json(pladacodec.decode(blob, folders=sidecar_folders(sidecar))) == sidecar["decoded"]
+@pytest.mark.parametrize("name", list(CASES))
+def test_golden_file_decodes_to_its_manifest(name):
+    blob, entry = _golden(name)
+    assert hashlib.sha256(blob).hexdigest() == entry["file_sha256"]
+    payload = pladacodec.decode(blob, folders=manifest_folders(entry))
+    assert list(payload.version) == entry["version"]
+    assert (payload.n_reference, payload.n_classes, payload.k) == (entry["n_reference"], entry["n_classes"], entry["k"])
+    assert digest(payload.indices, "u8") == entry["indices_sha256"]
+    assert digest(payload.labels, "i8") == entry["labels_sha256"]
+    assert payload.class_names == (tuple(entry["class_names"]) if entry["class_names"] is not None else None)
+    fingerprint = entry["reference_fingerprint"]
+    assert payload.reference_fingerprint == (bytes.fromhex(fingerprint) if fingerprint else None)
+    assert payload.metadata == entry["metadata"]
+    blocks = pladacodec.inspect(blob, folders=manifest_folders(entry)).layout.blocks
+    assert sorted({b.index.method for b in blocks}) == entry["index_methods"]
+    assert sorted({b.label.method for b in blocks}) == entry["label_methods"]
 
 
-@pytest.mark.parametrize("name", CASES)
-def test_golden_file_uses_its_coding_methods(name):
-    blob, sidecar = _require(name, fail_if_missing=False)
-    methods = golden_methods(name)
-    if methods is None or not sidecar["decoded"]["indices"]:
-        pytest.skip("not a per-method golden file")
-    assert methods_used(blob, sidecar_folders(sidecar)) == ({methods[0]}, {methods[1]})
+@pytest.mark.parametrize("name", list(CASES))
+def test_case_still_builds_its_golden_file(name):
+    """The encoder still writes these exact bytes from the same input: any drift of a bitstream
+    is deliberate (delete the file, recreate it, say why in the commit) or a bug."""
+    blob, _ = _golden(name)
+    indices, labels, n_reference, kwargs = CASES[name]()
+    assert pladacodec.encode(indices, labels, n_reference, **kwargs) == blob
 
 
-@pytest.mark.parametrize("name", CASES)
-def test_encoder_output_is_unchanged(name):
-    """The encoder still writes these exact bytes: any drift of a bitstream is deliberate or a bug.
-
-    If a coder's *encoder* changes on purpose (old files still decode), delete the
-    golden pair, recreate it with make_golden.py, and say so in the commit.
-    """
-    blob, sidecar = _require(name, fail_if_missing=False)
-    assert encode_from_sidecar(sidecar) == blob
+@pytest.mark.parametrize("method", _methods.METHODS, ids=lambda m: f"{m.kind}-{m.name}")
+def test_every_method_has_a_golden_file(method):
+    key = f"{method.kind}_methods"
+    holders = [name for name, entry in MANIFEST.items() if method.id in entry[key] and name in CASES]
+    assert holders, f"{method.kind} method {method.id} ({method.name}) has no golden file: add a case to common.golden_cases()"
 
 
 def test_no_stray_golden_files():
-    expected = {p.name for name in CASES for p in golden_paths(name)}
-    present = {p.name for p in GOLDEN_DIR.iterdir() if p.suffix in (".plada", ".json")}
-    assert present <= expected, f"golden files without a case in common.golden_cases(): {sorted(present - expected)}"
+    present = {p.stem for p in GOLDEN_DIR.glob("*.plada")}
+    assert present == set(CASES), f"golden files without a case, or cases without a file: {sorted(present ^ set(CASES))}"
+    assert set(MANIFEST) == set(CASES)
 
 
-FROZEN_DIR = GOLDEN_DIR / "frozen"
-
-
-@pytest.mark.parametrize("path", sorted(FROZEN_DIR.glob("*.plada")), ids=lambda p: p.stem)
-def test_frozen_golden_file_still_decodes(path):
-    """Files an earlier writer produced (their case now encodes differently) decode forever."""
-    sidecar = load_sidecar(path.with_suffix(".json"))
-    assert payload_to_json(pladacodec.decode(path.read_bytes())) == sidecar["decoded"]
-
-
-def test_frozen_golden_files_exist():
-    assert sorted(p.stem for p in FROZEN_DIR.glob("*.plada")) == ["empty-v1.0", "empty-v1.1", "empty-v1.2", "empty-v1.4"]
+def test_a_format_1_file_is_refused_naming_its_version():
+    """Files of the unreleased 1.x formats (magic \\x89PLADA\\r\\n) get a clear error, not 'not a .plada file'."""
+    old = b"\x89PLADA\r\n" + bytes([1, 5]) + bytes(6) + bytes(40)
+    with pytest.raises(pladacodec.PladaVersionError, match=r"format version 1\.5"):
+        pladacodec.decode(old)
