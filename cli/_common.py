@@ -91,8 +91,8 @@ def describe_os_error(exc: OSError) -> str:
 class PladaCommand(click.Command):
     """A click command that turns user errors into one line on stderr and an exit status.
 
-    ``PladaDecodeError`` exits 2 (damaged file); other ``PladaError``s, ``OSError``s
-    and usage errors exit 1.  Tracebacks are kept for genuine bugs only.
+    ``PladaDecodeError`` exits 2 (damaged file); other ``PladaError``s, ``OSError``s,
+    ``MemoryError`` and usage errors exit 1.  Tracebacks are kept for genuine bugs only.
     """
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
@@ -116,3 +116,8 @@ class PladaCommand(click.Command):
             raise UserError(str(exc), EXIT_USAGE) from exc
         except OSError as exc:
             raise UserError(describe_os_error(exc), EXIT_USAGE) from exc
+        except MemoryError:
+            raise UserError(
+                "out of memory (the task declares more entries than fit; unpack, verify and inspect work block "
+                "by block, other commands hold the whole task)", EXIT_USAGE,
+            ) from None

@@ -2,7 +2,11 @@
 
 These commands need numpy and the codec core only (never torch).  Selections
 travel as ``.npz`` (arrays ``indices`` and ``labels``) or ``.csv`` (``index,label``
-rows, an optional header line); every file is written atomically.
+rows, an optional header line).  Every output is written atomically (a device or FIFO in
+place) and streamed: ``unpack``, ``verify`` and ``inspect`` decode one block at a time, so
+their memory does not grow with the task (``pladacodec._io``, ``pladacodec._stream``).
+An ``.npz`` selection also carries the task's fingerprint, metadata and exact class names,
+so ``unpack`` then ``pack`` gives the same task back; a ``.csv`` holds the rows only.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ import io
 import json
 import os
 import re
+import tempfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,9 +25,14 @@ import click
 import numpy as np
 
 import pladacodec
-from pladacodec._api import atomic_write_bytes
+from pladacodec import _io
+from pladacodec._container import Header
+from pladacodec._io import AtomicOutput, atomic_write_bytes
+from pladacodec._spec import MAX_CLASS_NAME_BYTES
+from pladacodec._stream import StreamReader, summarize
 
 from ._common import (
+    EXIT_DAMAGED,
     EXIT_FINGERPRINT,
     EXIT_REFERENCE_SIZE,
     PladaCommand,
@@ -35,6 +46,8 @@ __all__ = ["pack", "unpack", "inspect_cmd", "verify", "Selection", "read_selecti
 _SELECTION_SUFFIXES = (".npz", ".csv")
 _CSV_HEADER = ("index", "label")
 _INTEGER = re.compile(r"\s*[+-]?[0-9]+\s*\Z")
+_MAX_DIGITS = 20  # 2^64 has 20 digits: longer numbers are refused before int() sees them
+_MAX_CSV_LINE = 4096  # bytes: a selection row is two integers
 _NUMBER_START = re.compile(r"\s*[+-]?\.?[0-9]")
 
 
@@ -50,6 +63,8 @@ class Selection:
     n_reference: int | None = None
     n_classes: int | None = None
     class_names: tuple[str, ...] | None = None
+    reference_fingerprint: bytes | None = None
+    metadata: dict | None = None
 
 
 def _suffix(path: Path, what: str) -> str:
@@ -95,29 +110,97 @@ def _read_npz(path: Path) -> Selection:
             raise UserError(f"{str(path)!r}: {name!r} must be an integer scalar, found {value.dtype} of shape {value.shape}")
         return int(value)
 
-    class_names = None
-    if "class_names" in arrays:
+    def text(name: str) -> str | None:
+        if name not in arrays:
+            return None
+        value = arrays[name]
+        if value.shape != () or value.dtype.kind != "U":
+            raise UserError(f"{str(path)!r}: {name!r} must be a string scalar, found {value.dtype} of shape {value.shape}")
+        return str(value)
+
+    def json_text(name: str, kind: type):
+        raw = text(name)
+        if raw is None:
+            return None
+        try:
+            value = json.loads(raw)
+        except (ValueError, RecursionError) as exc:
+            raise UserError(f"{str(path)!r}: {name!r} is not valid JSON ({type(exc).__name__})") from None
+        if not isinstance(value, kind):
+            raise UserError(f"{str(path)!r}: {name!r} must hold a JSON {kind.__name__}")
+        return value
+
+    class_names = json_text("class_names_json", list)  # exact names (a string array drops trailing NULs)
+    if class_names is not None:
+        class_names = tuple(class_names)
+    elif "class_names" in arrays:
         names = arrays["class_names"]
         if names.ndim != 1 or names.dtype.kind != "U":
             raise UserError(f"{str(path)!r}: 'class_names' must be a 1-D array of strings")
         class_names = tuple(str(name) for name in names)
-    return Selection(arrays["indices"], arrays["labels"], scalar("n_reference"), scalar("n_classes"), class_names)
+    fingerprint = text("reference_fingerprint")
+    if fingerprint is not None:
+        try:
+            fingerprint = bytes.fromhex(fingerprint)
+        except ValueError:
+            raise UserError(f"{str(path)!r}: 'reference_fingerprint' is not hex") from None
+    return Selection(
+        arrays["indices"], arrays["labels"], scalar("n_reference"), scalar("n_classes"), class_names,
+        fingerprint, json_text("metadata", dict),
+    )
+
+
+def _lines(path, max_bytes: int):
+    """``(line number, text)`` of a UTF-8 text file (a BOM dropped, ``\r\n`` too), read in
+    chunks; a line longer than ``max_bytes`` is refused, so ``/dev/zero`` ends at once."""
+    with open(path, "rb") as fh:
+        pending, number = b"", 0
+        while True:
+            chunk = _io.read_up_to(fh, _io.READ_CHUNK)
+            if chunk:
+                *lines, pending = (pending + chunk).split(b"\n")
+            else:
+                lines, pending = ([pending] if pending else []), b""
+            for raw in lines:
+                number += 1
+                yield number, _decode_line(path, number, raw, max_bytes)
+            if len(pending) > max_bytes:
+                _decode_line(path, number + 1, pending, max_bytes)
+            if not chunk:
+                return
+
+
+def _decode_line(path, number: int, raw: bytes, max_bytes: int) -> str:
+    if len(raw) > max_bytes:
+        raise UserError(f"{str(path)!r}, line {number:,}: longer than {max_bytes:,} bytes (is this the right file?)")
+    if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{str(path)!r}, line {number:,}: not UTF-8 text ({exc.reason})") from None
+    return text[:-1] if text.endswith("\r") else text
+
+
+def _csv_int(path, number: int, field: str) -> int:
+    digits = field.strip().lstrip("+-")
+    if len(digits) > _MAX_DIGITS:
+        raise UserError(f"{str(path)!r}, line {number:,}: a number of {len(digits):,} digits (at most {_MAX_DIGITS})")
+    return int(field)
 
 
 def _read_csv(path: Path) -> Selection:
-    with open(path, encoding="utf-8-sig", newline="") as fh:
-        try:
-            text = fh.read()
-        except UnicodeDecodeError as exc:
-            raise UserError(f"{str(path)!r} is not UTF-8 text ({exc.reason} at byte {exc.start:,})") from None
     indices: list[int] = []
     labels: list[int] = []
-    for line_no, row in enumerate(csv.reader(io.StringIO(text)), 1):
+    for line_no, line in _lines(path, _MAX_CSV_LINE):
+        row = line.split(",")
+        if len(row) != 2 or not (_INTEGER.match(row[0]) and _INTEGER.match(row[1])):
+            row = next(csv.reader([line]), [])  # quoted fields
         if not row or (len(row) == 1 and not row[0].strip()):
             continue  # blank line
         if len(row) == 2 and _INTEGER.match(row[0]) and _INTEGER.match(row[1]):
-            indices.append(int(row[0]))
-            labels.append(int(row[1]))
+            indices.append(_csv_int(path, line_no, row[0]))
+            labels.append(_csv_int(path, line_no, row[1]))
         elif line_no == 1 and not any(_NUMBER_START.match(field) for field in row):
             continue  # a header line (no field looks like a number)
         else:
@@ -130,35 +213,90 @@ def _read_csv(path: Path) -> Selection:
 
 def write_selection(path: str | os.PathLike, payload: pladacodec.Payload) -> None:
     """Write a decoded task as ``.npz`` or ``.csv`` (by suffix), atomically."""
-    path = Path(path)
-    if _suffix(path, "output") == ".npz":
-        arrays = {
-            "indices": payload.indices.astype(np.uint64),
-            "labels": payload.labels.astype(np.int64),
-            "n_reference": np.int64(payload.n_reference),
-            "n_classes": np.int64(payload.n_classes),
-        }
-        if payload.class_names is not None:
-            arrays["class_names"] = np.array(payload.class_names, dtype=str)
-        buffer = io.BytesIO()
-        np.savez_compressed(buffer, **arrays)
-        data = buffer.getvalue()
-    else:
-        lines = [",".join(_CSV_HEADER)]
-        lines += [f"{i},{c}" for i, c in zip(payload.indices.tolist(), payload.labels.tolist())]
-        data = ("\n".join(lines) + "\n").encode("utf-8")
-    atomic_write_bytes(path, data)
+    header = Header(
+        payload.n_reference, payload.k, payload.n_classes, max(payload.k, 1), payload.class_names,
+        payload.reference_fingerprint, payload.metadata,
+    )
+    write_selection_blocks(path, header, [(payload.indices, payload.labels)])
+
+
+def write_selection_blocks(path: str | os.PathLike, header, blocks) -> None:
+    """Write ``blocks`` (``(indices, labels)`` pairs, ``header.n_selected`` entries in all) as
+    ``.npz`` or ``.csv`` (by suffix), streaming: one block in memory at a time.  The file
+    appears only once the last block is written (an error leaves the target as it was)."""
+    suffix = _suffix(Path(path), "output")
+    with AtomicOutput(path) as out:
+        if suffix == ".csv":
+            out.write((",".join(_CSV_HEADER) + "\n").encode())
+            for indices, labels in blocks:
+                out.write(_csv_rows(indices, labels))
+        else:
+            _write_npz(out, header, blocks)
+
+
+def _csv_rows(indices: np.ndarray, labels: np.ndarray) -> bytes:
+    """``index,label\n`` rows as bytes, formatted with numpy (30x faster than str.format)."""
+    if not len(indices):
+        return b""
+    columns, keep = [], []
+    for values, separator in ((indices, ord(",")), (labels, ord("\n"))):
+        values = np.asarray(values).astype(np.uint64)
+        width = len(str(int(values.max())))
+        digits = np.empty((len(values), width), dtype=np.uint8)
+        rest = values.copy()
+        for j in range(width - 1, -1, -1):
+            digits[:, j] = rest % np.uint64(10)
+            rest //= np.uint64(10)
+        digits += ord("0")
+        n_digits = np.ones(len(values), dtype=np.int64)
+        for power in range(1, width):
+            n_digits += values >= np.uint64(10**power)
+        columns += [digits, np.full((len(values), 1), separator, dtype=np.uint8)]
+        keep += [np.arange(width) >= (width - n_digits)[:, None], np.ones((len(values), 1), dtype=bool)]
+    return np.hstack(columns)[np.hstack(keep)].tobytes()
+
+
+def _npy_header(member, dtype, shape) -> None:
+    np.lib.format.write_array_header_1_0(
+        member, {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": shape}
+    )
+
+
+def _write_npz(out, header, blocks) -> None:
+    """An ``.npz`` that ``np.load`` reads as ``np.savez_compressed`` would have written it, built
+    block by block: indices go straight into the archive; labels wait in a temporary file
+    (2 bytes each) until the indices are done, since a zip member is written in one go."""
+    k = header.n_selected
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as archive:
+        with tempfile.TemporaryFile() as spill:
+            with archive.open("indices.npy", "w", force_zip64=True) as member:
+                _npy_header(member, "<u8", (k,))
+                for indices, labels in blocks:
+                    member.write(np.ascontiguousarray(indices, dtype="<u8").tobytes())
+                    spill.write(np.asarray(labels).astype("<u2").tobytes())  # C <= 65,535
+            spill.seek(0)
+            with archive.open("labels.npy", "w", force_zip64=True) as member:
+                _npy_header(member, "<i8", (k,))
+                while chunk := spill.read(_io.READ_CHUNK):
+                    member.write(np.frombuffer(chunk, dtype="<u2").astype("<i8").tobytes())
+        extras = {"n_reference": np.int64(header.n_reference), "n_classes": np.int64(header.n_classes)}
+        if header.class_names is not None:
+            extras["class_names"] = np.array(header.class_names, dtype=str)
+            if any(name.endswith("\0") for name in header.class_names):  # a string array drops them
+                extras["class_names_json"] = np.array(json.dumps(list(header.class_names), ensure_ascii=False))
+        if header.reference_fingerprint is not None:
+            extras["reference_fingerprint"] = np.array(header.reference_fingerprint.hex())
+        if header.metadata is not None:
+            extras["metadata"] = np.array(json.dumps(header.metadata, sort_keys=True, ensure_ascii=False))
+        for name, value in extras.items():
+            buffer = io.BytesIO()
+            np.lib.format.write_array(buffer, value, allow_pickle=False)
+            archive.writestr(f"{name}.npy", buffer.getvalue())
 
 
 def _read_class_names(path: str) -> tuple[str, ...]:
-    try:
-        text = Path(path).read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise UserError(f"{path!r} is not UTF-8 text ({exc.reason} at byte {exc.start:,})") from None
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()  # the final newline
-    return tuple(line[:-1] if line.endswith("\r") else line for line in lines)
+    """One name per line (read in chunks: a line longer than any name is refused at once)."""
+    return tuple(line for _, line in _lines(path, MAX_CLASS_NAME_BYTES + 1))
 
 
 def _bits_per_selected(file_bytes: int, k: int) -> str:
@@ -215,6 +353,8 @@ def pack(
             )
         n_reference = reference.n
     n_reference = n_reference if n_reference is not None else sel.n_reference
+    if fingerprint is None and reference_manifest is None:
+        fingerprint = sel.reference_fingerprint  # an .npz from unpack carries the task's
     if fingerprint is None:  # issue 19, item 5
         click.echo("warning: the task will carry no reference fingerprint, so clients can check their reference "
                    "only by its size; give --reference-manifest (or --fingerprint)", err=True)
@@ -228,12 +368,18 @@ def pack(
             metadata = json.loads(metadata)
         except ValueError as exc:
             raise UserError(f"--metadata is not valid JSON: {exc}") from None
-    size = pladacodec.write(
-        output, sel.indices, sel.labels, n_reference,
+        except RecursionError:
+            raise UserError("--metadata is nested too deeply") from None
+    else:
+        metadata = sel.metadata
+    data = pladacodec.encode(
+        sel.indices, sel.labels, n_reference,
         n_classes=n_classes, class_names=class_names, reference_fingerprint=fingerprint, metadata=metadata,
         folders=layout, **methods_for(format_version, layout is not None),
     )
-    header = pladacodec.read_header(Path(output).read_bytes())
+    header = pladacodec.read_header(data)  # what was written, not what the path holds afterwards
+    atomic_write_bytes(output, data)
+    size = len(data)
     note = ""
     if layout is not None:
         note = (
@@ -253,20 +399,35 @@ _MANIFEST_FOR_FOLDERS = click.option(
 )
 
 
-def _decoded(decode, task, reference_manifest):
-    """``decode(task, folders=...)`` with the manifest's reference (its layout is computed only
-    for a task that names one); a task that needs a layout it was not given gets the CLI's wording."""
-    reference = None
-    if reference_manifest is not None:
-        from pladacodec.reference import Reference
+def _manifest_reference(reference_manifest):
+    if reference_manifest is None:
+        return None
+    from pladacodec.reference import Reference
 
-        reference = Reference.from_manifest(reference_manifest)
+    return Reference.from_manifest(reference_manifest)
+
+
+def _without_layout(exc: pladacodec.PladaReferenceError, reference_manifest) -> Exception:
+    """A task that needs a folder layout it was not given gets the CLI's wording."""
+    if reference_manifest is None:
+        return UserError(f"{exc}; on the command line: --reference-manifest MANIFEST")
+    return exc
+
+
+def _stream_reader(task, reference_manifest) -> StreamReader:
+    """TASK read once, block by block (a pipe works), with the manifest's layout if it names one."""
     try:
-        return decode(task, folders=reference)
+        return StreamReader(task, verify_first=False, folders=_manifest_reference(reference_manifest))
     except pladacodec.PladaReferenceError as exc:
-        if reference_manifest is None:
-            raise UserError(f"{exc}; on the command line: --reference-manifest MANIFEST") from None
-        raise
+        raise _without_layout(exc, reference_manifest) from None
+
+
+def _summary(task, reference_manifest):
+    """TASK decoded and verified block by block; only counts are kept."""
+    try:
+        return summarize(task, folders=_manifest_reference(reference_manifest))
+    except pladacodec.PladaReferenceError as exc:
+        raise _without_layout(exc, reference_manifest) from None
 
 
 # --- unpack -------------------------------------------------------------------------------
@@ -282,23 +443,31 @@ def _decoded(decode, task, reference_manifest):
 def unpack(task, output, reference_manifest):
     """Decode TASK (.plada) into a selection file, .npz or .csv by the output's suffix."""
     _suffix(Path(output), "output")
-    payload = _decoded(pladacodec.read, task, reference_manifest)
-    write_selection(output, payload)
-    click.echo(f"wrote {output}: k = {payload.k:,} of N = {payload.n_reference:,}, C = {payload.n_classes:,}")
+    with _stream_reader(task, reference_manifest) as reader:
+        header = reader.header
+        write_selection_blocks(output, header, reader.blocks())
+    click.echo(f"wrote {output}: k = {header.n_selected:,} of N = {header.n_reference:,}, C = {header.n_classes:,}")
 
 
 # --- inspect ------------------------------------------------------------------------------
 
 
-def _format_info(path: str, info: pladacodec.TaskInfo, top: int) -> str:
-    d = info.as_dict()
-    p = info.payload
+def _printable(text: str) -> str:
+    """``text`` with control and format characters escaped (``\\x1b``, ``\\n``, ``\\u202e``): a
+    name or a value from a file must not move the cursor, colour the terminal or forge a line."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
+
+
+def _format_info(path: str, d: dict, top: int) -> str:
+    class_names = d["class_names"]
     k, n = d["k"], d["n_reference"]
     lines = [
         f"{path}: .plada version {d['version']}, {d['file_bytes']:,} bytes",
         f"  reference size N   {n:,}",
         f"  selected k         {k:,} ({100 * k / n:.4g} % of N)",
-        f"  classes C          {d['n_classes']:,}" + (" (named)" if p.class_names is not None else ""),
+        f"  classes C          {d['n_classes']:,}" + (" (named)" if class_names is not None else ""),
         f"  bits per selected  {d['bits_per_selected']:.2f}" if k else "  bits per selected  -",
         f"  blocks             {d['blocks']:,}",
         f"  fingerprint        {d['reference_fingerprint'] or 'none'}",
@@ -307,7 +476,7 @@ def _format_info(path: str, info: pladacodec.TaskInfo, top: int) -> str:
         layout = d["folder_layout"]
         lines.append(f"  folder layout      {layout['folders']:,} folders, digest {layout['digest']}")
     if d["metadata"] is not None:
-        lines.append(f"  metadata           {json.dumps(d['metadata'], sort_keys=True, ensure_ascii=False)}")
+        lines.append(f"  metadata           {_printable(json.dumps(d['metadata'], sort_keys=True, ensure_ascii=False))}")
     lines.append("  bytes by section")
     sections = d["section_bytes"]
     width = max(len(f"{v:,}") for v in sections.values())
@@ -325,7 +494,7 @@ def _format_info(path: str, info: pladacodec.TaskInfo, top: int) -> str:
     elif order:
         lines.append(f"  class histogram (top {len(order):,} of {int(np.count_nonzero(histogram)):,} classes present)")
         id_width = max(len(str(c)) for c in order)
-        names = [p.class_names[c] if p.class_names is not None else "" for c in order]
+        names = [_printable(class_names[c]) if class_names is not None else "" for c in order]
         name_width = max(len(name) for name in names)
         count_width = max(len(f"{int(histogram[c]):,}") for c in order)
         for c, name in zip(order, names):
@@ -343,13 +512,16 @@ def _format_info(path: str, info: pladacodec.TaskInfo, top: int) -> str:
 def inspect_cmd(task, as_json, top, reference_manifest):
     """Describe TASK (.plada): sizes, coding methods, class histogram, fingerprint, metadata.
 
-    The whole file is decoded and verified first.
+    The whole file is decoded and verified first, one block at a time.
     """
-    info = _decoded(pladacodec.inspect, task, reference_manifest)
+    d = _summary(task, reference_manifest).as_dict()
     if as_json:
-        click.echo(json.dumps({"file": task, **info.as_dict()}, indent=2, ensure_ascii=False))
+        try:
+            click.echo(json.dumps({"file": task, **d}, indent=2, ensure_ascii=False, allow_nan=False))
+        except ValueError:
+            raise UserError(f"{task}: its metadata holds NaN or Infinity, which JSON does not allow", EXIT_DAMAGED) from None
     else:
-        click.echo(_format_info(task, info, top))
+        click.echo(_format_info(task, d, top))
 
 
 # --- verify -------------------------------------------------------------------------------
@@ -381,27 +553,23 @@ def verify(task, reference):
         from pladacodec.reference import Reference
 
         ref = Reference.from_manifest(reference) if os.path.isfile(reference) else Reference.from_dir(reference)
-    header = None
-    if ref is not None:
-        try:
-            header = pladacodec.read_header(Path(task).read_bytes())
-        except pladacodec.PladaError:
-            pass  # read() below reports what is wrong with the whole file
-    if header is not None and header.folders is not None and ref.n == header.n_reference:
-        try:  # a task packed with --folders: the reference's layout must be the one it names
-            payload = pladacodec.read(task, folders=ref)
-        except pladacodec.PladaReferenceError as exc:
-            raise UserError(f"reference {reference!r}: {exc}", EXIT_FINGERPRINT) from None
-    else:
-        payload = pladacodec.read(task)
-    click.echo(f"ok: {task} decodes fully (k = {payload.k:,} of N = {payload.n_reference:,}, C = {payload.n_classes:,})")
+    try:  # TASK is read once (a pipe works), block by block; a task packed with --folders
+        summary = summarize(task, folders=ref)  # is decoded with the reference's layout
+    except pladacodec.PladaReferenceError as exc:
+        header = getattr(exc, "header", None)
+        if ref is None or header is None:
+            raise
+        if ref.n != header.n_reference:
+            raise _size_mismatch(reference, ref, task, header) from None
+        raise UserError(f"reference {reference!r}: {exc}", EXIT_FINGERPRINT) from None
+    payload = summary.header
+    click.echo(
+        f"ok: {task} decodes fully (k = {payload.n_selected:,} of N = {payload.n_reference:,}, C = {payload.n_classes:,})"
+    )
     if ref is None:
         return
     if ref.n != payload.n_reference:
-        raise UserError(
-            f"reference {reference!r} has {ref.n:,} images but {task} expects N = {payload.n_reference:,}",
-            EXIT_REFERENCE_SIZE,
-        )
+        raise _size_mismatch(reference, ref, task, payload)
     if payload.reference_fingerprint is None:
         raise UserError(
             f"{task} stores no reference fingerprint, so {reference!r} can be checked only by its size "
@@ -416,3 +584,9 @@ def verify(task, reference):
         )
     click.echo(f"ok: reference {reference} matches (N = {ref.n:,}, fingerprint {ref.fingerprint.hex()[:16]}...)")
 
+
+def _size_mismatch(reference, ref, task, header) -> UserError:
+    return UserError(
+        f"reference {reference!r} has {ref.n:,} images but {task} expects N = {header.n_reference:,}",
+        EXIT_REFERENCE_SIZE,
+    )

@@ -46,6 +46,7 @@ from .errors import PladaDecodeError as PladaDecodeError
 from .errors import PladaEncodeError as PladaEncodeError
 from .errors import PladaError as PladaError
 from .errors import PladaFormatError as PladaFormatError
+from .errors import PladaMemoryError as PladaMemoryError
 from .errors import PladaReferenceError as PladaReferenceError
 from .errors import PladaTruncatedError as PladaTruncatedError
 from .errors import PladaVersionError as PladaVersionError

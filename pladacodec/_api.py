@@ -9,19 +9,20 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Mapping, Sequence, Union
 
 import numpy as np
 
-from . import _container, _methods
+from . import _container, _io, _methods
 from . import _spec as S
+from ._bytes import Reader
+from ._io import atomic_write_bytes
 from ._container import Header, Layout
-from .errors import PladaDecodeError, PladaEncodeError, PladaError, PladaFormatError
+from .errors import PladaDecodeError, PladaEncodeError, PladaError, PladaFormatError, PladaMemoryError
 from .folders import as_layout
 
 __all__ = ["Payload", "TaskInfo", "encode", "decode", "write", "read", "inspect", "read_header", "methods_for_version"]
@@ -94,27 +95,33 @@ class TaskInfo:
         return out
 
     def as_dict(self) -> dict[str, Any]:
-        p = self.payload
-        k = p.k
-        return {
-            "version": f"{p.version[0]}.{p.version[1]}",
-            "n_reference": p.n_reference,
-            "k": k,
-            "n_classes": p.n_classes,
-            "file_bytes": self.file_size,
-            "bits_per_selected": (8 * self.file_size / k) if k else None,
-            "section_bytes": self.section_bytes(),
-            "methods": self.methods(),
-            "blocks": len(self.layout.blocks),
-            "class_names": list(p.class_names) if p.class_names is not None else None,
-            "class_histogram": p.class_histogram().tolist(),
-            "reference_fingerprint": p.reference_fingerprint.hex() if p.reference_fingerprint else None,
-            "folder_layout": (
-                None if self.header.folders is None
-                else {"folders": self.header.folders[0], "digest": self.header.folders[1].hex()}
-            ),
-            "metadata": p.metadata,
-        }
+        return describe_task(
+            self.header, self.file_size, len(self.layout.blocks), self.section_bytes(), self.methods(),
+            self.payload.class_histogram(),
+        )
+
+
+def describe_task(header: Header, file_size: int, n_blocks: int, section_bytes, methods, histogram) -> dict[str, Any]:
+    """The JSON-ready report of :meth:`TaskInfo.as_dict` (and of the CLI's block-by-block inspect)."""
+    k = header.n_selected
+    return {
+        "version": f"{header.version[0]}.{header.version[1]}",
+        "n_reference": header.n_reference,
+        "k": k,
+        "n_classes": header.n_classes,
+        "file_bytes": file_size,
+        "bits_per_selected": (8 * file_size / k) if k else None,
+        "section_bytes": section_bytes,
+        "methods": methods,
+        "blocks": n_blocks,
+        "class_names": list(header.class_names) if header.class_names is not None else None,
+        "class_histogram": np.asarray(histogram).tolist(),
+        "reference_fingerprint": header.reference_fingerprint.hex() if header.reference_fingerprint else None,
+        "folder_layout": (
+            None if header.folders is None else {"folders": header.folders[0], "digest": header.folders[1].hex()}
+        ),
+        "metadata": header.metadata,
+    }
 
 
 # --- input validation ------------------------------------------------------------------
@@ -213,6 +220,13 @@ def _prepare(indices, labels, n_reference, n_classes, class_names, reference_fin
                 name.encode("utf-8")
             except UnicodeEncodeError:
                 raise PladaEncodeError(f"class_names[{i}] cannot be encoded as UTF-8") from None
+            if not name:
+                raise PladaEncodeError(f"class_names[{i}] is empty")
+        first_at: dict[str, int] = {}
+        for i, name in enumerate(class_names):  # a dataset maps names to classes: each must be unique
+            if name in first_at:
+                raise PladaEncodeError(f"duplicate class name {name!r} at class_names[{first_at[name]}] and [{i}]")
+            first_at[name] = i
     if n_classes is None:
         if class_names is not None:
             n_classes = len(class_names)
@@ -238,11 +252,16 @@ def _prepare(indices, labels, n_reference, n_classes, class_names, reference_fin
             raise PladaEncodeError(f"metadata must be a mapping (a JSON object), got {type(metadata).__name__}")
         try:
             raw = _container.canonical_json(dict(metadata))
+        except RecursionError:
+            raise PladaEncodeError("metadata is nested too deeply to be stored as JSON") from None
         except (TypeError, ValueError) as exc:
             raise PladaEncodeError(f"metadata is not JSON-serialisable: {exc}") from None
         if len(raw) > S.MAX_METADATA_BYTES:
             raise PladaEncodeError(f"metadata serialises to {len(raw):,} bytes; the limit is {S.MAX_METADATA_BYTES:,}")
-        metadata = json.loads(raw)
+        try:
+            metadata = json.loads(raw)
+        except RecursionError:
+            raise PladaEncodeError("metadata is nested too deeply to be read back as JSON") from None
     block_entries = balanced_block_entries(len(idx)) if block_entries is None else block_entries
     block_entries = _as_count(block_entries, "block_entries", 1, S.MAX_BLOCK_ENTRIES)
 
@@ -373,7 +392,13 @@ def _decode_full(data, max_entries: int, folders=None) -> TaskInfo:
     if len(view) > S.MAX_FILE_SIZE:
         raise PladaFormatError(f"{len(view):,} bytes exceeds the largest .plada file ({S.MAX_FILE_SIZE:,} bytes)")
     folders = as_layout(folders, None, PladaDecodeError, resolve=False)  # resolved if the file needs it
-    header, indices, labels, layout = _container.decode_container(view, max_entries, folders)
+    try:
+        header, indices, labels, layout = _container.decode_container(view, max_entries, folders)
+    except MemoryError:
+        raise PladaMemoryError(
+            f"not enough memory to decode this file into memory ({DECODE_BYTES_PER_ENTRY} bytes per entry); "
+            "pass a smaller max_entries to refuse such files early, or read it block by block (iter_read)"
+        ) from None
     payload = Payload(
         indices, labels, header.n_reference, header.n_classes, header.class_names,
         header.reference_fingerprint, header.metadata, header.version,
@@ -381,11 +406,20 @@ def _decode_full(data, max_entries: int, folders=None) -> TaskInfo:
     return TaskInfo(payload, layout, header)
 
 
+DECODE_BYTES_PER_ENTRY = 16  # the result: a uint64 index and an int64 label per entry
+
+
 def decode(data, *, max_entries: int = S.DEFAULT_MAX_ENTRIES, folders=None) -> Payload:
     """Decode ``.plada`` bytes (bytes, bytearray, memoryview or uint8 array) into a :class:`Payload`.
 
     Raises only :class:`~pladacodec.PladaError` subclasses on bad input.
-    ``max_entries`` bounds the output a small file may expand to.  ``folders``: the
+    ``max_entries`` bounds the output a small file may expand to (a few hundred bytes can
+    declare 2^24 entries): a file of more entries is refused before anything is allocated.
+    The result takes 16 bytes per entry (``DECODE_BYTES_PER_ENTRY``) and a decode holds little
+    more, so the default, 2^28, bounds a decode at 4 GiB plus a few blocks' work space; pass
+    ``max_entries=1 << 24`` for 256 MiB, or read a file of any size block by block with
+    :func:`pladacodec.iter_read`.  Out of memory, it raises :class:`~pladacodec.errors.PladaMemoryError`
+    (a ``PladaError`` and a ``MemoryError``).  ``folders``: the
     reference's folder layout (FolderLayout or Reference), needed by files that name one
     (:attr:`Header.folders`); files that do not ignore it.
     """
@@ -405,18 +439,14 @@ def inspect(source, *, max_entries: int = S.DEFAULT_MAX_ENTRIES, folders=None) -
     return _decode_full(source, max_entries, folders)
 
 
+def _check_start(prefix: bytes) -> None:
+    """Refuse what is not a ``.plada`` file from its first bytes (magic, version)."""
+    _container.check_preamble(Reader(prefix))
+
+
 def _read_bytes(source) -> bytes:
-    if hasattr(source, "read"):
-        data = source.read(S.MAX_FILE_SIZE + 1)
-    else:
-        try:
-            with open(source, "rb") as fh:
-                data = fh.read(S.MAX_FILE_SIZE + 1)
-        except OSError as exc:
-            raise PladaError(f"cannot read {os.fspath(source)!r}: {exc.strerror or exc}") from exc
-    if not isinstance(data, (bytes, bytearray)):
-        raise PladaDecodeError(f"file object returned {type(data).__name__}, not bytes (open it in binary mode)")
-    return data
+    """A file's bytes from a path or binary file object: the magic first, then bounded chunks."""
+    return _io.read_file_bytes(source, _check_start)
 
 
 def read(source, *, max_entries: int = S.DEFAULT_MAX_ENTRIES, folders=None) -> Payload:
@@ -427,36 +457,19 @@ def read(source, *, max_entries: int = S.DEFAULT_MAX_ENTRIES, folders=None) -> P
 def write(path_or_file, indices, labels, n_reference: int, **kwargs) -> int:
     """Encode and write a ``.plada`` file; returns the number of bytes written.
 
-    A path is written atomically: to a temporary file in the same folder, flushed
-    and fsynced, then renamed over the target, so a crash never leaves half a file.
+    A path is written atomically: to a temporary file in the same folder, flushed and
+    fsynced, then renamed over the target, so a crash never leaves half a file.  A new file
+    gets the mode the umask gives (0644 under umask 022), a replaced one keeps its mode; a
+    symlink's target is replaced; a device or FIFO is written in place (see ``pladacodec._io``).
     """
     data = encode(indices, labels, n_reference, **kwargs)
     if hasattr(path_or_file, "write"):
-        path_or_file.write(data)
+        if isinstance(path_or_file, io.TextIOBase):
+            raise PladaEncodeError("write() needs a binary file object (open it with 'wb', or use io.BytesIO)")
+        try:
+            path_or_file.write(data)
+        except TypeError as exc:
+            raise PladaEncodeError(f"write() needs a binary file object: {exc}") from None
         return len(data)
     atomic_write_bytes(path_or_file, data)
     return len(data)
-
-
-def atomic_write_bytes(path: PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file + fsync + rename."""
-    path = Path(path)
-    directory = path.parent if str(path.parent) else Path(".")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    except OSError as exc:
-        raise PladaError(f"cannot write {str(path)!r}: {exc.strerror or exc}") from exc
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(exc, OSError):
-            raise PladaError(f"cannot write {str(path)!r}: {exc.strerror or exc}") from exc
-        raise

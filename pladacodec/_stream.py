@@ -31,13 +31,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
-from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from . import _api, _container, _methods
+from . import _api, _container, _io, _methods
 from . import _spec as S
 from ._bytes import Reader
 from .folders import as_layout
@@ -46,12 +44,11 @@ from .errors import (
     PladaEncodeError,
     PladaError,
     PladaFormatError,
+    PladaReferenceError,
     PladaTruncatedError,
 )
 
-__all__ = ["StreamWriter", "StreamReader", "write_stream", "iter_read"]
-
-_READ_CHUNK = 1 << 20
+__all__ = ["StreamWriter", "StreamReader", "write_stream", "iter_read", "summarize", "TaskSummary"]
 
 
 # --- writing --------------------------------------------------------------------------------
@@ -122,17 +119,13 @@ class StreamWriter:
         self.bytes_written = 0
 
         self._path = None
-        self._tmp = None
+        self._out = None
         if hasattr(target, "write"):
             self._fh: BinaryIO = target
         else:
-            self._path = Path(target)
-            directory = self._path.parent if str(self._path.parent) else Path(".")
-            try:
-                fd, self._tmp = tempfile.mkstemp(prefix=f".{self._path.name}.", suffix=".tmp", dir=directory)
-            except OSError as exc:
-                raise PladaError(f"cannot write {str(self._path)!r}: {exc.strerror or exc}") from exc
-            self._fh = os.fdopen(fd, "wb")
+            self._path = os.fspath(target)
+            self._out = _io.AtomicOutput(target)  # a temporary file, renamed into place by close()
+            self._fh = self._out.file
         self._emit(_container.encode_header(self.header))
 
     @property
@@ -218,35 +211,17 @@ class StreamWriter:
         if self._pending:
             self._flush_block()
         self._closed = True
-        if self._tmp is not None:
-            try:
-                self._fh.flush()
-                os.fsync(self._fh.fileno())
-                self._fh.close()
-                os.replace(self._tmp, self._path)
-            except OSError as exc:
-                self._remove_tmp()
-                raise PladaError(f"cannot write {str(self._path)!r}: {exc.strerror or exc}") from exc
-            self._tmp = None
+        if self._out is not None:
+            self._out.commit()
+            self._out = None
         return self.bytes_written
 
     def abort(self) -> None:
         """Give up: remove the temporary file (a path target is left as it was)."""
         self._closed = True
-        if self._tmp is not None:
-            try:
-                self._fh.close()
-            except OSError:
-                pass
-            self._remove_tmp()
-
-    def _remove_tmp(self) -> None:
-        if self._tmp is not None:
-            try:
-                os.unlink(self._tmp)
-            except OSError:
-                pass
-            self._tmp = None
+        if self._out is not None:
+            self._out.abort()
+            self._out = None
 
     def __enter__(self) -> "StreamWriter":
         return self
@@ -278,22 +253,29 @@ def write_stream(target, chunks: Iterable[tuple], *, n_reference: int, n_selecte
 
 
 class _Cursor:
-    """Sequential reads from a file of known size, each checked against the bytes that remain."""
+    """Sequential reads, each checked against the bytes that remain (when the size is known: a
+    regular file) or the largest file the format allows (a pipe), and read in bounded chunks."""
 
-    def __init__(self, fh: BinaryIO, size: int, end: int) -> None:
+    def __init__(self, fh: BinaryIO, end: int | None) -> None:
         self.fh = fh
-        self.size = size
-        self.end = end  # reads must stay below this (the trailer starts here)
+        self.end = end  # the file's size from where reading started; None for a pipe
         self.pos = 0
 
+    @property
+    def remaining(self) -> int:
+        return (self.end if self.end is not None else S.MAX_FILE_SIZE) - self.pos
+
     def read(self, n: int, what: str) -> bytes:
-        if n < 0 or n > self.end - self.pos:
+        if n < 0 or n > self.remaining:
+            if self.end is None:
+                raise PladaFormatError(f"{what}: {n:,} bytes at offset {self.pos:,} exceed the largest .plada file")
             raise PladaTruncatedError(
-                f"{what}: needs {n:,} bytes at offset {self.pos:,} but only {max(self.end - self.pos, 0):,} remain"
+                f"{what}: needs {n:,} bytes at offset {self.pos:,} but only {max(self.remaining, 0):,} remain "
+                "(truncated file?)"
             )
-        data = self.fh.read(n)
-        if len(data) != n:  # the file shrank under us
-            raise PladaTruncatedError(f"{what}: file ended at offset {self.pos + len(data):,} while reading")
+        data = _io.read_up_to(self.fh, n)
+        if len(data) != n:  # a pipe ended, or the file shrank under us
+            raise PladaTruncatedError(f"{what}: file ended at offset {self.pos + len(data):,} while reading (truncated?)")
         self.pos += n
         return data
 
@@ -311,6 +293,11 @@ class _Cursor:
 class StreamReader:
     """Read a ``.plada`` file one block at a time; see the module docstring for integrity.
 
+    The source is a path or a binary file object, read once from where it stands; a pipe
+    (``<(cat task.plada)``, a FIFO) works with ``verify_first=False``.  The magic is checked
+    before anything else is read, and every read is bounded by the file's size (a pipe: the
+    largest file the format allows) and done in chunks, so memory stays at one block's.
+
     >>> # with StreamReader(path) as reader:
     >>> #     header = reader.header
     >>> #     for indices, labels in reader: ...
@@ -325,6 +312,7 @@ class StreamReader:
             except OSError as exc:
                 raise PladaError(f"cannot read {os.fspath(source)!r}: {exc.strerror or exc}") from exc
         else:
+            _io.check_binary_reader(source)
             self._fh = source
         try:
             self._open(verify_first)
@@ -334,35 +322,41 @@ class StreamReader:
 
     def _open(self, verify_first: bool) -> None:
         fh = self._fh
-        fh.seek(0, os.SEEK_END)
-        size = fh.tell()
-        fh.seek(0)
-        if size > S.MAX_FILE_SIZE:
+        size = _io.seekable_size(fh)  # None for a pipe or a device
+        if size is not None and size > S.MAX_FILE_SIZE:
+            _container.check_preamble(Reader(_io.read_up_to(fh, _io.PREFIX_SIZE)))  # not .plada: say so first
             raise PladaFormatError(f"{size:,} bytes exceeds the largest .plada file ({S.MAX_FILE_SIZE:,} bytes)")
         self.file_size = size
-        cur = _Cursor(fh, size, size)
-        prefix = cur.read(min(size, len(S.LEGACY_MAGIC) + 2), "preamble")
-        fh.seek(0)
-        cur.pos = 0
+        start_offset = fh.tell() if size is not None else None
+        cur = _Cursor(fh, size)
+        prefix = _io.read_up_to(fh, _io.PREFIX_SIZE)
+        cur.pos = len(prefix)
         start = Reader(prefix)
         try:
-            _container.check_preamble(start)  # magic and version, before anything else is read
+            header_len = _container.check_preamble(start)  # magic and version, before anything else is read
         except PladaTruncatedError:
-            if len(prefix) >= S.PREAMBLE_SIZE:
+            if len(prefix) >= _io.PREFIX_SIZE:
                 raise
-            raise PladaTruncatedError(f"file of {size} bytes is shorter than the smallest .plada file") from None
-        head = cur.read(S.PREAMBLE_SIZE, "preamble") + cur.varint("header length")
-        header_len = Reader(head, S.PREAMBLE_SIZE).varint("header length", maximum=S.MAX_HEADER_SIZE)
-        head += cur.read(header_len + S.HEADER_CRC_SIZE, "header")
+            raise PladaTruncatedError(f"file of {len(prefix)} bytes is shorter than the smallest .plada file") from None
+        head = prefix + cur.read(start.pos + header_len + S.HEADER_CRC_SIZE - len(prefix), "header")
         self.header, pos = _container.decode_header(head)
-        self._folders = _container.check_folders(self.header, self._folders_given)
+        try:
+            self._folders = _container.check_folders(self.header, self._folders_given)
+        except PladaReferenceError as exc:
+            exc.header = self.header  # the caller may tell a reference of another size from another layout
+            raise
         self._blocks_at = pos
         self._cursor = cur
         if verify_first:
+            if start_offset is None:
+                raise PladaError(
+                    "verify_first needs a regular (seekable) file; for a pipe pass verify_first=False "
+                    "(each block is then checked as it is read, and the file's end after the last)"
+                )
             for number in range(self.header.n_blocks):
                 _container.scan_block(Reader(self._read_block_bytes(number)), self.header.block_size(number), number == 0)
             self._check_end()
-            fh.seek(pos)
+            fh.seek(start_offset + pos)
             cur.pos = pos
         self._done = False
 
@@ -371,6 +365,11 @@ class StreamReader:
 
     def blocks(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield ``(indices, labels)`` (uint64, int64) per block; checks the end of the file after the last."""
+        for indices, labels, _ in self.blocks_with_info():
+            yield indices, labels
+
+    def blocks_with_info(self) -> Iterator[tuple[np.ndarray, np.ndarray, _container.BlockInfo]]:
+        """:meth:`blocks` with each block's :class:`~pladacodec._container.BlockInfo` (sizes, methods)."""
         if self._done:
             raise PladaError("this StreamReader has already been iterated")
         self._done = True
@@ -380,13 +379,13 @@ class StreamReader:
             start = cur.pos
             try:
                 raw = self._read_block_bytes(number)
-                indices, labels, _ = _container.decode_block(
+                indices, labels, info = _container.decode_block(
                     Reader(raw), header, header.block_size(number), base, number == 0, self._folders
                 )
             except PladaError as exc:
                 where = f"block {number:,} at file offset {start:,} (offsets that follow are within the block)"
                 raise type(exc)(f"{where}: {exc}") from None
-            yield indices, labels.astype(np.int64, copy=False)
+            yield indices, labels.astype(np.int64, copy=False), info
             base = int(indices[-1]) + 1
         self._check_end()
 
@@ -398,14 +397,17 @@ class StreamReader:
         lengths = 0
         for kind in ("index", "label"):
             raw_len = cur.varint(f"{kind} section length")
-            lengths += Reader(raw_len).varint(f"{kind} section length", maximum=cur.end - cur.pos)
+            lengths += Reader(raw_len).varint(f"{kind} section length", maximum=cur.remaining)
             parts.append(raw_len)
         parts.append(cur.read(lengths + S.BLOCK_CRC_SIZE, "block sections"))
         return b"".join(parts)
 
     def _check_end(self) -> None:
         cur = self._cursor
-        if cur.pos != cur.end:
+        if cur.end is None:
+            if _io.read_up_to(self._fh, 1):
+                raise PladaFormatError(f"unexpected bytes after the last block at offset {cur.pos:,}")
+        elif cur.pos != cur.end:
             raise PladaFormatError(f"{cur.end - cur.pos:,} unexpected bytes after the last block at offset {cur.pos:,}")
 
     def close(self) -> None:
@@ -429,3 +431,40 @@ def iter_read(source, *, verify_first: bool = True, folders=None) -> Iterator[tu
     """
     with StreamReader(source, verify_first=verify_first, folders=folders) as reader:
         yield from reader.blocks()
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskSummary:
+    """What :func:`summarize` finds in one block-by-block pass: :class:`~pladacodec.TaskInfo`'s
+    report without the decoded arrays, so its memory does not grow with the file's entries."""
+
+    header: _container.Header
+    file_size: int
+    blocks: int
+    section_bytes: dict
+    methods: dict
+    class_histogram: np.ndarray
+
+    def as_dict(self) -> dict:
+        return _api.describe_task(
+            self.header, self.file_size, self.blocks, self.section_bytes, self.methods, self.class_histogram
+        )
+
+
+def summarize(source, *, folders=None) -> TaskSummary:
+    """Decode and verify every block of a file (path, binary file object, pipe), keeping only
+    counts: sizes, coding methods, the class histogram.  Memory: one block at a time."""
+    with StreamReader(source, verify_first=False, folders=folders) as reader:
+        header = reader.header
+        histogram = np.zeros(header.n_classes, dtype=np.int64)
+        sections = {"header": reader._blocks_at, "block_headers": 0, "indices": 0, "labels": 0}
+        methods: dict[str, dict[str, int]] = {"indices": {}, "labels": {}}
+        blocks = 0
+        for _, labels, info in reader.blocks_with_info():
+            histogram += np.bincount(labels, minlength=header.n_classes)
+            sections["block_headers"] += info.header_size
+            for key, section in (("indices", info.index), ("labels", info.label)):
+                sections[key] += section.size
+                methods[key][section.method_name] = methods[key].get(section.method_name, 0) + 1
+            blocks += 1
+        return TaskSummary(header, reader._cursor.pos, blocks, sections, methods, histogram)

@@ -17,6 +17,7 @@ __all__ = [
     "PladaTruncatedError",
     "PladaChecksumError",
     "PladaReferenceError",
+    "PladaMemoryError",
 ]
 
 
@@ -50,3 +51,7 @@ class PladaChecksumError(PladaDecodeError):
 
 class PladaReferenceError(PladaError, ValueError):
     """A reference set does not match the task (size or fingerprint differ)."""
+
+
+class PladaMemoryError(PladaError, MemoryError):
+    """Not enough memory for what a file declares (decode it block by block, or bound ``max_entries``)."""

@@ -140,8 +140,11 @@ fingerprints = st.binary(min_size=S.FINGERPRINT_SIZE, max_size=S.FINGERPRINT_SIZ
 
 
 def class_name_lists(n_classes: int) -> st.SearchStrategy[list[str]]:
-    """Exactly ``n_classes`` UTF-8-encodable names (keep ``n_classes`` small)."""
-    return st.lists(st.text(st.characters(codec="utf-8"), max_size=20), min_size=n_classes, max_size=n_classes)
+    """Exactly ``n_classes`` distinct, non-empty UTF-8-encodable names (keep ``n_classes`` small)."""
+    return st.lists(
+        st.text(st.characters(codec="utf-8"), min_size=1, max_size=20), min_size=n_classes, max_size=n_classes,
+        unique=True,
+    )
 
 
 @st.composite
