@@ -210,7 +210,7 @@ def test_decode_strided_uint8_array():
 
 def test_class_names_fingerprint_metadata_roundtrip():
     extras = dict(
-        class_names=["", "cat", "naïve ☃", "x" * 4096],
+        class_names=["nul\0", "cat", "naïve ☃", "x" * 4096],  # names are non-empty and distinct
         reference_fingerprint=hashlib.sha256(b"ref").digest(),
         metadata={"teacher": "vit", "budget": [1, 2.5, None], "ok": True, "deep": {"a": {"b": "c"}}},
     )
