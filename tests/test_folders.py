@@ -98,10 +98,10 @@ def test_folders_make_clustered_selections_smaller_and_name_the_layout():
     coded = pladacodec.encode(indices, labels, layout.n_reference, n_classes=10, folders=layout)
     assert len(coded) < len(plain)
     header = pladacodec.read_header(coded)
-    assert header.folders == (layout.n_folders, layout.digest) and header.version == (1, S.VERSION_MINOR)
+    assert header.folders == (layout.n_folders, layout.digest) and header.version == (S.VERSION_MAJOR, S.VERSION_MINOR)
     index_used, label_used = methods_used(coded, layout)
-    assert index_used and index_used <= {S.INDEX_CONTEXT2_FOLDERS, S.INDEX_CONTEXT3_FOLDERS}
-    assert label_used and label_used <= {S.LABEL_CONTEXT2_FOLDERS, S.LABEL_CONTEXT3_FOLDERS}
+    assert index_used and index_used <= {S.INDEX_CONTEXT_FOLDERS}
+    assert label_used and label_used <= {S.LABEL_CONTEXT_FOLDERS}
     payload = pladacodec.decode(coded, folders=layout)
     np.testing.assert_array_equal(payload.indices, indices)
     np.testing.assert_array_equal(payload.labels, labels)
@@ -141,9 +141,9 @@ def test_uniform_selections_do_not_name_the_layout():
 def test_encode_argument_errors():
     layout = FolderLayout([0, 10], 20)
     with pytest.raises(pladacodec.PladaEncodeError, match="folders="):
-        pladacodec.encode([1, 2], [0, 1], 20, index_methods=[S.INDEX_CONTEXT2_FOLDERS])
+        pladacodec.encode([1, 2], [0, 1], 20, index_methods=[S.INDEX_CONTEXT_FOLDERS])
     with pytest.raises(pladacodec.PladaEncodeError, match="folders="):
-        pladacodec.encode([1, 2], [0, 1], 20, label_methods=[S.LABEL_CONTEXT2_FOLDERS])
+        pladacodec.encode([1, 2], [0, 1], 20, label_methods=[S.LABEL_CONTEXT_FOLDERS])
     with pytest.raises(pladacodec.PladaEncodeError, match="covers 20 images"):
         pladacodec.encode([1, 2], [0, 1], 30, folders=layout)
     with pytest.raises(pladacodec.PladaEncodeError, match="FolderLayout or a Reference"):
@@ -157,7 +157,7 @@ def test_roundtrip_with_any_layout(task, data):
     cuts = data.draw(st.lists(st.integers(1, max(1, n - 1)), max_size=40, unique=True)) if n > 1 else []
     layout = FolderLayout(sorted({0, *cuts}), n)
     block_entries = data.draw(st.sampled_from([5, 64, S.DEFAULT_BLOCK_ENTRIES]))
-    for methods in ({}, dict(index_methods=[S.INDEX_CONTEXT2_FOLDERS], label_methods=[S.LABEL_CONTEXT2_FOLDERS])):
+    for methods in ({}, dict(index_methods=[S.INDEX_CONTEXT_FOLDERS], label_methods=[S.LABEL_CONTEXT_FOLDERS])):
         check_roundtrip(task.indices, task.labels, n, task.n_classes, folders=layout, block_entries=block_entries, **methods)
 
 
@@ -184,7 +184,7 @@ def test_bad_folder_fields_are_refused(value, match):
     header, _ = _container.decode_header(blob)
     start = fields.index(header_field(S.TAG_FOLDERS, encode_varint(header.folders[0]) + header.folders[1]))
     end = start + len(header_field(S.TAG_FOLDERS, encode_varint(header.folders[0]) + header.folders[1]))
-    forged = assemble(fields[:start] + header_field(S.TAG_FOLDERS, value) + fields[end:], blocks, minor=3)
+    forged = assemble(fields[:start] + header_field(S.TAG_FOLDERS, value) + fields[end:], blocks)
     with pytest.raises(pladacodec.PladaFormatError, match=match):
         pladacodec.decode(forged)
 
@@ -194,7 +194,7 @@ def test_folder_method_without_the_field_is_refused():
     fields, blocks = split_file(blob)
     header, _ = _container.decode_header(blob)
     field = header_field(S.TAG_FOLDERS, encode_varint(header.folders[0]) + header.folders[1])
-    forged = assemble(fields.replace(field, b""), blocks, minor=3)
+    forged = assemble(fields.replace(field, b""), blocks)
     with pytest.raises(pladacodec.PladaFormatError, match="codes against a folder layout, but the header names none"):
         pladacodec.decode(forged, folders=layout)
 

@@ -19,12 +19,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pladacodec import _container, _kernels
+from pladacodec import _kernels, _methods
 from pladacodec import _spec as S
 from pladacodec._bytes import Reader
 from common import synthetic_folders
 
-NO_FOLDERS = (np.zeros(0, dtype=np.int64), 0, False)  # the kernels' arguments for methods 4 / 3
+NO_FOLDERS = (np.zeros(0, dtype=np.int64), 0)  # the kernels' folder arguments without a layout
+NO_SYMBOLS = np.zeros(0, dtype=np.int32)
 
 HERE = Path(__file__).resolve().parent
 IN_SUBPROCESS = os.environ.get("PLADA_KERNEL_SUBPROCESS") == "1"
@@ -38,50 +39,12 @@ def _sorted_unique(rng, n, span, base=0):
 # --- references ------------------------------------------------------------------------
 
 
-def ref_bitmap(indices, base, n_bytes):
-    bits = np.zeros(n_bytes * 8, dtype=bool)
-    bits[(indices - np.uint64(base)).astype(np.int64)] = True
-    return np.packbits(bits, bitorder="little")
-
-
 def ref_pack(values, width):
     total = 0
     for i, v in enumerate(values.tolist()):
         total |= (v & ((1 << width) - 1)) << (i * width)
     n_bytes = (len(values) * width + 7) // 8
     return np.frombuffer(total.to_bytes(n_bytes, "little"), dtype=np.uint8)
-
-
-# --- bitmaps -------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("n, span, base", [(0, 10, 0), (1, 1, 0), (5, 8, 3), (100, 1000, 77), (999, 1000, 0), (300, 5000, 2**39)])
-def test_bitmap_round_trip(n, span, base):
-    rng = np.random.default_rng(n + span)
-    indices = _sorted_unique(rng, n, span, base)
-    n_bytes = (span + 7) // 8
-    out = np.zeros(n_bytes, dtype=np.uint8)
-    _kernels.bitmap_from_indices(indices, np.uint64(base), out)
-    assert np.array_equal(out, ref_bitmap(indices, base, n_bytes))
-    back = np.empty(len(indices), dtype=np.uint64)
-    assert _kernels.indices_from_bitmap(out, np.uint64(span), np.uint64(base), back) == len(indices)
-    assert np.array_equal(back, indices)
-
-
-def test_indices_from_bitmap_rejects_inconsistent_bitmaps():
-    bitmap = np.array([0b1011_0001, 0b0000_0001], dtype=np.uint8)  # bits 0, 4, 5, 7, 8
-    for n_out in (0, 4, 6):  # fewer or more set bits than the declared count
-        assert _kernels.indices_from_bitmap(bitmap, np.uint64(16), np.uint64(0), np.empty(n_out, np.uint64)) == -1
-    assert _kernels.indices_from_bitmap(bitmap, np.uint64(8), np.uint64(0), np.empty(5, np.uint64)) == -2  # bit 8 >= span
-    assert _kernels.indices_from_bitmap(bitmap, np.uint64(9), np.uint64(0), np.empty(5, np.uint64)) == 5
-
-
-def test_indices_from_bitmap_every_byte_value():
-    bitmap = np.arange(256, dtype=np.uint8)
-    expected = np.flatnonzero(np.unpackbits(bitmap, bitorder="little")).astype(np.uint64) + np.uint64(5)
-    out = np.empty(len(expected), dtype=np.uint64)
-    assert _kernels.indices_from_bitmap(bitmap, np.uint64(256 * 8), np.uint64(5), out) == len(expected)
-    assert np.array_equal(out, expected)
 
 
 # --- bit packing ----------------------------------------------------------------------------
@@ -155,30 +118,25 @@ def test_indices_from_gaps_stops_at_the_limit_without_overflow():
 # --- every registered coder through its kernels ------------------------------------------------
 
 
-@pytest.mark.parametrize("index_method", sorted(_container._INDEX_CODERS))
-def test_index_coders_round_trip(index_method):
-    encode, decode = _container._INDEX_CODERS[index_method]
-    rng = np.random.default_rng(index_method)
+@pytest.mark.parametrize("method", [m for m in _methods.METHODS if m.kind == "index"], ids=lambda m: m.name)
+def test_index_coders_round_trip(method):
+    rng = np.random.default_rng(method.id)
     for n, span, base in [(1, 1, 0), (300, 400, 10), (500, 10**6, 0), (64, 2**40 - 10**9, 10**9)]:
         indices = _sorted_unique(rng, n, span, base)
-        extra = (synthetic_folders(base + span),) if ("index", index_method) in S.FOLDER_METHODS else ()
-        coded = encode(indices, base, *extra)
-        if coded is None:
-            continue  # the method declines this block (e.g. a bitmap too wide)
-        params, body = Reader(coded[0]), Reader(coded[1])
-        assert np.array_equal(decode(params, body, len(indices), base, base + span, *extra), indices)
+        folders = synthetic_folders(base + span) if method.folders else None
+        section = method.encode(indices, base, folders)
+        assert np.array_equal(method.decode(Reader(section), len(indices), base, base + span, folders), indices)
 
 
-@pytest.mark.parametrize("label_method", sorted(_container._LABEL_CODERS))
-def test_label_coders_round_trip(label_method):
-    encode, decode = _container._LABEL_CODERS[label_method]
-    rng = np.random.default_rng(label_method)
+@pytest.mark.parametrize("method", [m for m in _methods.METHODS if m.kind == "label"], ids=lambda m: m.name)
+def test_label_coders_round_trip(method):
+    rng = np.random.default_rng(method.id)
     for n, c in [(1, 1), (200, 2), (1000, 37), (300, 65535)]:
         indices = _sorted_unique(rng, n, 10**6)
         labels = rng.integers(0, c, n).astype(np.int64)
-        extra = (synthetic_folders(10**6),) if ("label", label_method) in S.FOLDER_METHODS else ()
-        params, body = encode(labels, c, indices, 0, *extra)
-        assert np.array_equal(decode(Reader(params), Reader(body), n, c, indices, 0, *extra), labels)
+        folders = synthetic_folders(10**6) if method.folders else None
+        section = method.encode(labels, c, indices, 0, folders)
+        assert np.array_equal(method.decode(Reader(section), n, c, indices, 0, folders), labels)
 
 
 def test_hostile_sections_stay_in_bounds():
@@ -233,40 +191,47 @@ def _clustered(rng, n_runs, n_classes):
 
 
 @pytest.mark.parametrize("n_classes", [1, 2, 3, 4, 10, 32, 33, 256, 257, 1000])
-def test_context_coders_round_trip_on_clustered_selections(n_classes):
+def test_adaptive_coders_round_trip_on_clustered_selections(n_classes):
     rng = np.random.default_rng(n_classes)
     indices, labels = _clustered(rng, 40, n_classes)
-    for method in (S.INDEX_CONTEXT, S.INDEX_CONTEXT2):
-        encode, decode = _container._INDEX_CODERS[method]
-        params, body = encode(indices, 0)
-        assert np.array_equal(decode(Reader(params), Reader(body), len(indices), 0, int(indices[-1]) + 1), indices)
-    for method in (S.LABEL_CONTEXT, S.LABEL_CONTEXT2):
-        encode, decode = _container._LABEL_CODERS[method]
-        params, body = encode(labels, n_classes, indices, 0)
-        assert np.array_equal(decode(Reader(params), Reader(body), len(labels), n_classes, indices, 0), labels)
+    n = int(indices[-1]) + 1
+    for method in _methods.METHODS:
+        if method.static:
+            continue
+        folders = synthetic_folders(n) if method.folders else None
+        if method.kind == "index":
+            section = method.encode(indices, 0, folders)
+            assert np.array_equal(method.decode(Reader(section), len(indices), 0, n, folders), indices)
+        else:
+            section = method.encode(labels, n_classes, indices, 0, folders)
+            assert np.array_equal(method.decode(Reader(section), len(labels), n_classes, indices, 0, folders), labels)
 
 
-def test_context2_token_alphabet_is_enforced():
-    """Method 4 codes only tokens below its declared alphabet; a smaller declaration fails cleanly."""
+def test_gap_token_alphabet_is_enforced():
+    """The gap model codes only tokens below its declared alphabet; a smaller declaration fails cleanly."""
     indices = np.array([0, 1, 2, 1000, 1001, 10**6], dtype=np.uint64)
     skips = np.empty(indices.size, dtype=np.uint64)
     _kernels.gaps_from_indices(indices, np.uint64(0), skips)
     n_tokens = _kernels.gap_tokens_needed(skips)
     geo = _kernels.geo_survivals()
     words, raw, sizes = np.empty(16, np.uint32), np.zeros(64, np.uint8), np.zeros(2, np.int64)
-    assert _kernels.ctx2_gaps_encode(skips, n_tokens - 1, words, raw, sizes, *geo, *NO_FOLDERS, 0) == -1
-    assert _kernels.ctx2_gaps_encode(skips, n_tokens, words, raw, sizes, *geo, *NO_FOLDERS, 0) == 0
+    starts, freqs = np.empty(16, np.int32), np.empty(16, np.int32)
+    assert not _kernels.gaps_code(skips, n_tokens - 1, False, words, raw, starts, freqs, sizes, *geo, *NO_FOLDERS)
+    raw[:] = 0
+    assert _kernels.gaps_code(skips, n_tokens, False, words, raw, starts, freqs, sizes, *geo, *NO_FOLDERS)
+    n_words = _kernels.rans_flush(starts, freqs, int(sizes[0]), words)
     out = np.empty(indices.size, np.uint64)
-    good_words, good_raw = words[: sizes[0]].copy(), raw[: (sizes[1] + 7) // 8].copy()
-    assert _kernels.ctx2_gaps_decode(good_words, good_raw, n_tokens, out, *geo, *NO_FOLDERS, 0) == sizes[1]
-    assert np.array_equal(out, skips)
+    good_words, good_raw = words[:n_words].copy(), raw[: (sizes[1] + 7) // 8].copy()
+    decoded = np.zeros(2, np.int64)
+    assert _kernels.gaps_code(out, n_tokens, True, good_words, good_raw, NO_SYMBOLS, NO_SYMBOLS, decoded, *geo, *NO_FOLDERS)
+    assert decoded[1] == sizes[1] and np.array_equal(out, skips)
     assert _kernels.gap_tokens_needed(np.zeros(0, np.uint64)) == 1
     assert _kernels.gap_tokens_needed(np.array([7], np.uint64)) == 8
     assert _kernels.gap_tokens_needed(np.array([2**39 + 2**38 + 2**37], np.uint64)) == 156  # 8 + 4 * (39 - 3) + 3, + 1
-    assert _kernels.gap_tokens_needed(np.array([2**41 - 1], np.uint64)) == _kernels.GAP_TOKENS
+    assert _kernels.gap_tokens_needed(np.array([2**41 - 1], np.uint64)) == S.GAP_TOKENS
 
 
-# --- static two-state rANS (FORMAT.md §5.8) -----------------------------------------------
+# --- static rANS (FORMAT.md §7.1) -----------------------------------------------
 
 
 def _static_table(weights, bits):
@@ -283,7 +248,7 @@ def test_static_rans_round_trip(n_symbols, bits, count):
     weights = rng.integers(1, 1 << 20, n_symbols)
     freq, cum = _static_table(weights, bits)
     assert freq.min() >= 1 and cum[-1] == 1 << bits and np.array_equal(np.diff(cum), freq)
-    # the quantisation of §5.8, in Python integers
+    # the quantisation of §7.1, in Python integers
     spread, total = (1 << bits) - n_symbols, int(weights.sum())
     expect = [1 + int(w) * spread // total for w in weights]
     expect[int(np.argmax(expect))] += (1 << bits) - sum(expect)
@@ -315,8 +280,7 @@ def test_static_rans_empty_stream():
     assert _kernels.static_rans_decode(np.zeros(4, np.uint32), freq, cum, 16, np.empty(0, np.int32)) == -1
 
 
-@pytest.mark.parametrize("static", [False, True], ids=["constriction", "static-rans"])
-def test_golomb_escaped_quotients_round_trip_and_are_bounded(static):
+def test_golomb_escaped_quotients_round_trip_and_are_bounded():
     """Quotients beyond the table (§5.1) travel as varints after the remainders; a varint
     that would put a value past MAX_N_REFERENCE is refused."""
     from pladacodec._coders import golomb_decode, golomb_encode, golomb_weights
@@ -325,14 +289,15 @@ def test_golomb_escaped_quotients_round_trip_and_are_bounded(static):
     rng = np.random.default_rng(5)
     x = rng.geometric(1 / 100, 20_000).astype(np.uint64)
     x[[3, 777, 19_999]] = [10**6, 2 * 10**6, 5 * 10**6]
-    params, body = golomb_encode(x, static)
-    b, a = struct.unpack(S.GOLOMB_PARAMS_FORMAT, params)
+    record = golomb_encode(x)
+    b, a = struct.unpack_from(S.GOLOMB_PARAMS_FORMAT, record)
     escape = len(golomb_weights(a)) - 1
     assert int(((x >> np.uint64(b)) >= escape).sum()) >= 3
-    out = golomb_decode(Reader(params), Reader(body), len(x), "values", static)
-    assert np.array_equal(out, x)
+    reader = Reader(record)
+    assert np.array_equal(golomb_decode(reader, len(x), "values"), x)
+    assert reader.remaining == 0
     # the last varint, replaced by one that overflows the reference: a clean error
-    bad = bytearray(body)
+    bad = bytearray(record)
     last = len(bad) - 1
     while last > 0 and bad[last - 1] & 0x80:
         last -= 1
@@ -344,7 +309,7 @@ def test_golomb_escaped_quotients_round_trip_and_are_bounded(static):
         if not huge:
             break
     with pytest.raises(PladaFormatError):
-        golomb_decode(Reader(params), Reader(bytes(bad[:last]) + bytes(varint)), len(x), "values", static)
+        golomb_decode(Reader(bytes(bad[:last]) + bytes(varint)), len(x), "values")
 
 
 def test_decoders_stop_at_the_first_read_past_their_stream():
@@ -354,12 +319,15 @@ def test_decoders_stop_at_the_first_read_past_their_stream():
     words = np.array([0, 1 << 31], np.uint32)  # a valid initial state (2^31), then nothing
     geo = _kernels.geo_survivals()
     skips = np.full(n, 7, np.uint64)
-    assert _kernels.ctx2_gaps_decode(words, np.zeros(8, np.uint8), 100, skips, *geo, *NO_FOLDERS, 0) == -1
+    sizes = np.zeros(2, np.int64)
+    assert not _kernels.gaps_code(skips, 100, True, words, np.zeros(8, np.uint8), NO_SYMBOLS, NO_SYMBOLS, sizes, *geo, *NO_FOLDERS)
     assert (skips[64:] == 7).all()
-    for gen in (0, 1):  # label methods 3 and 6
-        labels = np.full(n, -5, np.int64)
-        assert _kernels.ctx2_labels_decode(words, np.zeros(n, np.uint64), 10, labels, *NO_FOLDERS, gen) == -1
-        assert (labels[64:] == -5).all()
+    labels = np.full(n, -5, np.int64)
+    assert not _kernels.labels_code(labels, np.zeros(n, np.uint64), 10, True, words, NO_SYMBOLS, NO_SYMBOLS, sizes, *NO_FOLDERS)
+    assert (labels[64:] == -5).all()
+    labels = np.full(n, -5, np.int64)
+    assert not _kernels.drift_code(labels, 10, 8, True, words, NO_SYMBOLS, NO_SYMBOLS, sizes)
+    assert (labels[64:] == -5).all()
     freq, cum = _static_table([1, 2, 3], 16)
     out = np.full(n, -5, np.int32)
     assert _kernels.static_rans_decode(np.array([0, 1 << 31, 0, 1 << 31], np.uint32), freq, cum, 16, out) == -1

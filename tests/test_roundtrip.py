@@ -19,7 +19,7 @@ from pladacodec import _spec as S
 from common import (
     assert_payload,
     check_roundtrip,
-    index_method_applies,
+    is_folder_method,
     index_method_ids,
     label_method_ids,
     methods_used,
@@ -69,7 +69,7 @@ def test_roundtrip_multi_block(task, block_entries):
 @given(task=tasks(max_n=1 << 16, max_k=150), block_entries=st.sampled_from([7, 64, S.DEFAULT_BLOCK_ENTRIES]))
 def test_roundtrip_forced_method(index_method, label_method, task, block_entries):
     forced = dict(index_methods=[index_method], label_methods=[label_method], block_entries=block_entries)
-    if ("index", index_method) in S.FOLDER_METHODS or ("label", label_method) in S.FOLDER_METHODS:
+    if is_folder_method("index", index_method) or is_folder_method("label", label_method):
         forced["folders"] = synthetic_folders(task.n_reference)
     blob = check_roundtrip(task.indices, task.labels, task.n_reference, task.n_classes, **forced)
     if task.k:
@@ -110,19 +110,6 @@ def test_n_classes_inferred():
     assert pladacodec.decode(pladacodec.encode([4, 2], [0, 6], 10)).n_classes == 7
     assert pladacodec.decode(pladacodec.encode([], [], 10)).n_classes == 1
     assert pladacodec.decode(pladacodec.encode([1], [0], 10, class_names=["a", "b"])).n_classes == 2
-
-
-def test_bitmap_encoder_declines_a_wide_span():
-    """The bitmap coder returns None when a block spans more than MAX_BITMAP_SPAN; the default encoder copes."""
-    indices = np.array([0, S.MAX_BITMAP_SPAN], dtype=np.uint64)
-    assert not index_method_applies(S.INDEX_BITMAP_ANS, indices)
-    blob = check_roundtrip(indices, [0, 1], S.MAX_BITMAP_SPAN + 1, 2)
-    assert S.INDEX_BITMAP_ANS not in methods_used(blob)[0]
-
-
-def test_forced_bitmap_on_a_wide_span_is_an_encode_error():
-    with pytest.raises(pladacodec.PladaEncodeError):
-        pladacodec.encode([0, S.MAX_BITMAP_SPAN], [0, 0], S.MAX_BITMAP_SPAN + 1, index_methods=[S.INDEX_BITMAP_ANS])
 
 
 # --- accepted input types ----------------------------------------------------------------
@@ -265,28 +252,26 @@ def test_sorted_selection_helper():
 
 
 def test_a_static_method_is_kept_unless_an_adaptive_one_saves_more_than_1_percent():
-    """FORMAT.md §5: the static methods decode several times faster, so the automatic choice
-    trades up to 1 % of a section for them."""
-    from pladacodec import _container
+    """The encoder's policy (pladacodec._methods.choose): the static methods decode several
+    times faster, so the automatic choice trades up to 1 % of a section for them."""
+    from pladacodec import _methods
 
-    def coded(size):
-        return (b"", bytes(size))
-
-    static, adaptive = S.LABEL_IID_RANS, S.LABEL_CONTEXT3
-    assert _container._best([(static, coded(1010)), (adaptive, coded(1000))], "label")[0] == static
-    assert _container._best([(static, coded(1011)), (adaptive, coded(1000))], "label")[0] == adaptive
-    assert _container._best([(S.INDEX_GOLOMB_RANS, coded(505)), (S.INDEX_CONTEXT2, coded(500))], "index")[0] == S.INDEX_GOLOMB_RANS
-    # end to end: uniform labels over 1,000 classes (Zipf), where the context model is 0.2 % smaller
+    iid, context = _methods.method("label", S.LABEL_IID), _methods.method("label", S.LABEL_CONTEXT)
+    golomb, gaps = _methods.method("index", S.INDEX_GOLOMB), _methods.method("index", S.INDEX_CONTEXT)
+    assert _methods.choose([(iid, bytes(1010)), (context, bytes(1000))])[0] is iid
+    assert _methods.choose([(iid, bytes(1011)), (context, bytes(1000))])[0] is context
+    assert _methods.choose([(golomb, bytes(505)), (gaps, bytes(500))])[0] is golomb
+    # end to end: Zipf labels over 1,000 classes, where the context model is a little smaller
     rng = np.random.default_rng(5)
     indices = np.sort(rng.choice(1_281_167, 12_812, replace=False)).astype(np.uint64)
     weights = 1.0 / np.arange(1, 1001)
     labels = rng.choice(1000, 12_812, p=weights / weights.sum())
-    pair = [S.LABEL_IID_RANS, S.LABEL_CONTEXT3]
+    pair = [S.LABEL_IID, S.LABEL_CONTEXT]
     blob = pladacodec.encode(indices, labels, 1_281_167, n_classes=1000, label_methods=pair)
-    assert pladacodec.inspect(blob).methods()["labels"] == {"iid-rans": 1}
-    context = pladacodec.encode(indices, labels, 1_281_167, n_classes=1000, label_methods=[S.LABEL_CONTEXT3])
-    assert len(context) <= len(blob)
-    # ... while label method 8, which needs no stored histogram of the 1,000 classes, is 2.9 % smaller
-    forget = pladacodec.encode(indices, labels, 1_281_167, n_classes=1000)
-    assert pladacodec.inspect(forget).methods()["labels"] == {"forget-rans": 1}
-    assert len(forget) < 0.99 * len(blob)
+    assert pladacodec.inspect(blob).methods()["labels"] == {"iid": 1}
+    context_only = pladacodec.encode(indices, labels, 1_281_167, n_classes=1000, label_methods=[S.LABEL_CONTEXT])
+    assert len(context_only) <= len(blob)
+    # ... while the drift model, which needs no stored histogram of the 1,000 classes, is more than 1 % smaller
+    drift = pladacodec.encode(indices, labels, 1_281_167, n_classes=1000)
+    assert pladacodec.inspect(drift).methods()["labels"] == {"drift": 1}
+    assert len(drift) < 0.99 * len(blob)
