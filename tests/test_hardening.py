@@ -559,3 +559,30 @@ def test_8_unpack_pack_through_npz_keeps_every_header_field(tmp_path):
     assert result.exit_code == 0, result.output
     third = pladacodec.read(tmp_path / "c.plada")
     assert third.metadata == {"b": 1} and third.reference_fingerprint == bytes([0xAB]) * 32
+
+
+def test_3_4_block_by_block_report_equals_the_in_memory_one(tmp_path):
+    """The CLI's inspect (one block at a time, pipes too) reports what pladacodec.inspect does."""
+    from pladacodec._stream import iter_read, summarize
+
+    rng = np.random.default_rng(34)
+    idx = np.sort(rng.choice(10**6, 3000, replace=False))
+    lab = rng.integers(0, 5, 3000)
+    for block_entries in (None, 700):
+        blob = pladacodec.encode(idx, lab, 10**6, class_names=list("abcde"), metadata={"m": 1},
+                                 reference_fingerprint=FINGERPRINT, block_entries=block_entries,
+                                 label_methods=[S.LABEL_IID])
+        read_end, write_end = os.pipe()
+        threading.Thread(target=lambda: (os.write(write_end, blob), os.close(write_end)), daemon=True).start()
+        with os.fdopen(read_end, "rb") as pipe:
+            assert summarize(pipe).as_dict() == pladacodec.inspect(blob).as_dict()
+    read_end, write_end = os.pipe()
+    threading.Thread(target=lambda: (os.write(write_end, blob), os.close(write_end)), daemon=True).start()
+    with os.fdopen(read_end, "rb") as pipe:
+        assert pladacodec.read(pipe) == pladacodec.decode(blob)  # read() of a pipe: chunks, no seek
+    read_end, write_end = os.pipe()
+    threading.Thread(target=lambda: (os.write(write_end, blob), os.close(write_end)), daemon=True).start()
+    with os.fdopen(read_end, "rb") as pipe, pytest.raises(pladacodec.PladaError, match="verify_first=False"):
+        list(iter_read(pipe))
+    with pytest.raises(pladacodec.PladaFormatError, match="unexpected bytes"):
+        summarize(io.BufferedReader(io.BytesIO(blob + b"x")))
