@@ -1,12 +1,13 @@
-"""Fuzz campaign for the .plada decoder: >= 1,000,000 executions, findings, slowest input.
+"""Fuzz campaign for the .plada decoder (format 2.0): >= 1,000,000 executions, findings, slowest input.
 
 Runs worker processes (``--jobs`` at a time) of two kinds over a fresh seed
-corpus of every coding method (``tests/fuzzers/make_corpus.py``):
+corpus of every pair of coding methods in every shape (``tests/fuzzers/make_corpus.py
+--all``, written to the work folder: only a small seed set is committed):
 
 * ``atheris``: coverage-guided libFuzzer over ``tests/fuzzers/fuzz_decode.py``;
-  each execution decodes the input as is and with every checksum recomputed;
+  each execution decodes the input as is and with the header and block checksums recomputed;
 * ``loop``: the pure-Python mutator (byte mutations as is / checksums fixed,
-  and structure-aware edits re-serialised with right lengths and CRCs).
+  and structure-aware edits of the 2.0 layout re-serialised with right lengths and CRCs).
 
 Findings (non-PladaError exceptions, broken payload invariants, CLI crashes,
 inputs slower than 2 s) are written to ``<workdir>/findings`` and summarised.
@@ -132,7 +133,7 @@ def main(argv=None) -> int:
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="plada-fuzz-"))
     seeds_dir = work / "seeds"
-    make_corpus.main(["--out", str(seeds_dir)])
+    make_corpus.main(["--all", "--out", str(seeds_dir)])
     jobs = _job_commands(args, work, seeds_dir)
     print(f"campaign: {args.executions:,} executions in {len(jobs)} jobs, {args.jobs} at a time; workdir {work}",
           flush=True)

@@ -1,11 +1,13 @@
-"""Fuzz the .plada decoder: decode, read, inspect, read_header and (sampled) the CLI.
+"""Fuzz the .plada decoder (format 2.0): decode, read, inspect, read_header and (sampled) the CLI.
 
-Every byte of a .plada file is covered by a CRC-32C, so random mutations mostly
-exercise the checksum path.  Each input is therefore decoded twice: as given,
-and with every checksum recomputed (header CRC, both section CRCs of every block,
-whole-file CRC), so the parser and the coders behind the checksums see the
-mutated bytes.  A third, structure-aware mutator (:func:`mutate_structured`)
-edits one field or section of a real file and re-serialises it with correct
+Every byte of a .plada 2.0 file is covered by a CRC-32C (the header's, or its block's), so
+random mutations mostly exercise the checksum path.  Each input is therefore decoded twice:
+as given, and with every checksum recomputed (:func:`fix_checksums`: the header CRC and the
+CRC of every block the header's k and B imply), so the parser and the coders behind the
+checksums see the mutated bytes.  A third, structure-aware mutator
+(:func:`mutate_structured`) parses a real file into its parts (:class:`Structure`: version,
+the header's positional values N, k, C, B, its TLV fields, the blocks' bases, method bytes
+and sections, bytes after the last block), edits one, and re-serialises it with correct
 lengths and checksums; the pure-Python loop (:func:`mutation_loop`) uses all three.
 
 A finding is any exception that is not a :class:`pladacodec.PladaError`, any
@@ -19,7 +21,8 @@ Coverage-guided, with atheris (libFuzzer flags pass through)::
 
 Without ``--findings`` the first finding raises (libFuzzer saves the crash
 input); with it, findings are written to that folder and fuzzing continues.
-The campaign driver is ``bench/fuzz_campaign.py``.
+The committed corpus is a small seed set; the in-memory one (``load_seeds(None)``) has
+every pair of coding methods in every shape.  The campaign driver is ``bench/fuzz_campaign.py``.
 """
 
 from __future__ import annotations
@@ -51,10 +54,10 @@ if __name__ == "__main__" or os.environ.get("PLADA_FUZZ_INSTRUMENT") == "1":
     # numba compiles the kernels from their bytecode: instrumenting them breaks typing
     with atheris.instrument_imports(include=["pladacodec"], exclude=["pladacodec._kernels"]):
         import pladacodec
-        from pladacodec import _container, _spec as S
+        from pladacodec import _spec as S
 else:
     import pladacodec
-    from pladacodec import _container, _spec as S
+    from pladacodec import _spec as S
 
 import numpy as np
 
@@ -67,7 +70,7 @@ from pladacodec._bytes import crc32c, encode_varint
 def _lenient_varint(buf, pos: int, end: int):
     """(value, next position) or None when the varint runs past ``end`` / 10 bytes."""
     value = shift = 0
-    for i in range(S.MAX_VARINT_BYTES):
+    for _ in range(S.MAX_VARINT_BYTES):
         if pos >= end:
             return None
         byte = buf[pos]
@@ -79,49 +82,64 @@ def _lenient_varint(buf, pos: int, end: int):
     return None
 
 
+def _lenient_block_count(buf, pos: int, end: int) -> int | None:
+    """The number of blocks the header values (N, k, C, B) at ``pos`` imply, or None."""
+    values = []
+    for _ in range(4):
+        got = _lenient_varint(buf, pos, end)
+        if got is None:
+            return None
+        value, pos = got
+        values.append(value)
+    _, k, _, block_entries = values
+    if block_entries == 0:
+        return 1 if k else 0
+    return -(-k // block_entries)
+
+
 def fix_checksums(data: bytes) -> bytes:
     """Recompute every CRC-32C the layout of ``data`` implies, as far as it parses.
 
-    Walks preamble -> header -> blocks (entries, base, two sections) leniently:
-    where a length runs past the end the walk stops, and the whole-file CRC of
-    the trailer is recomputed last.  Bytes are never inserted or removed.
+    Walks preamble -> varint(header length) -> header -> header CRC -> blocks
+    ([base] method byte, two section lengths, sections, CRC) leniently: where a
+    length runs past the end the walk stops.  The walk visits as many blocks as the
+    header's k and B imply (every block to the end of the data when they do not parse),
+    so bytes after the last block stay as they are.  Bytes are never inserted or removed.
     """
     buf = bytearray(data)
     n = len(buf)
-    if n < S.PREAMBLE_SIZE + S.HEADER_CRC_SIZE:
+    got = _lenient_varint(buf, S.PREAMBLE_SIZE, n)
+    if got is None:
         return bytes(buf)
-    (header_len,) = struct.unpack_from("<I", buf, 12)
-    header_end = S.PREAMBLE_SIZE + header_len
-    body_end = n - S.TRAILER_SIZE
-    if header_end + S.HEADER_CRC_SIZE <= n:
-        struct.pack_into(S.HEADER_CRC_FORMAT, buf, header_end, crc32c(bytes(buf[:header_end])))
-        pos = header_end + S.HEADER_CRC_SIZE
-        while pos < body_end:
-            got = _lenient_varint(buf, pos, body_end)  # entries
-            got = got and _lenient_varint(buf, got[1], body_end)  # base
-            if not got:
+    header_len, header_start = got
+    header_end = header_start + header_len
+    if header_end + S.HEADER_CRC_SIZE > n:
+        return bytes(buf)
+    struct.pack_into(S.HEADER_CRC_FORMAT, buf, header_end, crc32c(bytes(buf[:header_end])))
+    n_blocks = _lenient_block_count(buf, header_start, header_end)
+    pos = header_end + S.HEADER_CRC_SIZE
+    number = 0
+    while pos < n and (n_blocks is None or number < n_blocks):
+        start = pos
+        if number:
+            got = _lenient_varint(buf, pos, n)  # base
+            if got is None:
                 break
             pos = got[1]
-            for _ in range(2):
-                start = pos
-                pos += 1  # method
-                got = _lenient_varint(buf, pos, body_end)
-                if not got:
-                    break
-                pos = got[1] + got[0]
-                got = _lenient_varint(buf, pos, body_end) if pos <= body_end else None
-                if not got:
-                    break
-                pos = got[1] + got[0]
-                if pos + S.SECTION_CRC_SIZE > body_end:
-                    break
-                struct.pack_into(S.SECTION_CRC_FORMAT, buf, pos, crc32c(bytes(buf[start:pos])))
-                pos += S.SECTION_CRC_SIZE
-            else:
-                continue
+        pos += 1  # method byte
+        lengths = 0
+        for _ in range(2):
+            got = _lenient_varint(buf, pos, n)
+            if got is None:
+                return bytes(buf)
+            lengths += got[0]
+            pos = got[1]
+        pos += lengths
+        if pos + S.BLOCK_CRC_SIZE > n:
             break
-    if body_end >= 0:
-        struct.pack_into("<I", buf, body_end, crc32c(bytes(buf[:body_end])))
+        struct.pack_into(S.BLOCK_CRC_FORMAT, buf, pos, crc32c(bytes(buf[start:pos])))
+        pos += S.BLOCK_CRC_SIZE
+        number += 1
     return bytes(buf)
 
 
@@ -129,71 +147,97 @@ def fix_checksums(data: bytes) -> bytes:
 
 
 @dataclass
-class Section:
-    method: int
-    params: bytes
-    body: bytes
-
-
-@dataclass
 class Block:
-    entries: int
+    """One block (FORMAT.md §4): ``methods`` is the raw method byte (index | label << 4)."""
+
     base: int
-    sections: list[Section]
+    methods: int
+    index: bytes
+    label: bytes
+
+    @property
+    def index_method(self) -> int:
+        return self.methods & ((1 << S.METHOD_BITS) - 1)
+
+    @property
+    def label_method(self) -> int:
+        return self.methods >> S.METHOD_BITS
+
+    def set_methods(self, index_method: int, label_method: int) -> None:
+        self.methods = (index_method & 0xF) | (label_method & 0xF) << S.METHOD_BITS
 
 
 @dataclass
 class Structure:
-    """A .plada file as editable parts; :meth:`serialize` restores lengths and CRCs."""
+    """A .plada 2.0 file as editable parts; :meth:`serialize` restores lengths and CRCs.
+
+    ``values`` are the header's positional values [N, k, C, B] (a mutation may drop or add
+    some), ``fields`` its (tag, value) fields in order, ``tail`` whatever follows the last block.
+    """
 
     major: int
     minor: int
-    flags: int
+    values: list[int]
     fields: list[tuple[int, bytes]]
     blocks: list[Block] = field(default_factory=list)
-    end_magic: bytes = S.END_MAGIC
-    tail: bytes = b""  # bytes after the trailer
+    tail: bytes = b""
 
     @classmethod
     def parse(cls, data: bytes) -> "Structure":
         """Split a *valid* file into parts (raises on anything unexpected)."""
-        _, major, minor, flags, header_len = struct.unpack_from(S.PREAMBLE_FORMAT, data)
-        pos, end = S.PREAMBLE_SIZE, S.PREAMBLE_SIZE + header_len
+        magic, major, minor = struct.unpack_from(S.PREAMBLE_FORMAT, data)
+        if magic != S.MAGIC:
+            raise ValueError("not a .plada 2.x file")
+        header_len, pos = _lenient_varint(data, S.PREAMBLE_SIZE, len(data))
+        end = pos + header_len
+        values = []
+        for _ in range(4):
+            value, pos = _lenient_varint(data, pos, end)
+            values.append(value)
         fields = []
         while pos < end:
             tag, pos = _lenient_varint(data, pos, end)
             length, pos = _lenient_varint(data, pos, end)
+            if pos + length > end:
+                raise ValueError("header field runs past the header")
             fields.append((tag, bytes(data[pos : pos + length])))
             pos += length
-        pos += S.HEADER_CRC_SIZE
+        pos = end + S.HEADER_CRC_SIZE
+        _, k, _, block_entries = values
+        n_blocks = (1 if k else 0) if block_entries == 0 else -(-k // block_entries)
         blocks = []
-        body_end = len(data) - S.TRAILER_SIZE
-        while pos < body_end:
-            entries, pos = _lenient_varint(data, pos, body_end)
-            base, pos = _lenient_varint(data, pos, body_end)
-            sections = []
-            for _ in range(2):
-                method = data[pos]
-                plen, pos = _lenient_varint(data, pos + 1, body_end)
-                params = bytes(data[pos : pos + plen])
-                blen, pos = _lenient_varint(data, pos + plen, body_end)
-                body = bytes(data[pos : pos + blen])
-                pos += blen + S.SECTION_CRC_SIZE
-                sections.append(Section(method, params, body))
-            blocks.append(Block(entries, base, sections))
-        return cls(major, minor, flags, fields, blocks, bytes(data[-4:]))
+        for number in range(n_blocks):
+            base = 0
+            if number:
+                base, pos = _lenient_varint(data, pos, len(data))
+            methods = data[pos]
+            index_len, pos = _lenient_varint(data, pos + 1, len(data))
+            label_len, pos = _lenient_varint(data, pos, len(data))
+            index = bytes(data[pos : pos + index_len])
+            label = bytes(data[pos + index_len : pos + index_len + label_len])
+            if len(index) != index_len or len(label) != label_len:
+                raise ValueError("section runs past the end")
+            pos += index_len + label_len + S.BLOCK_CRC_SIZE
+            blocks.append(Block(base, methods, index, label))
+        if pos > len(data):
+            raise ValueError("block checksum runs past the end")
+        return cls(major, minor, values, fields, blocks, bytes(data[pos:]))
+
+    def header_bytes(self) -> bytes:
+        return b"".join(encode_varint(v) for v in self.values) + b"".join(
+            encode_varint(t) + encode_varint(len(v)) + v for t, v in self.fields
+        )
 
     def serialize(self) -> bytes:
-        body = b"".join(encode_varint(t) + encode_varint(len(v)) + v for t, v in self.fields)
-        head = struct.pack(S.PREAMBLE_FORMAT, S.MAGIC, self.major & 0xFF, self.minor & 0xFF, self.flags & 0xFFFF, len(body)) + body
+        body = self.header_bytes()
+        head = struct.pack(S.PREAMBLE_FORMAT, S.MAGIC, self.major & 0xFF, self.minor & 0xFF) + encode_varint(len(body)) + body
         out = bytearray(head + struct.pack(S.HEADER_CRC_FORMAT, crc32c(head)))
-        for block in self.blocks:
-            out += encode_varint(block.entries) + encode_varint(block.base)
-            for s in block.sections:
-                sec = bytes([s.method & 0xFF]) + encode_varint(len(s.params)) + s.params + encode_varint(len(s.body)) + s.body
-                out += sec + struct.pack(S.SECTION_CRC_FORMAT, crc32c(sec))
-        out += struct.pack("<I", crc32c(bytes(out))) + self.end_magic + self.tail
-        return bytes(out)
+        for number, block in enumerate(self.blocks):
+            data = b"" if number == 0 else encode_varint(block.base)
+            data += bytes([block.methods & 0xFF]) + encode_varint(len(block.index)) + encode_varint(len(block.label))
+            data += block.index + block.label
+            out += data + struct.pack(S.BLOCK_CRC_FORMAT, crc32c(data))
+        return bytes(out) + self.tail
 
 
 INTERESTING_INTS = (0, 1, 2, 7, 8, 63, 64, 127, 128, 255, 256, 4095, 4096, 65534, 65535, 65536,
@@ -244,65 +288,116 @@ def mutate_bytes(rng, data: bytes, others=(), max_ops: int = 4) -> bytes:
     return bytes(buf[:MAX_INPUT])
 
 
+def _nudge(rng, value: int) -> int:
+    """An interesting integer, or ``value`` moved by a little."""
+    if rng.random() < 0.5:
+        return _interesting_int(rng)
+    return max(0, value + int(rng.integers(-2, 3)))
+
+
+KNOWN_TAGS = (S.TAG_CLASS_NAMES, S.TAG_FOLDERS, S.TAG_FINGERPRINT, S.TAG_METADATA)
+OTHER_TAGS = (0, 4, 6, 7, 9, 10, 11, 12, 127, 128, 129, 1 << 20, (1 << 20) + 1)
+
+
 def mutate_structured(rng, data: bytes, others=()) -> bytes:
     """Edit one part of a valid file, then re-serialise with right lengths and checksums."""
     st = Structure.parse(data)
-    choice = int(rng.integers(0, 12))
-    if choice == 0:  # version / flags
-        st.major, st.minor, st.flags = (
-            int(rng.choice([st.major, 0, 2, 255])), int(rng.integers(0, 256)), int(rng.choice([0, 0, 1, 0x100, 0x8000]))
-        )
-    elif choice in (1, 2) and st.fields:  # header field value: interesting varint or mutated bytes
+    choice = int(rng.integers(0, 14))
+    if choice == 0:  # version
+        st.major = int(rng.choice([st.major, st.major, 0, 1, 3, 255]))
+        st.minor = int(rng.choice([st.minor, 0, 1, 2, 255])) if rng.random() < 0.8 else int(rng.integers(256))
+    elif choice == 1 and st.values:  # one of N, k, C, B
+        i = int(rng.integers(len(st.values)))
+        st.values[i] = _nudge(rng, st.values[i])
+    elif choice == 2:  # the count of positional values: drop one, add one (the fields shift)
+        if st.values and rng.random() < 0.5:
+            del st.values[int(rng.integers(len(st.values)))]
+        else:
+            st.values.insert(int(rng.integers(len(st.values) + 1)), _interesting_int(rng))
+    elif choice in (3, 4) and st.fields:  # header field value: interesting varint(s) or mutated bytes
         i = int(rng.integers(len(st.fields)))
         tag, value = st.fields[i]
-        new = encode_varint(_interesting_int(rng)) if choice == 1 else mutate_bytes(rng, value, others)
+        if choice == 3:
+            new = encode_varint(_interesting_int(rng))
+            if tag == S.TAG_FOLDERS and rng.random() < 0.7:  # F, keeping (or damaging) the digest
+                new += value[-S.FOLDERS_DIGEST_SIZE :] if rng.random() < 0.8 else bytes(S.FOLDERS_DIGEST_SIZE)
+        else:
+            new = mutate_bytes(rng, value, others)
         st.fields[i] = (tag, new)
-    elif choice == 3:  # add / drop / duplicate / retag a header field
-        op = int(rng.integers(0, 4))
+    elif choice == 5:  # add / drop / duplicate / retag / reorder header fields
+        op = int(rng.integers(0, 5))
         if op == 0:
-            st.fields.insert(int(rng.integers(len(st.fields) + 1)),
-                             (int(rng.choice([7, 9, 11, 10, 12, 127, 129, 1 << 20])), bytes(rng.integers(0, 256, int(rng.integers(0, 40)), dtype=np.uint8))))
-        elif op == 1 and st.fields:
+            tag = int(rng.choice(KNOWN_TAGS + OTHER_TAGS))
+            value = bytes(rng.integers(0, 256, int(rng.integers(0, 40)), dtype=np.uint8))
+            st.fields.insert(int(rng.integers(len(st.fields) + 1)), (tag, value))
+        elif op == 1 and st.fields:  # e.g. the folder layout a folder method needs goes missing
             del st.fields[int(rng.integers(len(st.fields)))]
         elif op == 2 and st.fields:
             st.fields.append(st.fields[int(rng.integers(len(st.fields)))])
-        elif st.fields:
+        elif op == 3 and st.fields:
             i = int(rng.integers(len(st.fields)))
-            st.fields[i] = (int(rng.integers(0, 16)), st.fields[i][1])
-    elif st.blocks and choice in (4, 5, 6, 7, 8, 9, 10):
+            st.fields[i] = (int(rng.choice(KNOWN_TAGS + OTHER_TAGS)), st.fields[i][1])
+        elif st.fields:
+            st.fields.reverse()
+    elif choice == 6 and st.blocks:  # a consistent change of k and B (the blocks stay)
+        if len(st.values) >= 4:
+            n_blocks = len(st.blocks)
+            st.values[1] = max(0, st.values[1] + int(rng.integers(-3, 4)))
+            st.values[3] = int(rng.choice([0, 1, max(1, st.values[3] // 2), st.values[3] + 1, st.values[1], n_blocks]))
+    elif st.blocks and choice in (7, 8, 9, 10, 11, 12):
         block = st.blocks[int(rng.integers(len(st.blocks)))]
-        section = block.sections[int(rng.integers(2))]
-        if choice == 4:
-            block.entries = _interesting_int(rng) if rng.random() < 0.5 else max(0, block.entries + int(rng.integers(-2, 3)))
-        elif choice == 5:
-            block.base = _interesting_int(rng) if rng.random() < 0.5 else max(0, block.base + int(rng.integers(-2, 3)))
-        elif choice == 6:
-            section.method = int(rng.choice([0, 1, 2, 3, 4, 255]))
-        elif choice == 7:
-            section.params = mutate_bytes(rng, section.params, others)
-        elif choice in (8, 9):
-            section.body = mutate_bytes(rng, section.body, others, max_ops=2 if choice == 8 else 6)
-        else:  # swap a section with one from another block / another file's section
+        if choice == 7:
+            block.base = _nudge(rng, block.base)
+        elif choice == 8:  # method nibbles: another known method, an unknown one, or a raw byte
+            if rng.random() < 0.7:
+                block.set_methods(
+                    int(rng.integers(0, 16)) if rng.random() < 0.2 else int(rng.integers(1, 4)),
+                    int(rng.integers(0, 16)) if rng.random() < 0.2 else int(rng.integers(1, 5)),
+                )
+            else:
+                block.methods = int(rng.integers(256))
+        elif choice in (9, 10):  # section bytes, a few or many edits
+            ops = 2 if choice == 9 else 6
+            if rng.random() < 0.5:
+                block.index = mutate_bytes(rng, block.index, others, max_ops=ops)
+            else:
+                block.label = mutate_bytes(rng, block.label, others, max_ops=ops)
+        elif choice == 11:  # a section (with its method) from another block or another file
             donor = None
             if others and rng.random() < 0.5:
                 try:
                     other = Structure.parse(others[int(rng.integers(len(others)))])
                     if other.blocks:
-                        donor = other.blocks[int(rng.integers(len(other.blocks)))].sections[int(rng.integers(2))]
+                        donor = other.blocks[int(rng.integers(len(other.blocks)))]
                 except Exception:
                     donor = None
             if donor is None:
-                donor = st.blocks[int(rng.integers(len(st.blocks)))].sections[int(rng.integers(2))]
-            block.sections[int(rng.integers(2))] = Section(donor.method, donor.params, donor.body)
-    elif choice == 11:  # blocks: drop, duplicate, or garbage after the trailer / bad end magic
-        op = int(rng.integers(0, 3))
+                donor = st.blocks[int(rng.integers(len(st.blocks)))]
+            if rng.random() < 0.5:
+                block.index = donor.index
+                block.set_methods(donor.index_method, block.label_method)
+            else:
+                block.label = donor.label
+                block.set_methods(block.index_method, donor.label_method)
+        else:  # a section's bytes cut short or extended by a word
+            which = "index" if rng.random() < 0.5 else "label"
+            value = getattr(block, which)
+            if rng.random() < 0.5 and value:
+                value = value[: int(rng.integers(len(value)))]
+            else:
+                value = value + bytes(rng.integers(0, 256, int(rng.choice([1, 4, 8])), dtype=np.uint8))
+            setattr(block, which, value)
+    elif choice == 13:  # blocks: drop, duplicate, swap, or bytes after the last block
+        op = int(rng.integers(0, 4))
         if op == 0 and st.blocks:
             del st.blocks[int(rng.integers(len(st.blocks)))]
         elif op == 1 and st.blocks:
-            st.blocks.append(st.blocks[-1])
+            st.blocks.append(Block(st.blocks[-1].base, st.blocks[-1].methods, st.blocks[-1].index, st.blocks[-1].label))
+        elif op == 2 and len(st.blocks) >= 2:
+            i, j = rng.choice(len(st.blocks), 2, replace=False)
+            st.blocks[i], st.blocks[j] = st.blocks[j], st.blocks[i]
         else:
-            st.end_magic = bytes(rng.integers(0, 256, 4, dtype=np.uint8)) if rng.random() < 0.5 else st.end_magic
-            st.tail = bytes(rng.integers(0, 256, int(rng.integers(0, 8)), dtype=np.uint8))
+            st.tail = bytes(rng.integers(0, 256, int(rng.integers(1, 9)), dtype=np.uint8))
     return st.serialize()[:MAX_INPUT]
 
 
