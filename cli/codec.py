@@ -355,9 +355,6 @@ def pack(
     n_reference = n_reference if n_reference is not None else sel.n_reference
     if fingerprint is None and reference_manifest is None:
         fingerprint = sel.reference_fingerprint  # an .npz from unpack carries the task's
-    if fingerprint is None:  # issue 19, item 5
-        click.echo("warning: the task will carry no reference fingerprint, so clients can check their reference "
-                   "only by its size; give --reference-manifest (or --fingerprint)", err=True)
     if n_reference is None:
         raise UserError("--n-reference is required (the selection file does not record N)")
     class_names = _read_class_names(classes_file) if classes_file is not None else sel.class_names
@@ -391,6 +388,9 @@ def pack(
         f"wrote {output}: k = {header.n_selected:,} of N = {header.n_reference:,}, C = {header.n_classes:,}; "
         f"{size:,} bytes, {_bits_per_selected(size, header.n_selected)}{note}"
     )
+    if fingerprint is None:  # issue 19, item 5
+        click.echo("warning: the task carries no reference fingerprint, so clients can check their reference "
+                   "only by its size; give --reference-manifest (or --fingerprint)", err=True)
 
 
 _MANIFEST_FOR_FOLDERS = click.option(

@@ -178,7 +178,9 @@ def test_task_packed_against_the_folder_layout(reference_dir, tmp_path):
     """A task that needs the reference's folder layout takes it from the reference (folder,
     Reference or path-naming dataset); without it the task cannot be read."""
     ref = Reference.from_dir(reference_dir)
-    kw = dict(index_methods=[pladacodec._spec.INDEX_CONTEXT2_FOLDERS], label_methods=[pladacodec._spec.LABEL_CONTEXT2_FOLDERS])
+    S = pladacodec._spec
+    kw = dict(index_methods=[getattr(S, "INDEX_CONTEXT_FOLDERS", None) or S.INDEX_CONTEXT2_FOLDERS],
+              label_methods=[getattr(S, "LABEL_CONTEXT_FOLDERS", None) or S.LABEL_CONTEXT2_FOLDERS])
     blob = _task(ref, folders=ref, **kw)
     assert pladacodec.read_header(blob).folders == (3, ref.folder_layout().digest)
     path = tmp_path / "task.plada"

@@ -337,7 +337,7 @@ def test_pack_warns_without_fingerprint(tmp_path):
     result = CliRunner().invoke(pack, [str(tmp_path / "sel.csv"), "-o", str(tmp_path / "t.plada"),
                                        "--n-reference", "10"])
     assert result.exit_code == 0, result.output
-    assert "warning: the task will carry no reference fingerprint" in result.output
+    assert "warning: the task carries no reference fingerprint" in result.output
     _touch(tmp_path / "ref", *[f"{i}.png" for i in range(10)])
     Reference.from_dir(tmp_path / "ref").write_manifest(tmp_path / "m")
     result = CliRunner().invoke(pack, [str(tmp_path / "sel.csv"), "-o", str(tmp_path / "t2.plada"),
