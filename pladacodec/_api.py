@@ -148,7 +148,7 @@ def _as_integer_array(values, what: str) -> np.ndarray:
     if kind == "b":
         raise PladaEncodeError(f"{what}: booleans are not indices or labels (convert a mask with np.flatnonzero)")
     if kind in "iu":
-        return arr if arr.dtype == np.uint64 else arr.astype(np.int64)
+        return arr  # no copy: a 20 M-entry selection stays the caller's arrays (range-checked next)
     if kind == "f":
         arr = arr.astype(np.float64)  # float16 would overflow in the range check below
         finite = np.isfinite(arr)
@@ -265,8 +265,9 @@ def _prepare(indices, labels, n_reference, n_classes, class_names, reference_fin
     block_entries = balanced_block_entries(len(idx)) if block_entries is None else block_entries
     block_entries = _as_count(block_entries, "block_entries", 1, S.MAX_BLOCK_ENTRIES)
 
-    idx = idx.astype(np.uint64, copy=False)
-    lab = lab.astype(np.int64, copy=False)
+    # indices as uint64 (an int64 array, checked non-negative, is viewed, not copied); labels keep
+    # their integer dtype: each block's coders convert their own slice
+    idx = idx.view(np.uint64) if idx.dtype == np.int64 else idx.astype(np.uint64, copy=False)
     if len(idx) > 1 and not bool(np.all(idx[1:] > idx[:-1])):
         order = np.argsort(idx, kind="stable")
         sorted_idx = idx[order]
