@@ -112,32 +112,21 @@ def test_reader_refuses_truncated_and_damaged_files(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "methods, minor",
-    [
-        ({}, 5),  # the automatic choice may use label method 8 (1.5)
-        ({"index_methods": [2, 4, 5], "label_methods": [3, 4, 6]}, 4),  # the automatic choice of 1.4 (no layout)
-        ({"index_methods": [5], "label_methods": [8]}, 5),
-        ({"index_methods": [4, 5], "label_methods": [3, 4]}, 2),  # the automatic choice of 1.2
-        ({"index_methods": [4], "label_methods": [6]}, 4),
-        ({"index_methods": [1], "label_methods": [1]}, 0),
-        ({"index_methods": [1, 2, 3], "label_methods": [1, 2]}, 0),  # every 1.0 method
-        ({"index_methods": [4], "label_methods": [1]}, 1),
-        ({"index_methods": [1], "label_methods": [3]}, 1),
-        ({"index_methods": [2, 4], "label_methods": [3]}, 1),
-        ({"index_methods": [5], "label_methods": [3]}, 2),
-        ({"index_methods": [4], "label_methods": [4]}, 2),
-    ],
+    "methods",
+    [{}, {"index_methods": [1], "label_methods": [1]}, {"index_methods": [2], "label_methods": [2]},
+     {"index_methods": [1, 2], "label_methods": [3]}],
 )
-def test_writers_stamp_the_lowest_minor_version_their_methods_need(tmp_path, methods, minor):
-    """FORMAT.md §2: a file written with 1.0 methods only stays readable by a 1.0 reader."""
-    rng = np.random.default_rng(minor)
+def test_stream_writer_writes_the_bytes_encode_writes(tmp_path, methods):
+    """Every file is stamped 2.0 (FORMAT.md §2), and streaming changes nothing in the bytes."""
+    rng = np.random.default_rng(len(methods))
     indices = np.sort(rng.choice(10_000, 300, replace=False)).astype(np.uint64)
     labels = rng.integers(0, 5, 300)
     blob = pladacodec.encode(indices, labels, 10_000, n_classes=5, **methods)
-    assert blob[8:10] == bytes([1, minor])
-    assert pladacodec.decode(blob).version == (1, minor)
+    assert blob[4:6] == bytes([S.VERSION_MAJOR, S.VERSION_MINOR])
+    assert pladacodec.decode(blob).version == (S.VERSION_MAJOR, S.VERSION_MINOR)
     path = tmp_path / "streamed.plada"
-    write_stream(path, [(indices, labels)], n_reference=10_000, n_selected=300, n_classes=5, **methods)
+    write_stream(path, [(indices[:100], labels[:100]), (indices[100:], labels[100:])], n_reference=10_000,
+                 n_selected=300, n_classes=5, **methods)
     assert path.read_bytes() == blob
 
 
@@ -147,7 +136,7 @@ def test_default_blocks_are_balanced_and_streaming_agrees(tmp_path):
     rng = np.random.default_rng(3)
     indices = np.sort(rng.choice(3 * k, k, replace=False)).astype(np.uint64)
     labels = rng.integers(0, 3, k)
-    fast = dict(index_methods=[S.INDEX_GOLOMB_RANS], label_methods=[S.LABEL_IID_RANS])
+    fast = dict(index_methods=[S.INDEX_GOLOMB], label_methods=[S.LABEL_IID])
     blob = pladacodec.encode(indices, labels, 3 * k, n_classes=3, **fast)
     assert [b.entries for b in pladacodec.inspect(blob).layout.blocks] == [k // 2 + 1, k // 2]
     path = tmp_path / "balanced.plada"
@@ -155,27 +144,13 @@ def test_default_blocks_are_balanced_and_streaming_agrees(tmp_path):
     chunks = [(indices[:half], labels[:half]), (indices[half:], labels[half:])]
     write_stream(path, chunks, n_reference=3 * k, n_selected=k, n_classes=3, **fast)
     assert path.read_bytes() == blob
-    # small selections keep the historical 2^20 block field, so their bytes do not change
+    # a selection that fits one block says so with B = 0 (FORMAT.md §3)
     small = pladacodec.encode(indices[:10], labels[:10], 3 * k, n_classes=3, **fast)
-    assert pladacodec.read_header(small).block_entries == S.DEFAULT_BLOCK_ENTRIES
+    assert pladacodec.read_header(small).block_entries == 10
 
 
-@pytest.mark.parametrize("minor", range(S.VERSION_MINOR + 1))
-def test_methods_for_version_write_files_that_version_reads(minor):
-    """methods_for_version(1.N): the file is stamped 1.N or lower, by encode and by a stream writer,
-    and every method it may use is one 1.N defines; the newest version is the automatic choice."""
-    rng = np.random.default_rng(minor)
-    indices = np.sort(rng.choice(10_000, 300, replace=False)).astype(np.uint64)
-    labels = rng.integers(0, 5, 300)
-    methods = pladacodec.methods_for_version(f"1.{minor}")
-    blob = pladacodec.encode(indices, labels, 10_000, n_classes=5, **methods)
-    assert blob[8] == 1 and blob[9] <= minor
-    for kind in ("index", "label"):
-        assert all(S.METHOD_MINOR_VERSION[(kind, m)] <= minor for m in methods[f"{kind}_methods"])
-    streamed = io.BytesIO()
-    with pladacodec.StreamWriter(streamed, n_reference=10_000, n_selected=300, n_classes=5, **methods) as writer:
-        writer.write(indices, labels)
-    assert streamed.getvalue()[9] <= minor
-    np.testing.assert_array_equal(pladacodec.decode(streamed.getvalue()).labels, labels)
-    if minor == S.VERSION_MINOR:
-        assert blob == pladacodec.encode(indices, labels, 10_000, n_classes=5)
+def test_methods_for_version_names_every_method_of_2_0():
+    assert pladacodec.methods_for_version("2.0") == {"index_methods": [1, 2], "label_methods": [1, 2, 3]}
+    assert pladacodec.methods_for_version("2.0", folders=True) == {"index_methods": [1, 2, 3], "label_methods": [1, 2, 3, 4]}
+    with pytest.raises(pladacodec.PladaEncodeError, match="2.0"):
+        pladacodec.methods_for_version("1.5")
