@@ -267,7 +267,7 @@ def _write_npz(out, header, blocks) -> None:
     block by block: indices go straight into the archive; labels wait in a temporary file
     (2 bytes each) until the indices are done, since a zip member is written in one go."""
     k = header.n_selected
-    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as archive:
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1, allowZip64=True) as archive:
         with tempfile.TemporaryFile() as spill:
             with archive.open("indices.npy", "w", force_zip64=True) as member:
                 _npy_header(member, "<u8", (k,))
