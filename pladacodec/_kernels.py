@@ -35,12 +35,30 @@ class _LazyKernel:
         self._signature = signature
         self._dispatcher = None
         functools.update_wrapper(self, py_func)
+        _ENTRY_POINTS.append(self)
+
+    def compile(self):
+        """Compile now (or load from numba's cache); returns the dispatcher."""
+        if self._dispatcher is None:
+            self._dispatcher = nb.njit(self._signature, **_JIT_OPTIONS)(self.py_func)
+        return self._dispatcher
 
     def __call__(self, *args):
         dispatcher = self._dispatcher
         if dispatcher is None:
-            dispatcher = self._dispatcher = nb.njit(self._signature, **_JIT_OPTIONS)(self.py_func)
+            dispatcher = self.compile()
         return dispatcher(*args)
+
+
+_ENTRY_POINTS: list[_LazyKernel] = []
+
+
+def compile_all() -> int:
+    """Compile every entry point into numba's cache (``scripts/setup.sh`` runs this once, so that
+    no later process compiles); returns how many.  Under NUMBA_DISABLE_JIT there is nothing to do."""
+    for kernel in _ENTRY_POINTS:
+        kernel.compile()
+    return len(_ENTRY_POINTS)
 
 
 def _jit(signature=None, inline=False):

@@ -39,6 +39,10 @@ printf '%s\n' "${TORCH_PIN[@]}" > "$constraints"
 "$PYTHON" -m pip install --quiet --root-user-action=ignore "${TORCH_PIN[@]}"
 "$PYTHON" -m pip install --quiet --root-user-action=ignore -c "$constraints" -e "$ROOT[torch,demo,bench,dev,zarr]"
 
+# Compile pladacodec's numba kernels into their cache now (about a minute once), so that no
+# later process pays for it; a read-only install needs NUMBA_CACHE_DIR (see README).
+"$PYTHON" -c "from pladacodec import _kernels; print(f'setup.sh: {_kernels.compile_all()} kernels compiled and cached')"
+
 "$PYTHON" - <<'PY'
 import torch, torchvision, timm
 print(f"setup.sh: ready (torch {torch.__version__}, torchvision {torchvision.__version__}, timm {timm.__version__})")
