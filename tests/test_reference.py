@@ -259,6 +259,9 @@ def test_path_table_from_manifest_file(tmp_path, monkeypatch, in_memory):
     assert again.paths[100] == paths[100] and again == ref
     ref.write_manifest(tmp_path / "copy.txt")
     assert (tmp_path / "copy.txt").read_bytes() == (tmp_path / "m.txt").read_bytes()
+    (tmp_path / "nonl.txt").write_text("\n".join(paths))  # no final newline
+    nonl = Reference.from_manifest(tmp_path / "nonl.txt")
+    assert nonl.fingerprint == ref.fingerprint and nonl.paths[-1] == "top.png" and list(nonl.paths) == paths
     # CRLF and a missing final newline: the same reference
     (tmp_path / "crlf.txt").write_bytes("\r\n".join(paths).encode())
     assert Reference.from_manifest(tmp_path / "crlf.txt").fingerprint == ref.fingerprint

@@ -245,3 +245,12 @@ def test_tar_shard_reference_end_to_end(tmp_path):
     expected = np.stack([np.asarray(Image.open(folder / ref.paths[i]).convert("RGB"))
                          for i in payload.indices.tolist()])
     np.testing.assert_array_equal(images.numpy(), expected)
+
+
+@pytest.mark.parametrize("name", ["pladacodec.shards", "pladacodec._manifest", "pladacodec.reference"])
+def test_docstring_examples(name):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0

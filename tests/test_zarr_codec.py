@@ -83,3 +83,12 @@ def test_registered_entry_point():
 
     names = {ep.name: ep.value for ep in entry_points(group="numcodecs.codecs")}
     assert names.get("plada") == "pladacodec.zarr_codec:PladaCodec"
+
+
+def test_docstring_examples():
+    import doctest
+
+    import pladacodec.zarr_codec
+
+    result = doctest.testmod(pladacodec.zarr_codec)
+    assert result.attempted > 0 and result.failed == 0
