@@ -254,3 +254,15 @@ def test_docstring_examples(name):
 
     result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_unwritable_cache_still_opens(tmp_path):
+    shards = tmp_path / "s"
+    shards.mkdir()
+    with tarfile.open(shards / "a.tar", "w") as tar:
+        _add(tar, "1.png", _png(3))
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    with pytest.warns(UserWarning, match="could not cache the tar member index"):
+        ref = Reference.from_dir(shards, cache_dir=blocker)
+    assert ref.read_bytes(0) == _png(3)
