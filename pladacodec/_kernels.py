@@ -79,14 +79,12 @@ u64, i64, i32, u32, u8 = nb.uint64, nb.int64, nb.int32, nb.uint32, nb.uint8
 RANS_L = np.uint64(S.RANS_L)
 ADAPTIVE_M = 1 << S.ADAPTIVE_BITS
 ADAPTIVE_MASK = np.uint64(ADAPTIVE_M - 1)
-# Slot tables (speed only): a mature context decodes through a 256-bucket table (bucket
-# ``slot >> LUT_SHIFT``), then steps forward over the symbols starting inside the bucket; a
-# young one by binary search.  256 bytes a context stay in cache; a rebuild rewrites them.
+# Slot tables (speed only): a table built with one decodes through 256 buckets (bucket
+# ``slot >> LUT_SHIFT``), then steps forward over the symbols starting inside the bucket;
+# others by binary search.  256 bytes a context stay in cache; every rebuild rewrites them.
 LUT_BITS = 8
 LUT_SIZE = 1 << LUT_BITS
 LUT_SHIFT = S.ADAPTIVE_BITS - LUT_BITS
-LUT_MIN_SEEN = 256  # contexts that have seen fewer symbols search instead
-LUT_READY = 2 * LUT_MIN_SEEN  # nxt >= this <=> the last rebuild filled the table
 DRIFT_LUT_STEP = 64  # drift tables rebuilt every >= this many labels (h >= 11) keep a slot table
 STATIC_LUT_BITS = 12
 
@@ -273,15 +271,12 @@ def _search(cum, c, n_sym, slot):
 
 
 @_jit(inline=True)
-def _find(cum, lut, nxt, c, n_sym, slot, with_lut):
-    """The symbol of context c whose range holds ``slot``: through the slot table once the last
-    rebuild filled it (``with_lut``: the tables have one; LUT_READY), else by binary search."""
-    if with_lut and nxt[c] >= LUT_READY:
-        s = np.int64(lut[c, slot >> LUT_SHIFT])
-        while cum[c, s + 1] <= slot:
-            s += 1
-        return s
-    return _search(cum, c, n_sym, slot)
+def _find(cum, lut, c, slot):
+    """The symbol of context c whose range holds ``slot``, through the context's slot table."""
+    s = np.int64(lut[c, slot >> LUT_SHIFT])
+    while cum[c, s + 1] <= slot:
+        s += 1
+    return s
 
 
 # --- adaptive tables (FORMAT.md §7.2) ---------------------------------------------------------
@@ -343,7 +338,7 @@ def _rebuild(counts, seen, nxt, freq, cum, lut, c, pfreq, pc, with_lut, n_sym, r
         cum[c, s] = start
         start += freq[c, s]
     cum[c, n_sym] = m
-    if with_lut and seen[c] >= LUT_MIN_SEEN:
+    if with_lut:
         for s in range(n_sym):
             for j in range((cum[c, s] + (1 << LUT_SHIFT) - 1) >> LUT_SHIFT, (cum[c, s + 1] + (1 << LUT_SHIFT) - 1) >> LUT_SHIFT):
                 lut[c, j] = np.uint8(s)
@@ -556,7 +551,7 @@ def _gaps_run(skips, n_tok, decoding, words, raw, starts, freqs, sizes, lo_surv,
     fold_at = np.uint64(base)  # ... and that entry + 1 (the block's base before the first)
     fresh_min = S.GAP_FRESH_MIN_FOLDERS if folders else S.GAP_FRESH_MIN
     counts, seen, nxt, freq, cum, lut = _model_new(np.int64(GAP_CONTEXTS), n_tok, np.int64(S.CHILD_MIN), yes)
-    p_counts, p_seen, p_nxt, p_freq, p_cum, p_lut = _model_new(np.int64(S.GAP_LEVELS), n_tok, zero, no)
+    p_counts, p_seen, p_nxt, p_freq, p_cum, p_lut = _model_new(np.int64(S.GAP_LEVELS), n_tok, zero, yes)
     g_counts, g_seen, g_nxt, g_freq, g_cum, g_lut = _model_new(one, n_tok, zero, no)
     geo = np.empty((S.GAP_LEVELS, n_tok), dtype=np.int32)  # filled per level on first use
     prior = np.empty((S.GAP_LEVELS, n_tok), dtype=np.int32)  # a parent's prior, per level
@@ -597,15 +592,15 @@ def _gaps_run(skips, n_tok, decoding, words, raw, starts, freqs, sizes, lo_surv,
                 _rebuild(g_counts, g_seen, g_nxt, g_freq, g_cum, g_lut, zero, g_freq, none, no, n_tok, rule_obs)
             _geo_row(level, n_tok, lo_surv, hi_surv, geo)
             _parent_prior(level, n_tok, geo, g_freq, prior)
-            _rebuild(p_counts, p_seen, p_nxt, p_freq, p_cum, p_lut, level, prior, level, no, n_tok, rule_parent)
+            _rebuild(p_counts, p_seen, p_nxt, p_freq, p_cum, p_lut, level, prior, level, yes, n_tok, rule_parent)
         own = seen[c] >= S.CHILD_MIN
         if decoding:
             slot = np.int64(x & ADAPTIVE_MASK)
             if own:
-                tok = _find(cum, lut, nxt, c, n_tok, slot, yes)
+                tok = _find(cum, lut, c, slot)
                 x = _rans_take(x, freq[c, tok], cum[c, tok], slot, S.ADAPTIVE_BITS)
             else:
-                tok = _search(p_cum, level, n_tok, slot)
+                tok = _find(p_cum, p_lut, level, slot)
                 x = _rans_take(x, p_freq[level, tok], p_cum[level, tok], slot, S.ADAPTIVE_BITS)
             x, pos = _renorm(x, wpad, pos, n_words)
         else:
@@ -627,7 +622,7 @@ def _gaps_run(skips, n_tok, decoding, words, raw, starts, freqs, sizes, lo_surv,
         p_seen[level] += 1
         if p_seen[level] >= p_nxt[level]:
             _parent_prior(level, n_tok, geo, g_freq, prior)
-            _rebuild_inline(p_counts, p_seen, p_nxt, p_freq, p_cum, p_lut, level, prior, level, no, n_tok, rule_parent)
+            _rebuild_inline(p_counts, p_seen, p_nxt, p_freq, p_cum, p_lut, level, prior, level, yes, n_tok, rule_parent)
         if seen[c] >= nxt[c]:
             _rebuild(counts, seen, nxt, freq, cum, lut, c, p_freq, level, yes, n_tok, rule_child)
         # the raw low bits
@@ -856,7 +851,7 @@ def _labels_run(labels, skips, n_classes, decoding, words, starts, freqs, sizes,
                     _rebuild(h_counts, h_seen, h_nxt, h_freq, h_cum, h_lut, zero, h_freq, none, yes, n_hi, rule_literal)
                 if decoding:
                     slot = np.int64(x & ADAPTIVE_MASK)
-                    hi = _find(h_cum, h_lut, h_nxt, zero, n_hi, slot, yes)
+                    hi = _find(h_cum, h_lut, zero, slot)
                     x = _rans_take(x, h_freq[0, hi], h_cum[0, hi], slot, S.ADAPTIVE_BITS)
                     x, pos = _renorm(x, wpad, pos, n_words)
                 else:
@@ -872,7 +867,7 @@ def _labels_run(labels, skips, n_classes, decoding, words, starts, freqs, sizes,
                 _rebuild(l_counts, l_seen, l_nxt, l_freq, l_cum, l_lut, hi, l_freq, none, yes, n_lo, rule_literal)
             if decoding:
                 slot = np.int64(x & ADAPTIVE_MASK)
-                lo = _find(l_cum, l_lut, l_nxt, hi, n_lo, slot, yes)
+                lo = _find(l_cum, l_lut, hi, slot)
                 x = _rans_take(x, l_freq[hi, lo], l_cum[hi, lo], slot, S.ADAPTIVE_BITS)
                 x, pos = _renorm(x, wpad, pos, n_words)
             else:
@@ -971,7 +966,7 @@ def _drift_run(labels, n_classes, halve_bits, decoding, words, starts, freqs, si
                 _rebuild(h_counts, h_seen, h_nxt, h_freq, h_cum, h_lut, zero, h_freq, none, with_lut, n_hi, rule)
             if decoding:
                 slot = np.int64(x & ADAPTIVE_MASK)
-                hi = _find(h_cum, h_lut, h_nxt, zero, n_hi, slot, with_lut)
+                hi = _find(h_cum, h_lut, zero, slot) if with_lut else _search(h_cum, zero, n_hi, slot)
                 x = _rans_take(x, h_freq[0, hi], h_cum[0, hi], slot, S.ADAPTIVE_BITS)
                 x, pos = _renorm(x, wpad, pos, n_words)
             else:
@@ -988,7 +983,7 @@ def _drift_run(labels, n_classes, halve_bits, decoding, words, starts, freqs, si
             _rebuild(l_counts, l_seen, l_nxt, l_freq, l_cum, l_lut, hi, l_freq, none, with_lut, n_lo, rule)
         if decoding:
             slot = np.int64(x & ADAPTIVE_MASK)
-            lo = _find(l_cum, l_lut, l_nxt, hi, n_lo, slot, with_lut)
+            lo = _find(l_cum, l_lut, hi, slot) if with_lut else _search(l_cum, hi, n_lo, slot)
             x = _rans_take(x, l_freq[hi, lo], l_cum[hi, lo], slot, S.ADAPTIVE_BITS)
             x, pos = _renorm(x, wpad, pos, n_words)
         else:
