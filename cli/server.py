@@ -225,7 +225,12 @@ def score(
 @click.option("--keep", default=None, help="Fraction of the reference set, e.g. 1% or 0.01.")
 @click.option("--count", type=int, default=None, help="Number of images.")
 @click.option("--budget", default=None, help="Largest selection whose .plada fits, e.g. 100KB (10^3) or 64KiB.")
-@click.option("--strategy", type=click.Choice(STRATEGIES), default="lowest-energy", show_default=True)
+@click.option("--strategy", type=click.Choice((*STRATEGIES, "auto")), default="lowest-energy", show_default=True,
+              help="auto: try the paper's strategies (and --keep lists such as 1%,5%,10%) and keep the one "
+              "a proxy student fitted on the scores' features likes best on --validation.")
+@click.option("--validation", "validation_path", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="With --strategy auto: an .npz holding `features` (the scores' feature space) and `labels` "
+              "of labelled target images (never the test set).")
 @click.option("--safety-net", type=float, default=0.0, show_default=True,
               help="Fraction of the selection reserved for per-class quotas K_c ~ N_c^alpha.")
 @click.option("--alpha", type=float, default=0.5, show_default=True, help="Safety-Net exponent.")
@@ -245,6 +250,7 @@ def score(
 @format_version_option
 def select(
     scores_dir: str, keep: str | None, count: int | None, budget: str | None, strategy: str,
+    validation_path: str | None,
     safety_net: float, alpha: float, seed: int, reference_dir: str | None, manifest_path: str | None,
     class_names: str | None, folders: bool, out: str, format_version: str | None,
 ) -> None:
@@ -254,7 +260,11 @@ def select(
     selected.  With --safety-net S, round(S*K) of the K slots go to per-class
     quotas: one for each class the teacher predicts (slots permitting), the rest in proportion
     to N_c^alpha (largest remainder, capped at N_c); the other slots go to the
-    best-ranked images overall.  Full rules: `pydoc pladacodec.selection`.
+    best-ranked images overall.  With --strategy auto, the scores must hold
+    features (`pladacodec.teacher.score(..., feature_module=...)`) and
+    --validation the same features of labelled target images; the choice and
+    every candidate's proxy accuracy go into the file's metadata.  Full rules:
+    `pydoc pladacodec.selection`.
     """
     import pladacodec
 
@@ -277,6 +287,18 @@ def select(
         )
     kwargs = dict(strategy=strategy, entropy=scores.entropy, safety_net=safety_net, alpha=alpha,
                   n_classes=scores.n_classes, seed=seed)
+    if strategy == "auto":
+        if validation_path is None:
+            raise click.UsageError("--strategy auto needs --validation (features and labels of labelled target images)")
+        if scores.features is None:
+            raise click.UsageError(f"{scores_dir} holds no features; score with feature_module= for --strategy auto")
+        with np.load(validation_path) as z:
+            if "features" not in z or "labels" not in z:
+                raise click.BadParameter("expected arrays `features` and `labels`", param_hint="--validation")
+            validation = (z["features"], z["labels"])
+        kwargs.update(features=scores.features, validation=validation)
+    elif validation_path is not None:
+        raise click.UsageError("--validation is for --strategy auto")
 
     def metadata(sel) -> dict:
         meta = sel.metadata()
@@ -295,8 +317,10 @@ def select(
     if budget is not None:
         sel = select_budget(scores.energy, scores.label, parse_size(budget), size_of=packed_size, **kwargs)
     else:
-        sel = select_images(scores.energy, scores.label, count=count,
-                            keep=parse_keep(keep) if keep is not None else None, **kwargs)
+        keeps = None
+        if keep is not None:
+            keeps = [parse_keep(k) for k in keep.split(",")] if strategy == "auto" else parse_keep(keep)
+        sel = select_images(scores.energy, scores.label, count=count, keep=keeps, **kwargs)
     task = dict(n_classes=scores.n_classes, class_names=names, reference_fingerprint=fingerprint,
                 metadata=metadata(sel), folders=layout, **methods)
     if Path(out).suffix.lower() in (".npz", ".csv"):
@@ -308,8 +332,12 @@ def select(
     else:
         size = pladacodec.write(out, sel.indices, sel.labels, scores.n, **task)
     per_class = np.bincount(sel.labels, minlength=scores.n_classes)
+    if sel.auto is not None:
+        click.echo("auto: proxy accuracy on the validation set: " + ", ".join(
+            f"{name} {100 * acc:.1f} %" for name, acc in sel.auto["candidates"].items()))
+        click.echo(f"auto: chose {sel.auto['chosen']}")
     click.echo(f"selected {sel.count:,} of {scores.n:,} images ({100.0 * sel.count / scores.n:.3g} %), "
-               f"strategy {strategy}" + (f", safety net {safety_net:g} (alpha {alpha:g})" if safety_net else ""))
+               f"strategy {sel.strategy}" + (f", safety net {sel.safety_net:g} (alpha {sel.alpha:g})" if sel.safety_net else ""))
     click.echo(f"per class: {', '.join(str(int(c)) for c in per_class)}")
     if sel.quotas is not None:
         click.echo(f"quotas:    {', '.join(str(int(q)) for q in sel.quotas)}")

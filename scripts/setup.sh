@@ -12,7 +12,7 @@ set -euo pipefail
 
 PYTHON="${PYTHON:-python3}"
 TORCH_PIN=(torch==2.14.1 torchvision==0.29.1)
-APT_PACKAGES=(dataset-fashion-mnist openclipart-png)
+APT_PACKAGES=(dataset-fashion-mnist openclipart-png tango-icon-theme gnome-icon-theme oxygen-icon-theme fonts-noto-core fonts-dejavu-core fonts-dejavu-extra fonts-freefont-ttf fonts-liberation fonts-urw-base35 frozen-bubble-data pingus-data)
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 sudo_if_needed() {

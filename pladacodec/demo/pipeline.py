@@ -92,8 +92,8 @@ class DemoConfig:
     @classmethod
     def quick_config(cls, **overrides: Any) -> DemoConfig:
         """A small version for tests: same pipeline, a few thousand images, a few steps."""
-        base = cls(quick=True, n_train=500, n_val=200, n_test=300, n_pool_fashion=None,
-                   epochs=1, min_steps=6, max_steps=18, batch_size=32, teacher_steps=100)
+        base = cls(quick=True, n_train=500, n_val=200, n_test=200, n_pool_fashion=None,
+                   epochs=1, min_steps=4, max_steps=8, batch_size=32, teacher_steps=100)
         return replace(base, **overrides)
 
 
