@@ -15,7 +15,7 @@ import pladacodec
 from pladacodec.client import class_dir_name
 from pladacodec.reference import PladaReferenceWarning, Reference
 
-CLASSES = ("cat", "dog/wolf", ".hidden", "")
+CLASSES = ("cat", "dog/wolf", ".hidden", "tab\tbed")
 
 
 @pytest.fixture
