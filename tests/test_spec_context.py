@@ -1,134 +1,149 @@
-"""FORMAT.md §5.3, §5.6, §5.7, §5.9, §5.10, §6.2, §6.3, §6.5, §6.6, §6.7 and §6.8 read literally: an
-independent decoder of every adaptive model (index methods 3, 4, 6, 7 and 8, label methods 2, 3, 5,
-6, 7, 8 and 9), in plain Python integers, checked against the golden files.
+"""FORMAT.md §5.2, §5.3, §6.2-§6.4 and §7.2 read literally: an independent decoder of the adaptive
+rANS stream and of every adaptive model (index 2 "context", 3 "context-folders"; label 2 "drift",
+3 "context", 4 "context-folders"), in plain Python integers, checked against every golden file
+(with test_spec_static.py's container and static decoders) and against what the encoder writes.
 
-Nothing here decodes with the library's coders or kernels (the container framing comes from
-test_spec_static.py, which parses it from the spec too; the library only *writes* the files
-of the last test, from benchmark workloads): if the spec text and the implementation ever
-disagree, these tests say so.  The golden files cover every path of
-the label model's literals: C <= 32 (candidates excluded), 33 <= C <= 256 (one table) and
-C > 256 (high and low parts); young, mature and rebuilt contexts; run boundaries from
-jumps (methods 4 / 3 / 6) and from a folder layout (methods 6 / 5 / 7), for both generations
-of the label model (3 / 5 and 6 / 7: undoing any one of §6.6's four changes fails every method 6 / 7 file).
-The noisy-l* files pin §6.2's mode update: reading `d` after the oldest label leaves (which
-the text allowed before 1.4) fails all three.
+Nothing here imports the library's coders or kernels (pladacodec only *writes* the inputs of the
+last tests): if the spec text and the implementation ever disagree, these tests say so.  The
+golden files cover every path of the label model's literals (C <= 32 with the candidates
+excluded, 33 <= C <= 256, C > 256 in high and low parts), run boundaries from jumps and from a
+folder layout, and a window whose mode is often tied (label-context-noisy pins §6.3's update).
 """
 
 from __future__ import annotations
 
-import struct
+import functools
+from bisect import bisect_right
 
 import numpy as np
 import pytest
 
-from common import GOLDEN_DIR, load_sidecar
-from test_spec_static import sections
+from test_spec_static import (
+    INDEX_DECODERS,
+    INDEX_METHODS,
+    LABEL_DECODERS,
+    LABEL_METHODS,
+    MANIFEST,
+    RANS_L,
+    Cursor,
+    check_golden,
+    decode,
+    need,
+    parse,
+)
+from common import GOLDEN_DIR
 
-RANS_L = 1 << 31
-V10 = (12, 64)  # §5.6 (methods 3 / 2): 12-bit probabilities, a prior worth 64 observations
-V11 = (15, 256)  # §5.7 (methods 4 / 3, and 6 / 5): 15 bits, 256 observations
+BITS = 15
+M = 1 << BITS
 
 
-def bitlen(v: int) -> int:
-    return v.bit_length()
-
-
-# --- §5.6 adaptive tables (with the changes of §5.7) ------------------------------------------
-
-
-def next_point(point: int) -> int:
-    """The rebuild points go 1, 2, 4, ..., 1,024, then +1,024 each time."""
-    return point * 2 if point < 1024 else point + 1024
-
-
-class Table:
-    """One context of an adaptive table: counts, seen, rebuild point, frequencies."""
-
-    def __init__(self, n_symbols: int, version: tuple[int, int], weight: int = 8) -> None:
-        self.m, self.strength = 1 << version[0], version[1]
-        self.weight = weight  # one observation, in a table without a prior (§5.6; 1 for §6.6's literals)
-        self.counts = [0] * n_symbols
-        self.seen = 0
-        self.point = 0  # 0: not built yet
-        self.freq: list[int] = []
-        self.cum: list[int] = []
-
-    def build(self, prior: list[int] | None) -> None:
-        a = len(self.counts)
-        if sum(self.counts) >= 1 << 16:
-            self.counts = [(c + 1) >> 1 for c in self.counts]
-        m = self.m
-        spread = m - a
-        if prior is None:
-            weights = [self.weight * c + 1 for c in self.counts]
-            total = self.weight * sum(self.counts) + a
-        else:
-            weights = [8 * m * c + 8 * self.strength * p for c, p in zip(self.counts, prior)]
-            total = 8 * m * (sum(self.counts) + self.strength)
-        freq = [1 + w * spread // total for w in weights]
-        freq[freq.index(max(freq))] += m - sum(freq)
-        self.freq = freq
-        self.cum = [0]
-        for f in freq:
-            self.cum.append(self.cum[-1] + f)
-
-    def first_use(self, prior: list[int] | None) -> None:
-        if self.point == 0:
-            self.build(prior)
-            self.point = 1
-
-    def count(self, s: int) -> None:
-        self.counts[s] += 1
-        self.seen += 1
-
-    def due(self) -> bool:
-        return self.seen >= self.point
-
-    def rebuild(self, prior: list[int] | None) -> None:
-        self.build(prior)
-        self.point = next_point(self.point)
+# --- §7.2 adaptive rANS and its tables ----------------------------------------------------------
 
 
 class Stream:
-    """§5.6: 64-bit state, 32-bit words, the first two words the initial state (high first)."""
+    """One 64-bit state, 32-bit words, the first two words the initial state (high first)."""
 
-    def __init__(self, words: list[int], bits: int) -> None:
-        assert len(words) >= 2
-        self.bits = bits
+    def __init__(self, words: list[int]) -> None:
+        need(len(words) >= 2, "an adaptive stream has at least two words")
         self.words, self.pos = words, 2
         self.x = (words[0] << 32) | words[1]
+        need(RANS_L <= self.x < 1 << 63, "initial state out of range")
 
     def decode(self, freq: list[int], cum: list[int]) -> int:
-        slot = self.x % (1 << self.bits)
-        s = max(j for j in range(len(freq)) if cum[j] <= slot)
-        assert cum[s] <= slot < cum[s] + freq[s]
-        self.x = freq[s] * (self.x >> self.bits) + slot - cum[s]
+        slot = self.x & (M - 1)
+        s = bisect_right(cum, slot) - 1  # cum_s <= slot < cum_(s+1); skips symbols of frequency 0
+        self.x = freq[s] * (self.x >> BITS) + slot - cum[s]
         if self.x < RANS_L:
+            need(self.pos < len(self.words), "the stream ran out of words")
             self.x = (self.x << 32) | self.words[self.pos]
             self.pos += 1
         return s
 
     def finish(self) -> None:
-        assert self.x == RANS_L and self.pos == len(self.words)
+        need(self.x == RANS_L and self.pos == len(self.words), "final state 2^31, every word used")
 
 
-def read_words(body) -> list[int]:
-    n_words = body.varint()
-    return list(struct.unpack(f"<{n_words}I", body.take(4 * n_words)))
+class Rule:
+    """How a table's contexts are built (§7.2): observation weight without a prior or strength
+    with one, the halving threshold, the rebuild step, the first point after a build at seen = 0."""
+
+    def __init__(self, weight: int = 8, strength: int = 0, halve_at: int = 1 << 16, step: int = 1024, first: int = 1):
+        self.weight, self.strength, self.halve_at, self.step, self.first = weight, strength, halve_at, step, first
 
 
-# --- §5.3 / §5.7 / §5.9 the gap model -----------------------------------------------------------
+class Context:
+    """One context: counts, seen, rebuild point (None: built on first use), freq / cum once built."""
+
+    def __init__(self, n_symbols: int, rule: Rule, point: int | None = None) -> None:
+        self.rule = rule
+        self.counts = [0] * n_symbols
+        self.seen = 0
+        self.point = point
+        self.freq: list[int] | None = None
+        self.cum: list[int] = []
+
+    def build(self, prior: list[int] | None = None) -> None:
+        rule, a = self.rule, len(self.counts)
+        if sum(self.counts) >= rule.halve_at:
+            self.counts = [(c + 1) >> 1 for c in self.counts]
+        spread = M - a
+        if prior is None:
+            weights = [rule.weight * c + 1 for c in self.counts]
+            total = rule.weight * sum(self.counts) + a
+        else:
+            weights = [8 * M * c + 8 * rule.strength * p for c, p in zip(self.counts, prior)]
+            total = 8 * M * (sum(self.counts) + rule.strength)
+        freq = [1 + w * spread // total for w in weights]
+        freq[freq.index(max(freq))] += M - sum(freq)
+        self.freq = freq
+        self.cum = [0]
+        for f in freq:
+            self.cum.append(self.cum[-1] + f)
+        seen = self.seen
+        self.point = rule.first if seen == 0 else (2 * seen if seen < rule.step else seen + rule.step)
+
+    @property
+    def built(self) -> bool:
+        return self.freq is not None
+
+    def count(self, s: int) -> bool:
+        """Count symbol s; True if the context is due for a rebuild."""
+        self.counts[s] += 1
+        self.seen += 1
+        return self.seen >= self.point
+
+    def decode(self, stream: Stream, prior: list[int] | None = None) -> int:
+        """Build on first use, decode, count, rebuild if due (a context without a parent chain)."""
+        if not self.built:
+            self.build(prior)
+        s = stream.decode(self.freq, self.cum)
+        if self.count(s):
+            self.build(prior)
+        return s
+
+
+def folder_of(starts: list[int], x: int) -> int:
+    """The folder holding index x (an index at or past N: the last folder)."""
+    return bisect_right(starts, x) - 1
+
+
+# --- §5.2 / §5.3 the gap model ------------------------------------------------------------------
 
 
 def half_octave(v: int) -> int:
-    """§5.3: 2·bitlen(v) + (the second bit below the top of v, if bitlen >= 2), capped at 39."""
-    b = bitlen(v)
-    level = 2 * b + ((v >> (b - 2)) & 1 if b >= 2 else 0)
-    return min(level, 39)
+    b = v.bit_length()
+    return min(2 * b + ((v >> (b - 2)) & 1 if b >= 2 else 0), 39)
+
+
+def run_half_octave(run_sum: int, n: int) -> int:
+    """The half-octave of 16·S'/n + 1, from u = floor(4·(16·S' + n) / n)."""
+    u = 4 * (16 * run_sum + n) // n
+    b = u.bit_length()
+    return min(2 * b + ((u >> (b - 2)) & 1) - 4, 39)
 
 
 def token_range(t: int) -> tuple[int, int]:
-    """(lo_t, w_t) of §5.7."""
+    """(lo_t, w_t)."""
     if t < 8:
         return t, 1
     e = (t - 8) // 4 + 3
@@ -136,14 +151,14 @@ def token_range(t: int) -> tuple[int, int]:
     return (1 << e) + ((t - 8) % 4) * w, w
 
 
-def geometric_row(level: int, n_tok: int, m: int = 1 << 15) -> list[int]:
-    """G[level] of §5.7, in Q31 integers as the spec lists the steps."""
+@functools.lru_cache(maxsize=None)
+def geometric_table(level: int, n_tok: int) -> tuple[int, ...]:
+    """G[level] over T tokens, in Q31 integers."""
     one = 1 << 31
     b = level >> 1
     r8 = 12 if b < 2 else (1 << (b + 2)) + (2 * (level & 1) + 1) * (1 << b)
     num = 5 * (r8 - 8) + 32
-    q = num * (1 << 31) // (num + 640)
-    qpow = [q]
+    qpow = [num * (1 << 31) // (num + 640)]
     for _ in range(41):
         qpow.append(qpow[-1] * qpow[-1] >> 31)
 
@@ -161,432 +176,334 @@ def geometric_row(level: int, n_tok: int, m: int = 1 << 15) -> list[int]:
         lo, w = token_range(t)
         mass.append(max(0, surv(lo) - surv(lo + w)) if t < n_tok - 1 else surv(lo))
     total = sum(mass)
-    g = [1 + w * (m - n_tok) // total for w in mass]
-    g[g.index(max(g))] += m - sum(g)
-    return g
+    g = [1 + x * (M - n_tok) // total for x in mass]
+    g[g.index(max(g))] += M - sum(g)
+    return tuple(g)
 
 
 class RawBits:
     def __init__(self, data: bytes) -> None:
-        self.data, self.pos = data, 0
+        self.value, self.size, self.pos = int.from_bytes(data, "little"), len(data), 0
 
     def take(self, n: int) -> int:
-        value = 0
-        for j in range(n):
-            byte, bit = divmod(self.pos + j, 8)
-            value |= ((self.data[byte] >> bit) & 1) << j
+        need(self.pos + n <= 8 * self.size, "raw bits ran out")
+        out = (self.value >> self.pos) & ((1 << n) - 1)
         self.pos += n
-        return value
+        return out
 
     def finish(self) -> None:
-        assert (self.pos + 7) // 8 == len(self.data), "a whole unused raw byte"
-        if self.pos % 8:
-            assert self.data[-1] >> (self.pos % 8) == 0, "non-zero padding"
+        need((self.pos + 7) // 8 == self.size, "a whole unused raw byte")
+        need(self.value >> self.pos == 0, "non-zero padding bits")
 
 
-def folder_of(starts: list[int], x: int) -> int:
-    lo, hi = 0, len(starts)  # the last start <= x
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if starts[mid] <= x:
-            lo = mid
-        else:
-            hi = mid
-    return lo
+GAP_GRAND = Rule(weight=8)
+GAP_PARENT = Rule(strength=256, first=16)
+GAP_CHILD = Rule(strength=256)
 
 
-def run_level(run_sum: int, n: int) -> int:
-    """§5.10: the half-octave of 16·S'/n + 1, from u = floor(4·(16·S' + n) / n)."""
-    u = 4 * (16 * run_sum + n) // n
-    b = bitlen(u)
-    return min(2 * b + ((u >> (b - 2)) & 1) - 4, 39)
-
-
-def decode_gaps(method: int, params, body, count: int, base: int, starts: list[int] | None) -> list[int]:
-    """Index method 3, 4, 6, 7 or 8 (``starts``: the folder layout's first indices, for 6 and 8)."""
-    v10 = method == 3
-    v15 = method in (7, 8)  # §5.10: the whole run's density, restarts on drift, prior 3/4 geometric
-    version = V10 if v10 else V11
-    n_tok = 160 if v10 else params.varint()
-    words = read_words(body)
-    raw = RawBits(body.take(len(body.data) - body.pos))
-    stream = Stream(words, version[0])
-    grand = Table(n_tok, version)
-    parents = [Table(n_tok, version) for _ in range(40)]
-    geo: dict[int, list[int]] = {}
-    children = [Table(n_tok, version) for _ in range(320)]
-    young = 0 if v10 else 16  # §5.7: young children borrow their parent's table until 16 symbols
-    for child in children:
-        child.point = young
-    fresh_min = 2 if starts is not None else 4
+def index_context(section: Cursor, count: int, base: int, n_reference: int, starts: list[int] | None) -> list[int]:
+    """Index method 2 (``starts`` None: jumps are run boundaries) or 3 (folder changes)."""
+    n_tok = section.varint()
+    need(1 <= n_tok <= 160, "token alphabet")
+    stream = Stream(section.words(section.varint()))
+    raw = RawBits(section.take(section.remaining))
+    grand = Context(n_tok, GAP_GRAND)
+    parents = [Context(n_tok, GAP_PARENT) for _ in range(40)]
+    children = [Context(n_tok, GAP_CHILD, point=16) for _ in range(320)]  # young until 16 symbols
+    n_min = 4 if starts is None else 2
 
     def parent_prior(level: int) -> list[int]:
-        if v10:  # §5.3: the parent's prior is the grandparent
-            return grand.freq
-        if v15:
-            return [(g + 3 * h) // 4 for g, h in zip(grand.freq, geo[level])]
-        return [(g + h) // 2 for g, h in zip(grand.freq, geo[level])]
+        return [(g + 3 * h) // 4 for g, h in zip(grand.freq, geometric_table(level, n_tok))]
 
-    skips: list[int] = []
-    since, since_sum = (0, 0) if v15 else (16, 0)  # methods 4 / 6: no run at the start of a block
-    prev_tok = 0
+    last16, s16 = [0] * 16, 0  # the last 16 skips (a ring) and their sum S
+    n, run_sum = 0, 0
+    mag = 0
     x_prev = None
+    skips = []
     for i in range(count):
-        s16 = sum(skips[-16:])
         level = half_octave(s16 + 1)
-        if v15:
-            if since >= fresh_min:
-                run = run_level(since_sum, since)
-                if since < 16 or abs(run - level) < 4:
-                    level = run
-                else:  # the run drifted from the last 16 skips: restart it from them
-                    since, since_sum = 16, s16
-        elif not v10 and fresh_min <= since < 16:
-            level = half_octave(16 * since_sum // since + 1)
-        mag = min(prev_tok if prev_tok < 8 else 8 + (prev_tok - 8) // 4, 7) if i else 0
-        child, parent = children[level * 8 + mag], parents[level]
-        if parent.point == 0:  # built on first use, from the grandparent (built on first use too)
-            geo[level] = geometric_row(level, n_tok)
-            grand.first_use(None)
-            parent.first_use(parent_prior(level))
-        if v10:
-            child.first_use(parent.freq)
-        table = child if child.seen >= young else parent
-        tok = stream.decode(table.freq, table.cum)
-        # updates: child, grandparent, parent (each rebuilt if due), then the child if due
-        child.count(tok)
-        grand.count(tok)
-        if grand.due():
-            grand.rebuild(None)
-        parent.count(tok)
-        if parent.due():
-            parent.rebuild(parent_prior(level))
-        if child.due():
-            child.rebuild(parent.freq)
-        if tok < 8:
-            v = tok
+        if n >= n_min:
+            run = run_half_octave(run_sum, n)
+            if n < 16 or abs(run - level) < 4:
+                level = run
+            else:  # drifted from the last 16 skips: the run restarts from them
+                n, run_sum = 16, s16
+        child, parent = children[level * 8 + min(mag, 7)], parents[level]
+        if not parent.built:
+            if not grand.built:
+                grand.build()
+            parent.build(parent_prior(level))
+        table = child if child.seen >= 16 else parent
+        t = stream.decode(table.freq, table.cum)
+        child_due = child.count(t)
+        if grand.count(t):
+            grand.build()
+        if parent.count(t):
+            parent.build(parent_prior(level))
+        if child_due:
+            child.build(parent.freq)
+        if t < 8:
+            v = t
         else:
-            e = (tok - 8) // 4 + 3
-            v = (1 << e) | (((tok - 8) % 4) << (e - 2)) | raw.take(e - 2)
-        # run boundaries
+            lo, w = token_range(t)
+            v = lo + raw.take(w.bit_length() - 1)
+        mag = t if t < 8 else 8 + (t - 8) // 4
         x = base + v if x_prev is None else x_prev + v + 1
-        if v10:
-            boundary = False
-        elif starts is None:
+        if starts is None:
             boundary = i >= 16 and v > 4 * (s16 // 16) + 8
         else:
             boundary = x_prev is not None and folder_of(starts, x) != folder_of(starts, x_prev)
         if boundary:
-            since, since_sum = 0, 0
-        elif since < (4096 if v15 else 16):
-            since, since_sum = since + 1, since_sum + v
+            n, run_sum = 0, 0
+        elif n < 4096:
+            n, run_sum = n + 1, run_sum + v
+        s16 += v - last16[i % 16]
+        last16[i % 16] = v
         skips.append(v)
-        prev_tok = tok
         x_prev = x
     stream.finish()
     raw.finish()
     return skips
 
 
-# --- §6.2 / §6.3 / §6.5 the label model ---------------------------------------------------------
+# --- §6.2 drift ---------------------------------------------------------------------------------
 
 
-def decode_labels(method: int, body, skips: list[int], base: int, n_classes: int, starts: list[int] | None) -> list[int]:
-    """Label method 2, 3, 5, 6, 7 or 9 (``starts``: the folder layout's first indices, for 5 and 7)."""
-    v10 = method == 2
-    v14 = method in (6, 7, 9)  # §6.6: 24 magnitudes, 24 parents, children's prior worth 32, literal weight 1
-    n_h = 3 if method == 9 else 2  # §6.8: hit becomes h, which also knows a new label's run
-    version = V10 if v10 else V11
-    stream = Stream(read_words(body), version[0])
-    mag_cap = 23 if v14 else 11
-    parents = [Table(4, version) for _ in range((3 if v14 else 1) * 4 * n_h)]
-    children = [Table(4, (version[0], 32) if v14 else version) for _ in range((mag_cap + 1) * 4 * n_h)]
-    split = n_classes > 256
-    exclude = n_classes <= 32 and not v10
+def label_drift(section: Cursor, count: int, n_classes: int, skips, base: int, starts) -> list[int]:
+    h = section.u8()
+    need(4 <= h <= 16, "halving exponent")
+    stream = Stream(section.words_to_end())
+    rule = Rule(weight=2, halve_at=1 << h, step=1 << max(h - 5, 0))
+    labels = []
+    if n_classes <= 256:
+        table = Context(n_classes, rule)
+        labels = [table.decode(stream) for _ in range(count)]
+    else:
+        n_hi = -(-n_classes // 256)
+        high, lows = Context(n_hi, rule), [Context(256, rule) for _ in range(n_hi)]
+        for _ in range(count):
+            hi = high.decode(stream)
+            labels.append((hi << 8) + lows[hi].decode(stream))
+    need(all(label < n_classes for label in labels), "a label beyond C")
+    stream.finish()
+    return labels
+
+
+# --- §6.3 / §6.4 the label context model --------------------------------------------------------
+
+LABEL_PARENT = Rule(weight=8)
+LABEL_CHILD = Rule(strength=32)
+LITERAL = Rule(weight=1)
+
+
+def label_context(section: Cursor, count: int, n_classes: int, skips: list[int], base: int, starts) -> list[int]:
+    """Label method 3 (``starts`` None: jumps are run boundaries) or 4 (folder changes, hit = 0 there)."""
+    stream = Stream(section.words_to_end())
+    parents = [Context(4, LABEL_PARENT) for _ in range(36)]
+    children = [Context(4, LABEL_CHILD) for _ in range(288)]
+    split, exclude = n_classes > 256, n_classes <= 32
     n_hi = -(-n_classes // 256)
-    weight = 1 if v14 else 8
-    literal = Table(n_classes, version, weight) if not split else None
-    high = Table(n_hi, version, weight)
-    lows = [Table(256, version, weight) for _ in range(n_hi)]
-    m = 1 << version[0]
-    window: list[int] = []  # the last 8 labels, oldest first
-    mode = None
-    recent: list[int] = []  # the 4 most recent distinct labels, most recent first
+    literal = Context(n_classes, LITERAL) if not split else None
+    high = Context(n_hi, LITERAL) if split else None
+    lows = [Context(256, LITERAL) for _ in range(n_hi)] if split else None
+    window: list[int] = []  # up to the last 8 labels since the last reset, oldest first
+    mode, d = None, 0  # D and its count in the window
+    recent: list[int] = []  # up to 4 distinct labels, most recent first
     hit = 0
     labels: list[int] = []
+    last16, s16 = [0] * 16, 0
     x_prev = None
     for i, v in enumerate(skips):
-        # candidates from the window as it is
-        cands = [mode] + [label for label in recent if label != mode][:2]
-        cands = (cands + [None] * 3)[:3]
-        # run boundary: the window empties after the candidates are formed (§6.3)
+        # 1. candidates
+        by_rank = ([mode] + [label for label in recent if label != mode][:2] + [None, None])[:3]
+        cands = [c for c in by_rank if c is not None]
+        # 2. run boundary
         x = base + v if x_prev is None else x_prev + v + 1
-        if v10:
-            boundary = False
-        elif starts is None:
-            boundary = i >= 16 and v > 4 * (sum(skips[i - 16 : i]) // 16) + 8
+        if starts is None:
+            boundary = i >= 16 and v > 4 * (s16 // 16) + 8
         else:
             boundary = x_prev is not None and folder_of(starts, x) != folder_of(starts, x_prev)
         if boundary:
-            window, mode = [], None
+            window, mode, d = [], None, 0
             if starts is not None:
-                hit = 0  # §6.5
-        mag = min(v if v < 8 else bitlen(v) + 4, mag_cap)
-        d_count = window.count(mode) if mode is not None else 0
-        strength = (d_count - 1) * 4 // 8 if d_count else 0
-        h = hit
-        if n_h == 3 and not hit and len(labels) >= 2 and labels[-1] == labels[-2] and mode is not None and labels[-1] != mode:
-            h = 2  # §6.8: the last two labels agree on another label than D
-        pc = strength * n_h + h
-        coarse = (0 if mag < 8 else 1 if mag < 15 else 2) if v14 else 0  # §6.6: the parent sees the skip
-        child, parent = children[mag * 4 * n_h + pc], parents[coarse * 4 * n_h + pc]
-        parent.first_use(None)
-        child.first_use(parent.freq)
+                hit = 0
+        s16 += v - last16[i % 16]
+        last16[i % 16] = v
+        # 3. context
+        mag = min(v if v < 8 else v.bit_length() + 4, 23)
+        strength = (d - 1) * 4 // 8 if d > 0 else 0
+        state = hit
+        if not hit and len(labels) >= 2 and labels[-1] == labels[-2] and mode is not None and labels[-1] != mode:
+            state = 2
+        coarse = 0 if mag < 8 else 1 if mag < 15 else 2
+        child = children[mag * 12 + strength * 3 + state]
+        parent = parents[coarse * 12 + strength * 3 + state]
+        if not child.built:
+            if not parent.built:
+                parent.build()
+            child.build(parent.freq)
+        # 4. r and the updates
         r = stream.decode(child.freq, child.cum)
-        child.count(r)
-        parent.count(r)
-        if parent.due():
-            parent.rebuild(None)
-        if child.due():
-            child.rebuild(parent.freq)
+        child_due = child.count(r)
+        if parent.count(r):
+            parent.build()
+        if child_due:
+            child.build(parent.freq)
+        # 5. the label
         if r < 3:
-            label = cands[r]
-            assert label is not None, "a candidate that does not exist yet"
+            label = by_rank[r]
+            need(label is not None, "a candidate that does not exist")
+        elif exclude:
+            if not literal.built:
+                literal.build()
+            gone = sum(literal.freq[c] for c in cands)
+            need(M - gone > 0, "no room for a literal")
+            scale = M * (1 << 16) // (M - gone)
+            f2 = [0 if s in cands else literal.freq[s] * scale >> 16 for s in range(n_classes)]
+            f2[f2.index(max(f2))] += M - sum(f2)
+            cum2 = [0]
+            for f in f2:
+                cum2.append(cum2[-1] + f)
+            label = stream.decode(f2, cum2)
+            if literal.count(label):
+                literal.build()
         elif not split:
-            literal.first_use(None)
-            if exclude:
-                present = [c for c in cands if c is not None]
-                gone = sum(literal.freq[c] for c in present)
-                scale = m * (1 << 16) // (m - gone)
-                f2 = [0 if s in present else literal.freq[s] * scale >> 16 for s in range(n_classes)]
-                f2[f2.index(max(f2))] += m - sum(f2)
-                cum2 = [0]
-                for f in f2:
-                    cum2.append(cum2[-1] + f)
-                label = stream.decode(f2, cum2)
-            else:
-                label = stream.decode(literal.freq, literal.cum)
-            literal.count(label)
-            if literal.due():
-                literal.rebuild(None)
+            label = literal.decode(stream)
         else:
-            high.first_use(None)
-            hi = stream.decode(high.freq, high.cum)
-            high.count(hi)
-            if high.due():
-                high.rebuild(None)
-            low = lows[hi]
-            low.first_use(None)
-            lo = stream.decode(low.freq, low.cum)
-            low.count(lo)
-            if low.due():
-                low.rebuild(None)
-            label = (hi << 8) + lo
-        assert label < n_classes
+            hi = high.decode(stream)
+            label = (hi << 8) + lows[hi].decode(stream)
+        need(label < n_classes, "a label beyond C")
+        # 6. the state
         labels.append(label)
         hit = 1 if r == 0 else 0
         if label in recent:
             recent.remove(label)
         recent = [label] + recent[:3]
-        # the window and its mode
         dropped = window[0] if len(window) == 8 else None
-        before = window.count(mode) if mode is not None else 0  # D's count before this entry
         window = window[-7:] + [label]
-        counts = {lab: window.count(lab) for lab in window}
-        if mode is None or label == mode:
-            mode = label if mode is None else mode
-        elif counts[label] >= before:  # reaches D's count from before the entry: takes over
+        n_label = window.count(label)
+        if mode is None:
             mode = label
-        elif dropped == mode:  # the mode's count dropped: rescan from the most recent entry
-            best = max(counts.values())
-            mode = next(lab for lab in reversed(window) if counts[lab] == best)
+        elif label == mode:
+            pass
+        elif n_label >= d:  # d: D's count before this entry
+            mode = label
+        elif dropped == mode:  # rescan from the most recent label to the oldest
+            best = max(window.count(lab) for lab in window)
+            mode = next(lab for lab in reversed(window) if window.count(lab) == best)
+        d = window.count(mode)
         x_prev = x
     stream.finish()
     return labels
 
 
-# --- §6.7 label method 8: order 0 with forgetting ----------------------------------------------
+ALL_INDEX = {**INDEX_DECODERS, 2: index_context, 3: index_context}
+ALL_LABEL = {**LABEL_DECODERS, 2: label_drift, 3: label_context, 4: label_context}
 
 
-class ForgetTable:
-    """§6.7: counts that halve at 2^h, rebuild points 1, 2, 4, ... below R, then every R."""
-
-    def __init__(self, n_symbols: int, h: int) -> None:
-        self.counts = [0] * n_symbols
-        self.h, self.r = h, 1 << max(h - 5, 0)
-        self.seen = 0
-        self.point = 0  # 0: not built yet
-        self.freq: list[int] = []
-        self.cum: list[int] = []
-
-    def build(self) -> None:
-        if sum(self.counts) >= 1 << self.h:
-            self.counts = [(c + 1) >> 1 for c in self.counts]
-        m, a = 1 << 15, len(self.counts)
-        total = 2 * sum(self.counts) + a
-        freq = [1 + (2 * c + 1) * (m - a) // total for c in self.counts]
-        freq[freq.index(max(freq))] += m - sum(freq)
-        self.freq, self.cum = freq, [sum(freq[:s]) for s in range(a + 1)]
-        self.point = 1 if self.point == 0 else (self.point * 2 if self.point < self.r else self.point + self.r)
-
-    def decode(self, stream: Stream) -> int:
-        if self.point == 0:
-            self.build()
-        s = stream.decode(self.freq, self.cum)
-        self.counts[s] += 1
-        self.seen += 1
-        if self.seen >= self.point:
-            self.build()
-        return s
+def decode_all(data: bytes, starts=None):
+    return decode(data, starts, ALL_INDEX, ALL_LABEL)
 
 
-def decode_labels_forget(params, body, count: int, n_classes: int) -> list[int]:
-    """Label method 8."""
-    h = params.u8()
-    assert 4 <= h <= 16
-    stream = Stream(read_words(body), 15)
-    if n_classes <= 256:
-        table = ForgetTable(n_classes, h)
-        labels = [table.decode(stream) for _ in range(count)]
-    else:
-        n_hi = -(-n_classes // 256)
-        high, lows = ForgetTable(n_hi, h), [ForgetTable(256, h) for _ in range(n_hi)]
-        labels = []
-        for _ in range(count):
-            hi = high.decode(stream)
-            labels.append((hi << 8) + lows[hi].decode(stream))
-    assert all(label < n_classes for label in labels)
-    stream.finish()
-    return labels
+# --- the golden files ---------------------------------------------------------------------------
 
 
-# --- the golden files --------------------------------------------------------------------------
+def test_the_spec_decoders_cover_every_method_of_the_library():
+    """FORMAT.md's method table (as test_spec_static.py copies it) is the library's registry, and
+    this file decodes every method of it: a method added without a from-spec decoder fails."""
+    from pladacodec import _methods
 
-CONTEXT_GOLDEN = [
-    "index-3-label-2",
-    "index-3-label-3",
-    "index-4-label-2",
-    "index-4-label-3",
-    "clustered-c10",
-    "clustered-c300",
-    "clustered-c100",
-    "index-6-label-5",
-    "clustered-folders-c10",
-    "clustered-folders-c300",
-    "index-4-label-5",
-    "index-6-label-3",
-    "index-4-label-6",
-    "index-6-label-7",
-    "index-4-label-7",
-    "index-6-label-6",
-    "clustered-l6-c10",
-    "clustered-l6-c100",
-    "clustered-l6-c300",
-    "clustered-folders-l7-c10",
-    "clustered-folders-l7-c300",
-    "noisy-l2",
-    "noisy-l3",
-    "noisy-l6",
-    "index-4-label-8",
-    "index-7-label-6",
-    "index-8-label-7",
-    "index-7-label-3",
-    "index-8-label-5",
-    "clustered-i7-c10",
-    "clustered-i7-c300",
-    "clustered-folders-i8-c10",
-    "clustered-folders-i8-c300",
-    "index-7-label-9",
-    "index-4-label-9",
-    "clustered-l9-c10",
-    "clustered-l9-c100",
-    "clustered-l9-c300",
-    "clustered-l8-c10",
-    "clustered-l8-c300",
-]
+    assert {m.id: m.name for m in _methods.METHODS if m.kind == "index"} == INDEX_METHODS
+    assert {m.id: m.name for m in _methods.METHODS if m.kind == "label"} == LABEL_METHODS
+    assert set(ALL_INDEX) == set(INDEX_METHODS) and set(ALL_LABEL) == set(LABEL_METHODS)
 
 
-@pytest.mark.parametrize("name", CONTEXT_GOLDEN)
-def test_spec_decoder_reads_the_golden_files(name: str):
-    data = (GOLDEN_DIR / f"{name}.plada").read_bytes()
-    sidecar = load_sidecar(GOLDEN_DIR / f"{name}.json")
-    expected = sidecar["decoded"]
-    folders = sidecar["encode"].get("folders")
-    starts = folders["starts"] if folders else None
+def test_every_method_has_a_golden_file():
+    """A missing golden file fails, never skips."""
+    used = {"index": set(), "label": set()}
+    for name in MANIFEST:
+        for block in parse((GOLDEN_DIR / f"{name}.plada").read_bytes()).blocks:
+            used["index"].add(block.index_method)
+            used["label"].add(block.label_method)
+    assert used["index"] == set(INDEX_METHODS), f"index methods without a golden file: {set(INDEX_METHODS) - used['index']}"
+    assert used["label"] == set(LABEL_METHODS), f"label methods without a golden file: {set(LABEL_METHODS) - used['label']}"
+    assert {p.stem for p in GOLDEN_DIR.glob("*.plada")} == set(MANIFEST)
+
+
+@pytest.mark.parametrize("name", sorted(MANIFEST))
+def test_spec_decoder_reads_the_golden_files(name):
+    check_golden(name, ALL_INDEX, ALL_LABEL)
+
+
+# --- what the encoder writes --------------------------------------------------------------------
+
+
+def structured(n_classes: int, seed: int, n_reference: int = 100_000):
+    """~1,500 entries: dense runs inside folders of 300-699 images with a dominant label each, some
+    runs spilling over a folder boundary, scattered singles; and the folders' first indices."""
+    rng = np.random.default_rng(seed)
+    sizes = rng.integers(300, 700, n_reference // 300)
+    starts = np.concatenate(([0], np.cumsum(sizes)))
+    starts = starts[starts < n_reference]
     indices, labels = [], []
-    for entries, base, (i_method, i_params, i_body), (l_method, l_params, l_body) in sections(data):
-        assert i_method in (3, 4, 6, 7, 8) and l_method in (2, 3, 5, 6, 7, 8, 9)
-        skips = decode_gaps(i_method, i_params, i_body, entries, base, starts if i_method in (6, 8) else None)
-        assert i_params.pos == len(i_params.data)
-        position = base - 1
-        for skip in skips:
-            position += skip + 1
-            indices.append(position)
-        if l_method == 8:
-            labels += decode_labels_forget(l_params, l_body, entries, expected["n_classes"])
-            assert l_params.pos == len(l_params.data)
-        else:
-            assert l_params.data == b""
-            labels += decode_labels(l_method, l_body, skips, base, expected["n_classes"], starts if l_method in (5, 7) else None)
-        assert l_body.pos == len(l_body.data)
-    assert indices == expected["indices"]
-    assert labels == expected["labels"]
+    for folder in rng.choice(len(starts) - 1, 12, replace=False):
+        lo = int(starts[folder]) + int(rng.integers(0, 100))
+        run = lo + np.flatnonzero(rng.random(int(rng.integers(50, 450))) < rng.uniform(0.1, 0.9))
+        noisy = rng.random(run.size) < 0.1
+        indices.append(run)
+        labels.append(np.where(noisy, rng.integers(0, n_classes, run.size), rng.integers(0, n_classes)))
+    indices.append(rng.integers(0, n_reference, 80))
+    labels.append(rng.integers(0, n_classes, 80))
+    indices, first = np.unique(np.concatenate(indices), return_index=True)
+    return indices, np.concatenate(labels)[first], n_reference, starts
 
 
-# --- beyond the golden files: what the encoder writes for benchmark workloads ------------------
+def uniform(n_classes: int, seed: int, n_reference: int = 1_000_000):
+    rng = np.random.default_rng(seed)
+    indices = np.sort(rng.choice(n_reference, 1200, replace=False))
+    return indices, rng.integers(0, n_classes, indices.size), n_reference, np.arange(0, n_reference, 997)
 
-WORKLOADS = [("in1k-c10", 0.1), ("in21k-c200", 0.01), ("in1k-c1000", 0.01), ("uniform-in1k-c100", 0.01)]
+
+SELECTIONS = {
+    "structured-c10": lambda: structured(10, 1),
+    "structured-c100": lambda: structured(100, 2),
+    "structured-c300": lambda: structured(300, 3),
+    "uniform-c20": lambda: uniform(20, 4),
+    "uniform-c1000": lambda: uniform(1000, 5),
+}
+PAIRS = [(2, 3), (3, 4), (2, 2), (1, 4), (3, 1)]
 
 
-@pytest.mark.parametrize("profile, keep", WORKLOADS)
-@pytest.mark.parametrize("index_method, label_method", [(4, 3), (4, 6), (6, 5), (6, 7), (7, 6), (8, 7), (7, 9)])
-def test_spec_decoder_reads_what_the_encoder_writes(profile, keep, index_method, label_method):
-    """5,000 entries of a benchmark selection, coded by the library with each context pair and read
-    by the decoder above: paths the golden files may miss (in1k-c10 @ 10 % found §6.2's mode
-    update ambiguous at entry 3,340)."""
+@pytest.mark.parametrize("index_method, label_method", PAIRS)
+@pytest.mark.parametrize("selection", list(SELECTIONS))
+def test_spec_decoder_reads_what_the_encoder_writes(selection, index_method, label_method):
+    """Each adaptive method forced on small structured and uniform selections, several blocks."""
     import pladacodec
-    from pladacodec_bench.workloads import PROFILES, folder_starts, make_selection
 
-    sel = make_selection(profile, keep)
-    indices, labels = sel.indices[:5000], sel.labels[:5000]
-    starts = folder_starts(profile) if not PROFILES[profile].uniform else np.array([0, sel.n_reference])
-    folders = pladacodec.FolderLayout(starts[:-1], sel.n_reference) if index_method in (6, 8) else None
-    data = pladacodec.encode(
-        indices, labels, sel.n_reference, n_classes=sel.n_classes,
-        index_methods=[index_method], label_methods=[label_method], folders=folders,
-    )
-    layout = [int(s) for s in starts[:-1]] if folders is not None else None
-    got_indices, got_labels = [], []
-    for entries, base, (i_method, i_params, i_body), (l_method, l_params, l_body) in sections(data):
-        assert (i_method, l_method) == (index_method, label_method)
-        skips = decode_gaps(i_method, i_params, i_body, entries, base, layout)
-        position = base - 1
-        for skip in skips:
-            position += skip + 1
-            got_indices.append(position)
-        got_labels += decode_labels(l_method, l_body, skips, base, sel.n_classes, layout)
-    assert got_indices == [int(x) for x in indices]
-    assert got_labels == [int(x) for x in labels]
+    indices, labels, n_reference, starts = SELECTIONS[selection]()
+    folders = pladacodec.FolderLayout(starts, n_reference) if index_method == 3 or label_method == 4 else None
+    n_classes = int(selection.rsplit("-c", 1)[1])
+    data = pladacodec.encode(indices, labels, n_reference, n_classes=n_classes, block_entries=700,
+                             index_methods=[index_method], label_methods=[label_method], folders=folders)
+    f, got_indices, got_labels = decode_all(data, [int(s) for s in starts] if folders is not None else None)
+    assert {(b.index_method, b.label_method) for b in f.blocks} == {(index_method, label_method)}
+    assert got_indices == indices.tolist()
+    assert got_labels == labels.tolist()
 
 
 @pytest.mark.parametrize("h", [4, 7, 16])
-def test_spec_decoder_reads_label_method_8_on_real_selections(h, monkeypatch):
-    """§6.7 on what it was made for, the real teacher's selections (bench/data/real), and on 300
-    classes (high and low parts), with the halving exponent forced: every 2^h counts halve (h = 4
-    rebuilds after every label; the encoder alone would not try it)."""
+def test_spec_decoder_reads_drift_with_every_halving_regime(h, monkeypatch):
+    """§6.2 with h forced (the encoder alone picks from 6-16): h = 4 rebuilds after every label and
+    halves at 16; C = 300 codes high and low parts."""
     import pladacodec
     from pladacodec import _context
-    from pladacodec_bench.workloads import real_selections
 
-    from common import _clustered_selection
-
-    monkeypatch.setattr(_context, "FORGET_TRIALS", (h,))
-    cases = [(sel.indices, sel.labels, sel.n_reference, sel.n_classes) for _, _, sel in real_selections()[::3]]
-    cases.append((*_clustered_selection(300, 8), 300))  # high and low parts (C > 256)
-    for indices, labels, n_reference, n_classes in cases:
-        data = pladacodec.encode(indices, labels, n_reference, n_classes=n_classes, label_methods=[8])
-        got = []
-        for entries, _, _, (l_method, l_params, l_body) in sections(data):
-            assert l_method == 8 and l_params.data == bytes([h])
-            got += decode_labels_forget(l_params, l_body, entries, n_classes)
-        assert got == [int(x) for x in labels]
+    monkeypatch.setattr(_context, "DRIFT_TRIALS", (h,))
+    for selection in ("structured-c10", "structured-c300"):
+        indices, labels, n_reference, _ = SELECTIONS[selection]()
+        n_classes = int(selection.rsplit("-c", 1)[1])
+        data = pladacodec.encode(indices, labels, n_reference, n_classes=n_classes, label_methods=[2])
+        f, _, got = decode_all(data)
+        assert {b.label_method for b in f.blocks} == {2}
+        assert {data[b.label.pos] for b in parse(data).blocks} == {h}
+        assert got == labels.tolist()
