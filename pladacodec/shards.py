@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._manifest import PathTable
+from ._manifest import PathTable, _MemoryStore
 from .errors import PladaReferenceError
 
 __all__ = ["ShardIndex", "load_index", "default_cache_dir", "INDEX_VERSION"]
@@ -185,20 +185,51 @@ def build_index(root: str | os.PathLike[str], archives: list[str]) -> ShardIndex
                 f"archives {archives[a]!r} and {archives[b]!r} would interleave in the canonical order "
                 f"(one's name without .tar is a folder of the other); keep archives side by side"
             )
-    names: list[str] = []
+    # Per archive: its manifest lines as bytes and numpy arrays; no Python object per image
+    # survives an archive (14 M members would take gigabytes as lists of str and int).
+    groups: list[bytes] = []  # manifest bytes, grouped into chunks of about 1 MB for the parser
+    pending: list[bytes] = []
+    pending_size = 0
     arch, offs, sizes = [], [], []
+    n = 0
     for rank, i in enumerate(order):
-        prefix = "/".join(stems[i])
-        for parts, off, size in list_archive(root / archives[i], archives[i]):
-            p = prefix + "/" + "/".join(parts)
-            _check_name(p)
-            names.append(p)
-            arch.append(rank)
-            offs.append(off)
-            sizes.append(size)
-    paths = PathTable.from_paths(names, f"archives under {str(root)!r}")
-    return ShardIndex(paths, tuple(archives[i] for i in order), np.asarray(arch, dtype=np.int32),
-                      np.asarray(offs, dtype=np.int64), np.asarray(sizes, dtype=np.int64))
+        members = list_archive(root / archives[i], archives[i])
+        if not members:
+            continue
+        prefix = "/".join(stems[i]) + "/"
+        names = [prefix + "/".join(parts) for parts, _, _ in members]
+        text = "\n".join(names) + "\n"
+        try:
+            if "\r" in text or "\\" in text or text.count("\n") != len(names):
+                raise UnicodeEncodeError("utf-8", "", 0, 1, "")
+            data = text.encode("utf-8")
+        except UnicodeEncodeError:
+            for p in names:
+                _check_name(p)
+            raise
+        pending.append(data)
+        pending_size += len(data)
+        if pending_size >= 1 << 20:
+            groups.append(b"".join(pending))
+            pending, pending_size = [], 0
+        arch.append(np.full(len(members), rank, dtype=np.int32))
+        offs.append(np.fromiter((m[1] for m in members), dtype=np.int64, count=len(members)))
+        sizes.append(np.fromiter((m[2] for m in members), dtype=np.int64, count=len(members)))
+        n += len(members)
+    if pending:
+        groups.append(b"".join(pending))
+    total = sum(len(g) for g in groups)
+
+    def store():
+        data = np.frombuffer(b"".join(groups), np.uint8)
+        groups.clear()
+        return _MemoryStore(data)
+
+    paths = PathTable._parse(list(groups), n, store, f"archives under {str(root)!r}", total)
+    empty32, empty64 = np.zeros(0, np.int32), np.zeros(0, np.int64)
+    return ShardIndex(paths, tuple(archives[i] for i in order),
+                      np.concatenate(arch) if arch else empty32, np.concatenate(offs) if offs else empty64,
+                      np.concatenate(sizes) if sizes else empty64)
 
 
 def load_index(root: str | os.PathLike[str], archives: list[str], *, cache_dir=None) -> ShardIndex:
