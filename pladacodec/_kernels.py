@@ -61,15 +61,17 @@ def compile_all() -> int:
     return len(_ENTRY_POINTS)
 
 
-def _jit(signature=None, inline=False):
+def _jit(signature=None):
     """The one place that decides how kernels are compiled.  With a ``signature``: an entry point
     called from Python, compiled lazily for exactly that signature.  Without: a helper that
-    kernels call (``inline``: numba inlines it into every caller)."""
+    kernels call, compiled once per argument types (callers pass non-literal arguments, so that
+    is once); LLVM inlines the small ones (the rANS step, the symbol search) into their callers.
+    (Numba-level inlining was measured: no faster, and slower to compile.)"""
 
     def wrap(fn):
         if signature is not None:
             return fn if nb.config.DISABLE_JIT else _LazyKernel(fn, signature)
-        return nb.njit(inline="never", **_JIT_OPTIONS)(fn)
+        return nb.njit(**_JIT_OPTIONS)(fn)
 
     return wrap
 
@@ -167,13 +169,13 @@ if nb.config.DISABLE_JIT:
 else:
     from numba.cpython.unsafe.numbers import leading_zeros as _leading_zeros
 
-    @_jit(inline=True)
+    @_jit()
     def _bitlen(v):
         """Number of significant bits of a uint64 (0 for 0): one count-leading-zeros instruction."""
         return 64 - np.int64(_leading_zeros(np.uint64(v)))
 
 
-@_jit(inline=True)
+@_jit()
 def _raw_take(raw, bitpos, width):
     """The ``width`` bits at ``bitpos`` of a raw-bit area (LSB-first); returns (value, new bitpos)."""
     value = np.uint64(0)
@@ -188,7 +190,7 @@ def _raw_take(raw, bitpos, width):
     return value, bitpos
 
 
-@_jit(inline=True)
+@_jit()
 def _raw_put(raw, bitpos, value, width):
     """Append the low ``width`` bits of ``value`` at ``bitpos`` (``raw`` zeroed); returns the new bitpos."""
     while width > 0:
@@ -201,7 +203,7 @@ def _raw_put(raw, bitpos, value, width):
     return bitpos
 
 
-@_jit(inline=True)
+@_jit()
 def _cumulate(freq, cum, n):
     """cum[s] = freq[0] + ... + freq[s - 1] for s <= n (cum[n] = the table's total)."""
     start = 0
@@ -211,7 +213,7 @@ def _cumulate(freq, cum, n):
     cum[n] = start
 
 
-@_jit(inline=True)
+@_jit()
 def _rans_put(x, f, start, bits, words, count):
     """rANS-encode one symbol (frequency f, cumulative start, over 2^bits) into state x, first
     emitting the low word when x would overflow (§7.1); returns (state, word count)."""
@@ -223,14 +225,14 @@ def _rans_put(x, f, start, bits, words, count):
     return ((x // f) << np.uint64(bits)) + (x % f) + np.uint64(start), count
 
 
-@_jit(inline=True)
+@_jit()
 def _rans_take(x, f, start, slot, bits):
     """The decoder's half of a symbol (§7.1): the state after the symbol [start, start + f) that
     holds ``slot``, before the refill."""
     return np.uint64(f) * (x >> np.uint64(bits)) + np.uint64(slot - start)
 
 
-@_jit(inline=True)
+@_jit()
 def _renorm(x, wpad, pos, n_words):
     """Refill the state from ``wpad`` (the words plus one zero) without a branch; a read past the
     words moves pos beyond n_words, which the end-of-stream check rejects."""
@@ -239,7 +241,7 @@ def _renorm(x, wpad, pos, n_words):
     return (refilled if need else x), pos + np.int64(need)
 
 
-@_jit(inline=True)
+@_jit()
 def _put_state(x, words, count):
     """Flush a final state as two words (low, then high: high first once reversed)."""
     words[count] = np.uint32(x & np.uint64(0xFFFFFFFF))
@@ -247,7 +249,7 @@ def _put_state(x, words, count):
     return count + 2
 
 
-@_jit(inline=True)
+@_jit()
 def _reverse(words, count):
     """Words were emitted last-symbol first; the decoder reads them in the opposite order."""
     for i in range(count // 2):
@@ -256,7 +258,7 @@ def _reverse(words, count):
         words[count - 1 - i] = tmp
 
 
-@_jit(inline=True)
+@_jit()
 def _search(cum, c, n_sym, slot):
     """The symbol s of context c with cum[c, s] <= slot < cum[c, s + 1], by binary search."""
     s = 0
@@ -270,7 +272,7 @@ def _search(cum, c, n_sym, slot):
     return s
 
 
-@_jit(inline=True)
+@_jit()
 def _find(cum, lut, c, slot):
     """The symbol of context c whose range holds ``slot``, through the context's slot table."""
     s = np.int64(lut[c, slot >> LUT_SHIFT])
@@ -349,15 +351,12 @@ def _rebuild(counts, seen, nxt, freq, cum, lut, c, pfreq, pc, with_lut, n_sym, r
         nxt[c] = seen_c * 2 if seen_c < step else seen_c + step
 
 
-@_jit(inline=True)
+@_jit()
 def _rule(strength, young):
     """A rebuild rule of §7.2 as _rebuild takes it: (strength, halve at 2^16, step 1,024, young)."""
     return np.array([strength, S.HALVE_AT, S.REBUILD_STEP, young], dtype=np.int64)
 
 
-# The same, inlined where a table is tiny and rebuilt often (gap parents' priors, label rank
-# contexts), so the call's fixed cost disappears.  Only there: every inlined site adds compile time.
-_rebuild_inline = _rebuild if nb.config.DISABLE_JIT else _jit(inline=True)(_rebuild.py_func)
 
 
 @_jit(i64(i32[::1], i32[::1], i64, u32[::1]))
@@ -392,7 +391,7 @@ def _stream_open(words, decoding):
     return wpad, x, 2
 
 
-@_jit(inline=True)
+@_jit()
 def _folder_step(ends, f, at, v, i):
     """Entry i (skip v) lies at ``at + v``; move f to its folder.  Returns (whether entry i >= 1
     is in another folder than entry i - 1, f, the entry + 1).  ``ends[j]`` is the end of folder
@@ -406,7 +405,7 @@ def _folder_step(ends, f, at, v, i):
     return moved and i > 0, f, x + np.uint64(1)
 
 
-@_jit(inline=True)
+@_jit()
 def _jump(i, v, window_sum):
     """Entry i (skip v) is a jump: v > 4 x the mean of the previous 16 skips + 8 (entries >= 16)."""
     return i >= S.GAP_WINDOW and v > np.uint64(S.BOUNDARY_FACTOR) * (window_sum // np.uint64(S.GAP_WINDOW)) + np.uint64(S.BOUNDARY_SLACK)
@@ -421,14 +420,14 @@ def _jump(i, v, window_sum):
 GAP_CONTEXTS = S.GAP_LEVELS * S.GAP_MAG1_LEVELS
 
 
-@_jit(inline=True)
+@_jit()
 def _gap_mag(tok):
     if tok < S.GAP_EXACT:
         return tok
     return S.GAP_EXACT + (tok - S.GAP_EXACT) // (1 << S.GAP_SUB)
 
 
-@_jit(inline=True)
+@_jit()
 def _gap_level(window_sum):
     """The half-octave of S + 1 (S: the sum of the last 16 skips), capped."""
     s = window_sum + np.uint64(1)
@@ -439,7 +438,7 @@ def _gap_level(window_sum):
     return min(level, S.GAP_LEVELS - 1)
 
 
-@_jit(inline=True)
+@_jit()
 def _run_level(run_sum, run_n):
     """The half-octave of 16·S'/n + 1, from u = floor(4·(16·S' + n) / n) (no rounding of S')."""
     u = ((run_sum * np.uint64(S.GAP_WINDOW) + np.uint64(run_n)) << np.uint64(2)) // np.uint64(run_n)
@@ -448,7 +447,7 @@ def _run_level(run_sum, run_n):
     return min(level, S.GAP_LEVELS - 1)
 
 
-@_jit(inline=True)
+@_jit()
 def _gap_token(v):
     if v < np.uint64(S.GAP_EXACT):
         return np.int64(v)
@@ -466,7 +465,7 @@ def gap_tokens_needed(skips):
     return _gap_token(top) + 1
 
 
-@_jit(inline=True)
+@_jit()
 def _geo_survival(a, qpow):
     """q^a in Q31 as the truncated product of q^(2^j) over the set bits j of a (lowest first)."""
     result = np.int64(1) << S.GEO_ONE_BITS
@@ -526,7 +525,7 @@ def _geo_row(level, n_tok, lo_surv, hi_surv, geo):
     geo[level, best] += ADAPTIVE_M - used
 
 
-@_jit(inline=True)
+@_jit()
 def _parent_prior(level, n_tok, geo, g_freq, prior):
     """prior[level] <- floor((g + 3·G[level]) / 4): the grandparent's table and the level's law."""
     for t in range(n_tok):
@@ -622,7 +621,7 @@ def _gaps_run(skips, n_tok, decoding, words, raw, starts, freqs, sizes, lo_surv,
         p_seen[level] += 1
         if p_seen[level] >= p_nxt[level]:
             _parent_prior(level, n_tok, geo, g_freq, prior)
-            _rebuild_inline(p_counts, p_seen, p_nxt, p_freq, p_cum, p_lut, level, prior, level, yes, n_tok, rule_parent)
+            _rebuild(p_counts, p_seen, p_nxt, p_freq, p_cum, p_lut, level, prior, level, yes, n_tok, rule_parent)
         if seen[c] >= nxt[c]:
             _rebuild(counts, seen, nxt, freq, cum, lut, c, p_freq, level, yes, n_tok, rule_child)
         # the raw low bits
@@ -771,8 +770,8 @@ def _labels_run(labels, skips, n_classes, decoding, words, starts, freqs, sizes,
         # code r in context c (parent pc)
         if r_nxt[c] == 0:
             if q_nxt[pc] == 0:
-                _rebuild_inline(q_counts, q_seen, q_nxt, q_freq, q_cum, q_lut, pc, q_freq, none, no, r_sym, rule_obs)
-            _rebuild_inline(r_counts, r_seen, r_nxt, r_freq, r_cum, r_lut, c, q_freq, pc, no, r_sym, rule_rank)
+                _rebuild(q_counts, q_seen, q_nxt, q_freq, q_cum, q_lut, pc, q_freq, none, no, r_sym, rule_obs)
+            _rebuild(r_counts, r_seen, r_nxt, r_freq, r_cum, r_lut, c, q_freq, pc, no, r_sym, rule_rank)
         if decoding:
             slot = np.int64(x & ADAPTIVE_MASK)
             # r = how many of the (increasing) bounds cum[c, 1..3] lie at or below the slot
@@ -788,9 +787,9 @@ def _labels_run(labels, skips, n_classes, decoding, words, starts, freqs, sizes,
         q_counts[pc, r] += 1
         q_seen[pc] += 1
         if q_seen[pc] >= q_nxt[pc]:
-            _rebuild_inline(q_counts, q_seen, q_nxt, q_freq, q_cum, q_lut, pc, q_freq, none, no, r_sym, rule_obs)
+            _rebuild(q_counts, q_seen, q_nxt, q_freq, q_cum, q_lut, pc, q_freq, none, no, r_sym, rule_obs)
         if r_seen[c] >= r_nxt[c]:
-            _rebuild_inline(r_counts, r_seen, r_nxt, r_freq, r_cum, r_lut, c, q_freq, pc, no, r_sym, rule_rank)
+            _rebuild(r_counts, r_seen, r_nxt, r_freq, r_cum, r_lut, c, q_freq, pc, no, r_sym, rule_rank)
         if r < S.LABEL_CANDIDATES:
             label = cand[r]
             if label < 0:
@@ -1067,7 +1066,7 @@ def static_rans_encode(symbols, freq, cum, bits, words):
     return count
 
 
-@_jit(inline=True)
+@_jit()
 def _static_step(x, freq, cum, lut, shift, mask, bits):
     """Decode one symbol from state x: (symbol, state before refill)."""
     slot = np.int64(x & mask)
