@@ -4,7 +4,7 @@ All run entirely in the numba kernels of :mod:`pladacodec._kernels`; this module
 buffers, frames the streams and turns kernel status codes into
 :class:`~pladacodec.PladaFormatError`.  The models start from fixed tables and adapt with
 integer counts, so a section costs little beyond its words and raw bits: index methods add
-one varint (the size of their token alphabet), label method 2 one byte (its halving
+two varints (the size of their token alphabet, the word count), label method 2 one byte (its halving
 exponent, which the encoder picks).  A label section's words run to the section's end.
 """
 

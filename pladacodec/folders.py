@@ -1,17 +1,17 @@
-"""Folder layouts: the optional side information of index method 6 and label methods 5 and 7.
+"""Folder layouts: the optional side information of index method 3 and label method 4.
 
 Reference sets are stored folder by folder (ImageNet-21K: 21,841 synset folders), and a
 teacher's selection comes in runs inside relevant folders with a nearly constant label
-per folder.  Without side information the context coders (index method 4, label method
+per folder.  Without side information the context coders (index method 2, label method
 3) *guess* where a folder starts, from a jump in the gaps.  When sender and receiver
 both hold the reference's layout — they share its manifest anyway, since indices name
 images in manifest order — the coders can use the true folder changes instead
-(FORMAT.md §5.9, §6.5): 0.7-3 % smaller files on clustered selections, measured by
+(FORMAT.md §5.3, §6.4): 0.7-3 % smaller files on clustered selections, measured by
 ``pladacodec bench``.
 
 A :class:`FolderLayout` cuts the reference's index range ``[0, N)`` into ``F`` runs of
 consecutive indices.  A file coded with it names it in its header by ``F`` and an 8-byte
-digest (FORMAT.md §3, tag 10), so decoding with another layout, or with none, fails
+digest (FORMAT.md §3, tag 2), so decoding with another layout, or with none, fails
 with :class:`~pladacodec.errors.PladaReferenceError` instead of producing wrong labels.
 
 >>> layout = FolderLayout.from_paths(["cat/1.png", "cat/2.png", "dog/1.png"])
@@ -111,7 +111,7 @@ class FolderLayout:
 
     @property
     def digest(self) -> bytes:
-        """The 8 bytes a file coded with this layout carries (FORMAT.md §3, tag 10):
+        """The 8 bytes a file coded with this layout carries (FORMAT.md §3, tag 2):
         the first 8 bytes of SHA-256(domain || u64 N || u64 F || u64 start, for each folder)."""
         if self._digest is None:
             h = hashlib.sha256(S.FOLDERS_DIGEST_DOMAIN)
@@ -121,7 +121,7 @@ class FolderLayout:
         return self._digest
 
     def ends_from(self, base: int) -> np.ndarray:
-        """The kernels' view (FORMAT.md §5.9): the end of the folder holding ``base`` and of
+        """The kernels' view (FORMAT.md §5.3): the end of the folder holding ``base`` and of
         every later folder (for a base at or past N: just N)."""
         first = int(np.searchsorted(self._ends, base, side="right"))
         return self._ends[min(first, self._ends.size - 1) :]
