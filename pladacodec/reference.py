@@ -40,7 +40,7 @@ Canonical order of a folder (:func:`list_reference`)
 Canonical order of tar archives (:mod:`pladacodec.shards`)
 ----------------------------------------------------------
 A folder that holds uncompressed tar files (``*.tar``, found by the walk above) and
-no loose image is a *tar-shard reference*: ImageNet-21K's one tar per synset, or
+no loose image (or any folder, with ``kind='tar'``) is a *tar-shard reference*: ImageNet-21K's one tar per synset, or
 WebDataset shards.  Its images are the archive members that are regular files
 (a hard link counts as the member it links to; symbolic links inside an archive
 are not followed) with an image extension and no hidden path component, named
@@ -237,12 +237,13 @@ def _resolve_kind(root, scan: _Scan, kind: str) -> str:
     if kind not in ("auto", "folder", "tar"):
         raise ValueError(f"kind must be 'auto', 'folder' or 'tar', not {kind!r}")
     if kind == "auto":
-        if scan.archives and scan.images:
-            raise PladaReferenceError(
+        if scan.archives and scan.images:  # a folder reference as before, whose tars were always ignored
+            warnings.warn(PladaReferenceWarning(
                 f"{str(root)!r} holds both image files ({len(scan.images):,}) and tar archives "
-                f"({len(scan.archives):,}); say which is the reference: kind='folder' or kind='tar'"
-            )
-        kind = "tar" if scan.archives else "folder"
+                f"({len(scan.archives):,}): listing the image files and ignoring the archives; "
+                "kind='tar' (--kind tar) lists the archives' members instead"
+            ), stacklevel=3)
+        kind = "folder" if scan.images else "tar" if scan.archives else "folder"
     return kind
 
 
@@ -536,8 +537,8 @@ class Reference:
     ) -> Reference:
         """The reference set of a folder of images or of tar archives, in canonical order.
 
-        *kind* is ``'auto'`` (tar archives when the folder holds some and no loose image),
-        ``'folder'`` or ``'tar'``.  A folder without images is an error.  For tar archives
+        *kind* is ``'auto'`` (tar archives when the folder holds some and no loose image; with
+        both, the image files, and a :class:`PladaReferenceWarning`), ``'folder'`` or ``'tar'``.  A folder without images is an error.  For tar archives
         the member index is cached under *cache_dir* (default
         :func:`pladacodec.shards.default_cache_dir`) and rebuilt when an archive changes.
         """

@@ -146,9 +146,11 @@ def test_references_without_images_are_errors(tmp_path):
     mixed.mkdir()
     (mixed / "x.png").write_bytes(_png(0))
     (mixed / "b.tar").write_bytes((empty_tars / "a.tar").read_bytes())
-    with pytest.raises(PladaReferenceError, match="both image files .* and tar archives"):
-        Reference.from_dir(mixed)
+    with pytest.warns(pladacodec.PladaReferenceWarning, match="both image files .* ignoring the archives"):
+        assert Reference.from_dir(mixed).kind == "folder"  # as before: a folder's tars were never listed
     assert Reference.from_dir(mixed, kind="folder").n == 1
+    with pytest.raises(PladaReferenceError, match="no tar archive holding images"):
+        Reference.from_dir(mixed, kind="tar")
 
 
 def test_hostile_member_names_are_refused(tmp_path):
