@@ -5,6 +5,10 @@ cites the section of FORMAT.md it implements; change both together.  The coding
 methods themselves are declared once, in :mod:`pladacodec._methods`, by the ids
 below; every method keeps a golden file under ``tests/golden/``.
 All multi-byte integers are little-endian.
+
+Numba freezes these constants into the compiled kernels, and its cache is keyed on
+``_kernels.py`` alone: after changing a constant here, clear the cache (``__pycache__`` /
+``NUMBA_CACHE_DIR``) or touch ``_kernels.py``, or the old values keep being used.
 """
 
 from __future__ import annotations
@@ -71,6 +75,7 @@ PRIOR_STRENGTH = 256  # a prior table counts as this many observations (gap chil
 HALVE_AT = 1 << 16  # counts halve before a rebuild once they sum to this
 REBUILD_STEP = 1024  # rebuild points double up to this, then grow by it
 PARENT_FIRST_REBUILD = 16  # a gap parent, built from its prior on first use, is next rebuilt here
+# (1 in 1.x: 1,281-entry gap sections decoded 27-47 % slower for 0.03 % fewer bytes)
 CHILD_MIN = 16  # a young gap child codes with its parent's table until it has seen this many
 
 # --- FORMAT.md §5.2 Gap tokens, contexts, runs ---------------------------------------
