@@ -462,6 +462,8 @@ def write(path_or_file, indices, labels, n_reference: int, **kwargs) -> int:
     fsynced, then renamed over the target, so a crash never leaves half a file.  A new file
     gets the mode the umask gives (0644 under umask 022), a replaced one keeps its mode; a
     symlink's target is replaced; a device or FIFO is written in place (see ``pladacodec._io``).
+    The temporary file is named ``.NAME.HOST.PID.RANDOM.plada-tmp``: one left by a writer that
+    was killed (``kill -9``) is removed by the next write of the same target on that host.
     """
     data = encode(indices, labels, n_reference, **kwargs)
     if hasattr(path_or_file, "write"):
