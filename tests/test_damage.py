@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import struct
 import time
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -29,7 +30,7 @@ from common import (
     split_file,
     synthetic_folders,
 )
-from fuzz_decode import Structure  # common puts tests/fuzzers on the path
+from fuzz_decode import Structure, mutate_bytes  # common puts tests/fuzzers on the path
 
 # Files of the folder methods (index 3, label 4) decode with the tests' synthetic layout for
 # the N their header claims; a header damaged past its CRC can then also name a layout that
@@ -156,6 +157,46 @@ def test_bit_flips_past_repaired_checksums(name):
         except DECODE_ERRORS:
             continue
         assert_valid_payload(payload)
+
+
+PAIR_SAMPLES = [_pair_name(i, c) for i in index_method_ids() for c in label_method_ids()]
+
+
+@pytest.mark.parametrize("name", PAIR_SAMPLES)
+def test_section_mutations_with_fixed_checksums_are_bounded(name):
+    """Sections edited (bit flips, bytes inserted, deleted, spliced, cut) inside a file whose
+    lengths and CRCs are then made right: only a PladaError or a valid payload, each decode in
+    bounded CPU time and memory (a block holds 16 entries: nothing may grow with the damage)."""
+    blob = sample_files()[name]
+    folders = folders_for(blob)
+    rng = np.random.default_rng(crc32c(name.encode()))
+    others = [sample_files()[n] for n in PAIR_SAMPLES]
+    worst_time = worst_peak = 0
+    outcomes = {"error": 0, "decoded": 0}
+    for _ in range(150):
+        st = Structure.parse(blob)
+        block = st.blocks[int(rng.integers(len(st.blocks)))]
+        which = "index" if rng.random() < 0.5 else "label"
+        setattr(block, which, mutate_bytes(rng, getattr(block, which), others, max_ops=3))
+        data = st.serialize()
+        tracemalloc.start()
+        started = time.process_time()
+        try:
+            payload = pladacodec.decode(data, folders=folders)
+        except pladacodec.PladaChecksumError as exc:
+            raise AssertionError(f"lengths and CRCs were made right: {exc}") from None
+        except DECODE_ERRORS:
+            outcomes["error"] += 1
+        else:
+            outcomes["decoded"] += 1
+            assert_valid_payload(payload)
+        finally:
+            worst_time = max(worst_time, time.process_time() - started)
+            worst_peak = max(worst_peak, tracemalloc.get_traced_memory()[1])
+            tracemalloc.stop()
+    assert outcomes["error"] >= 75, outcomes
+    assert worst_time < 0.5, f"{worst_time:.2f} s CPU for one decode"
+    assert worst_peak < 8 << 20, f"{worst_peak:,} bytes for one decode"
 
 
 @settings(max_examples=150, deadline=None)

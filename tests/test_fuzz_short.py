@@ -60,16 +60,19 @@ def test_in_memory_seeds_cover_every_method_pair():
             assert {(b.index.method, b.label.method) for b in blocks} <= {(index_method, label_method)}, name
 
 
-def test_committed_seed_set_is_small_and_current():
+def test_committed_seed_set_is_small_and_valid():
     """Only a small seed set is committed (the rest is built in memory): at most 20 files, each
-    under 4 KB, one per method pair at least, byte-identical to what make_corpus builds."""
+    under 4 KB, the names make_corpus gives it, every method pair, each a valid 2.0 file that the
+    fuzzer's parser round-trips.  (Byte identity with today's encoder is not required: a seed is
+    a starting point; ``make_corpus.py --check`` tells when it is stale.)"""
     on_disk = {p.name: p.read_bytes() for p in make_corpus.CORPUS_DIR.glob("*.plada")}
-    assert on_disk == make_corpus.seed_set(), "run: python tests/fuzzers/make_corpus.py"
+    assert sorted(on_disk) == sorted(make_corpus.seed_set()), "run: python tests/fuzzers/make_corpus.py"
+    assert sorted(p.name for p in make_corpus.CORPUS_DIR.iterdir()) == sorted(on_disk)  # nothing else there
     assert len(on_disk) <= 20
     assert max(len(d) for d in on_disk.values()) < make_corpus.SEED_MAX_BYTES
-    assert sorted(p.name for p in make_corpus.CORPUS_DIR.iterdir()) == sorted(on_disk)  # nothing else there
     pairs_on_disk = set()
     for data in on_disk.values():
+        assert fuzz_decode.Structure.parse(data).serialize() == data
         blocks = pladacodec.inspect(data, folders=make_corpus.folders_for(data)).layout.blocks
         pairs_on_disk |= {(b.index.method, b.label.method) for b in blocks}
     assert pairs_on_disk == set(make_corpus.method_pairs())
