@@ -174,13 +174,14 @@ class AtomicOutput:
     def __init__(self, path) -> None:
         self.path = os.fspath(path)
         self._tmp = None
-        real = os.path.realpath(self.path)  # a symlink's target (a dangling link: the file it names)
         try:
-            st = os.stat(real)
+            st = os.stat(self.path)  # follows links, /dev/stdout's to a pipe included
         except FileNotFoundError:
             st = None
         except OSError as exc:
             raise _os_error("write", self.path, exc) from exc
+        # Where a regular file goes: a symlink's target (a dangling link: the file it names).
+        real = self.path if st is not None and not stat.S_ISREG(st.st_mode) else os.path.realpath(self.path)
         if st is not None and stat.S_ISDIR(st.st_mode):
             raise PladaError(f"cannot write {self.path!r}: it is a directory")
         self.in_place = st is not None and not stat.S_ISREG(st.st_mode)

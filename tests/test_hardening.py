@@ -190,6 +190,16 @@ def test_1_output_device_is_written_not_replaced(tmp_path, npz):
     assert stat.S_ISCHR(os.lstat(device).st_mode)
 
 
+def test_1_output_dev_stdout_to_a_pipe(tmp_path, npz):
+    """`-o /dev/stdout` is a link to a pipe: written in place, not renamed over."""
+    proc = subprocess.run(
+        [sys.executable, "-c", "from pladacodec_cli.app import main; main()", "pack", str(npz), "-o", "/dev/stdout",
+         "--n-reference", str(N)], capture_output=True, timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(S.MAGIC)
+
+
 def test_1_output_symlink_is_followed_and_its_target_replaced(tmp_path, npz):
     target = tmp_path / "real" / "task.plada"
     target.parent.mkdir()
