@@ -14,9 +14,7 @@ def _first_image_info(ds) -> tuple[int, bool]:
 
     if len(ds) == 0:
         raise click.ClickException("the task selects no image")
-    index = int(ds.indices[0])
-    path = ds.reference_path(index)
-    with Image.open(path) as im:
+    with ds.open_image(0) as f, Image.open(f) as im:  # a file, or a tar member read in place
         return max(im.size), im.mode in ("1", "L", "LA", "I", "I;16", "F")
 
 
@@ -30,7 +28,7 @@ def _set_threads(threads: int | None) -> None:
 @click.command()
 @click.argument("task", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--reference", "-r", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="The reference folder the task was made for.")
+              help="The reference the task was made for: a folder of images or of .tar archives.")
 @click.option("--model", default="resnet18", show_default=True, help="timm model name.")
 @click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Local pretrained weights to start from (nothing is downloaded).")
