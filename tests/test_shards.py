@@ -268,3 +268,30 @@ def test_unwritable_cache_still_opens(tmp_path):
     with pytest.warns(UserWarning, match="could not cache the tar member index"):
         ref = Reference.from_dir(shards, cache_dir=blocker)
     assert ref.read_bytes(0) == _png(3)
+
+
+@pytest.mark.parametrize("fmt", [tarfile.USTAR_FORMAT, tarfile.GNU_FORMAT, tarfile.PAX_FORMAT])
+@pytest.mark.parametrize("long_names", [False, True])
+def test_direct_header_reader_agrees_with_tarfile(tmp_path, monkeypatch, fmt, long_names):
+    import pladacodec.shards as S
+
+    names = ["a.png", "./b/c.jpg", "é/ü.png", "d/e.txt"] + (["x" * 90 + "/" + "y" * 70 + ".png"] if long_names else [])
+    path = tmp_path / "a.tar"
+    with tarfile.open(path, "w", format=fmt) as tar:
+        for k, name in enumerate(names):
+            _add(tar, name, bytes(range(256))[: 37 * (k + 1)])
+        folder = tarfile.TarInfo("somedir")
+        folder.type = tarfile.DIRTYPE
+        tar.addfile(folder)
+        for kind, link_name in ((tarfile.LNKTYPE, "hard.png"), (tarfile.SYMTYPE, "soft.png")):
+            link = tarfile.TarInfo(link_name)
+            link.type, link.linkname = kind, "a.png"
+            tar.addfile(link)
+    direct = S.list_archive(path, "a.tar")
+    monkeypatch.setattr(S, "_headers_direct", lambda p: None)  # tarfile only
+    assert direct == S.list_archive(path, "a.tar")
+    with open(path, "rb") as f:
+        for parts, offset, size in direct:
+            f.seek(offset)
+            assert f.read(size) == bytes(range(256))[: size]
+    assert [p for p, _, _ in direct][:3] == [("a.png",), ("b", "c.jpg"), ("hard.png",)]
