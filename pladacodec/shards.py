@@ -7,7 +7,8 @@ kept as WebDataset shards.  A folder of ``*.tar`` files is a reference set of it
 fingerprint equal those of the folder the archives extract to.  Nothing is extracted:
 
 * the member index (for each image: archive, data offset, size) is built once by
-  reading the tar headers, and cached in :func:`default_cache_dir` under a key of the
+  reading the tar headers (plain headers directly, 512 bytes each, about 10 us per member;
+  pax and GNU extended headers through :mod:`tarfile`), and cached in :func:`default_cache_dir` under a key of the
   folder's real path, with the size and modification time of every archive; an archive
   that changes, appears or disappears makes the next open rebuild it;
 * an image is read with one ``pread`` at its member's offset
