@@ -48,6 +48,7 @@ _CSV_HEADER = ("index", "label")
 _INTEGER = re.compile(r"\s*[+-]?[0-9]+\s*\Z")
 _MAX_DIGITS = 20  # 2^64 has 20 digits: longer numbers are refused before int() sees them
 _MAX_CSV_LINE = 4096  # bytes: a selection row is two integers
+_ROW = re.compile(rb"[ \t]*([+-]?[0-9]{1,20})[ \t]*,[ \t]*([+-]?[0-9]{1,20})[ \t]*\r?\Z")
 _NUMBER_START = re.compile(r"\s*[+-]?\.?[0-9]")
 
 
@@ -153,6 +154,12 @@ def _read_npz(path: Path) -> Selection:
 def _lines(path, max_bytes: int):
     """``(line number, text)`` of a UTF-8 text file (a BOM dropped, ``\r\n`` too), read in
     chunks; a line longer than ``max_bytes`` is refused, so ``/dev/zero`` ends at once."""
+    for number, raw in _raw_lines(path, max_bytes):
+        yield number, _decode_line(path, number, raw, max_bytes)
+
+
+def _raw_lines(path, max_bytes: int):
+    """``(line number, bytes)`` of a file, read in chunks, each line at most ``max_bytes``."""
     with open(path, "rb") as fh:
         pending, number = b"", 0
         while True:
@@ -163,7 +170,9 @@ def _lines(path, max_bytes: int):
                 lines, pending = ([pending] if pending else []), b""
             for raw in lines:
                 number += 1
-                yield number, _decode_line(path, number, raw, max_bytes)
+                if len(raw) > max_bytes:
+                    _decode_line(path, number, raw, max_bytes)
+                yield number, raw
             if len(pending) > max_bytes:
                 _decode_line(path, number + 1, pending, max_bytes)
             if not chunk:
@@ -192,7 +201,13 @@ def _csv_int(path, number: int, field: str) -> int:
 def _read_csv(path: Path) -> Selection:
     indices: list[int] = []
     labels: list[int] = []
-    for line_no, line in _lines(path, _MAX_CSV_LINE):
+    for line_no, raw in _raw_lines(path, _MAX_CSV_LINE):
+        match = _ROW.match(raw)
+        if match:  # the common case, without decoding the line
+            indices.append(int(match[1]))
+            labels.append(int(match[2]))
+            continue
+        line = _decode_line(path, line_no, raw, _MAX_CSV_LINE)
         row = line.split(",")
         if len(row) != 2 or not (_INTEGER.match(row[0]) and _INTEGER.match(row[1])):
             row = next(csv.reader([line]), [])  # quoted fields
