@@ -574,12 +574,12 @@ class Reference:
         Streams over the file (14.2 M paths in a few seconds and a few hundred MB); a large
         manifest stays on disk and paths are read from it on demand, so it must not be
         modified in place while the reference is used (replacing it is fine).  When *root*
-        holds tar archives at its top level, the manifest must be their canonical listing
-        and images are read from the archives.
+        holds tar archives at its top level and not the manifest's first image as a file, the
+        manifest must be the archives' canonical listing and images are read from them.
         """
         table = PathTable.from_manifest(path)
         ref = cls._checked(root, table, source=f"manifest {os.fspath(path)!r}")
-        if root is not None and _has_top_level_tar(root):
+        if root is not None and _has_top_level_tar(root) and not os.path.exists(os.path.join(root, table[0])):
             shards = cls.from_dir(root, kind="tar", cache_dir=cache_dir)
             if shards.fingerprint != ref.fingerprint:
                 raise PladaReferenceError(

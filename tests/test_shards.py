@@ -174,6 +174,10 @@ def test_manifest_of_shards_opens_with_the_archives(tmp_path):
     (tmp_path / "other.txt").write_text("a/2.png\n")
     with pytest.raises(PladaReferenceError, match="not the canonical listing"):
         Reference.from_manifest(tmp_path / "other.txt", root=shards)
+    (shards / "a").mkdir()
+    (shards / "a" / "2.png").write_bytes(_png(6))  # a folder that also holds a tar: its files count
+    loose = Reference.from_manifest(tmp_path / "other.txt", root=shards)
+    assert loose.kind == "folder" and loose.path(0).read_bytes() == _png(6)
 
 
 def test_tar_shard_reference_end_to_end(tmp_path):
