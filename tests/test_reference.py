@@ -346,3 +346,46 @@ def test_pack_warns_without_fingerprint(tmp_path):
     result = CliRunner().invoke(pack, [str(tmp_path / "sel.csv"), "-o", str(tmp_path / "t2.plada"),
                                        "--reference-manifest", str(tmp_path / "m")])
     assert result.exit_code == 0 and "warning" not in result.output
+
+
+def _oracle(lines):
+    """The manifest rules in plain Python (the pre-vectorised checks): None if valid, else the
+    1-based line of the first malformed path, or else of the first repeated one."""
+    for no, p in enumerate(lines, 1):
+        if not p or p.startswith("/") or "\\" in p or any(c in ("", ".", "..") for c in p.split("/")):
+            return no
+    seen = set()
+    for no, p in enumerate(lines, 1):
+        if p in seen:
+            return no
+        seen.add(p)
+    return None
+
+
+def test_vectorised_manifest_checks_agree_with_plain_python(tmp_path, monkeypatch):
+    import pladacodec._manifest as M
+
+    monkeypatch.setattr(M, "_CHUNK", 61)  # lines cut at chunk boundaries everywhere
+    rng = np.random.default_rng(7)
+    alphabet = ["a", "b", "/", ".", "-", "_", "é", "\\", "Z"]
+    for case in range(250):
+        lines = []
+        for _ in range(int(rng.integers(1, 12))):
+            lines.append("".join(alphabet[i] for i in rng.integers(0, len(alphabet), size=int(rng.integers(0, 9)))))
+        if case % 3 == 0:  # mostly valid manifests, sorted or not
+            lines = sorted({p for p in ("/".join(s for s in p.split("/") if s not in ("", ".", "..")) for p in lines)
+                            if p and "\\" not in p})
+            if case % 2:
+                lines = lines[::-1]
+            if not lines:
+                continue
+        (tmp_path / "m.txt").write_text("".join(p + "\n" for p in lines), encoding="utf-8")
+        expected = _oracle(lines)
+        if expected is None and lines:
+            ref = Reference.from_manifest(tmp_path / "m.txt")
+            assert list(ref.paths) == lines and ref.fingerprint == fingerprint(lines), lines
+        else:
+            with pytest.raises(PladaReferenceError) as info:
+                Reference.from_manifest(tmp_path / "m.txt")
+            if expected is not None:
+                assert f"line {expected:,}" in str(info.value), (lines, str(info.value))
