@@ -384,6 +384,9 @@ def test_vectorised_manifest_checks_agree_with_plain_python(tmp_path, monkeypatc
         if expected is None and lines:
             ref = Reference.from_manifest(tmp_path / "m.txt")
             assert list(ref.paths) == lines and ref.fingerprint == fingerprint(lines), lines
+            parents = [p.rpartition("/")[0] for p in lines]
+            runs = [0] + [i for i in range(1, len(lines)) if parents[i] != parents[i - 1]]
+            assert ref.paths.parent_starts(chunk_lines=3).tolist() == runs, lines
         else:
             with pytest.raises(PladaReferenceError) as info:
                 Reference.from_manifest(tmp_path / "m.txt")
