@@ -27,13 +27,26 @@ needs_packages = pytest.mark.skipif(
 )
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _demo_cache(tmp_path_factory):
+    """One fresh image cache for this module's tests (built once, then read)."""
+    import os
+
+    old = os.environ.get("PLADACODEC_CACHE")
+    os.environ["PLADACODEC_CACHE"] = str(tmp_path_factory.mktemp("demo-cache"))
+    yield
+    if old is None:
+        del os.environ["PLADACODEC_CACHE"]
+    else:
+        os.environ["PLADACODEC_CACHE"] = old
+
+
 def _row_hashes(images: np.ndarray) -> set[bytes]:
     return {hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in images}
 
 
 @needs_packages
-def test_demo_split_keeps_target_images_out_of_the_pool(tmp_path, monkeypatch):
-    monkeypatch.setenv("PLADACODEC_CACHE", str(tmp_path / "cache"))
+def test_demo_split_keeps_target_images_out_of_the_pool():
     data = build_demo_data(scenario="near-domain", quick=True, n_train=500, n_val=200, n_test=300,
                            n_pool_fashion=2000)
     assert data.train_x.shape == (500, 28, 28) and data.test_x.shape == (300, 28, 28)
@@ -55,8 +68,7 @@ def test_demo_split_keeps_target_images_out_of_the_pool(tmp_path, monkeypatch):
 
 
 @needs_packages
-def test_demo_scenarios_fix_the_in_domain_share(tmp_path, monkeypatch):
-    monkeypatch.setenv("PLADACODEC_CACHE", str(tmp_path / "cache"))
+def test_demo_scenarios_fix_the_in_domain_share():
     generic = build_demo_data(scenario="generic", quick=True, n_train=500, n_val=200, n_test=300)
     counts = generic.source_counts()
     assert list(counts) == list(SOURCES) and all(c > 0 for c in counts.values())

@@ -94,7 +94,7 @@ FONT_DIRS = (Path("/usr/share/fonts/truetype"), Path("/usr/share/fonts/opentype"
 SPRITE_DIRS = (Path("/usr/share/games/frozen-bubble"), Path("/usr/share/games/pingus"))
 GLYPHS_PER_FONT = 24
 IMAGE_SIZE = 28
-_CACHE_VERSION = 2
+_CACHE_VERSION = 3
 _MAX_CLIPART_PIXELS = 4_000_000
 
 
@@ -228,7 +228,9 @@ def _load_glyphs(limit: int | None) -> np.ndarray:
         raise _missing(FONT_DIRS, "fonts-noto-core fonts-freefont-ttf fonts-liberation")
     fonts = [f for d in FONT_DIRS if d.is_dir() for f in sorted(d.rglob("*"))
              if f.suffix.lower() in (".ttf", ".otf")]
-    per_font = GLYPHS_PER_FONT if limit is None else max(1, min(GLYPHS_PER_FONT, limit // max(1, len(fonts)) + 1))
+    if limit is not None:  # quick runs: fewer fonts, not fewer characters per font
+        fonts = _thin(fonts, limit // GLYPHS_PER_FONT + 1)
+    per_font = GLYPHS_PER_FONT
     out = []
     for path in fonts:
         try:

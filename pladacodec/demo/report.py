@@ -147,7 +147,7 @@ def plot_report(report: dict[str, Any], path: str | Path) -> None:
     ax.set_ylabel("student test accuracy (%)")
     ax.set_title(f"PLADA demo, {report.get('scenario', 'generic')} pool: accuracy vs payload")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
