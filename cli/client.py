@@ -94,7 +94,7 @@ def train(task, reference, model, checkpoint, epochs, min_steps, batch_size, lr,
               type=click.Path(file_okay=False), help="Where the report and the .plada tasks go.")
 @click.option("--scenario", default="generic", show_default=True,
               type=click.Choice(["generic", "near-domain", "far-ood", "all"]),
-              help="Reference pool: generic (the target 5 %% of it), near-domain (78 %%), far-ood (0 %%); "
+              help="Reference pool: generic (the target 5 % of it), near-domain (78 %), far-ood (0 %); "
                    "all runs the three into OUT/<scenario>/.")
 @click.option("--quick", is_flag=True, help="A small run (under a minute) for tests.")
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda or auto.")
@@ -109,7 +109,7 @@ def demo(out_dir, scenario, quick, device, selections_dir, seed, threads, quiet)
     An ImageNet-pretrained teacher learns Fashion-MNIST, scores a pool of unlabelled images
     (by default a generic pool where Fashion-MNIST is 5 %: digits, faces, clip-art, icons,
     font glyphs, game art), each strategy (lowest / highest energy, Safety-Net at alpha -0.2
-    and 0.5, random, auto) sends a selection at 1 %% and 10 %% as a .plada file, and a
+    and 0.5, random, auto) sends a selection at 1 % and 10 % as a .plada file, and a
     pretrained student fine-tuned on each file is tested; so is one trained on the whole pool
     (no pruning).  Writes OUT/report.md, OUT/report.png, OUT/report.json and OUT/tasks/*.plada.
     """

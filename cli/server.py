@@ -222,7 +222,8 @@ def score(
 
 @click.command(cls=PladaCommand)
 @click.argument("scores_dir", type=click.Path(exists=True, file_okay=False))
-@click.option("--keep", default=None, help="Fraction of the reference set, e.g. 1% or 0.01.")
+@click.option("--keep", default=None, help="Fraction of the reference set, e.g. 1% or 0.01 "
+              "(with --strategy auto, a list to choose from: 1%,5%,10%).")
 @click.option("--count", type=int, default=None, help="Number of images.")
 @click.option("--budget", default=None, help="Largest selection whose .plada fits, e.g. 100KB (10^3) or 64KiB.")
 @click.option("--strategy", type=click.Choice((*STRATEGIES, "auto")), default="lowest-energy", show_default=True,
