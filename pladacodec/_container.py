@@ -259,6 +259,10 @@ def check_preamble(reader: Reader) -> int:
     return reader.varint("header length", maximum=S.MAX_HEADER_SIZE)
 
 
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not JSON")
+
+
 _KNOWN_TAGS = frozenset((S.TAG_CLASS_NAMES, S.TAG_FINGERPRINT, S.TAG_METADATA, S.TAG_FOLDERS))
 
 
@@ -316,7 +320,13 @@ def _decode_fields(reader: Reader, version: tuple[int, int]) -> Header:
                 names.append(raw.decode("utf-8"))
             except UnicodeDecodeError:
                 raise PladaFormatError(f"class name {i} is not valid UTF-8") from None
+            if not names[-1]:
+                raise PladaFormatError(f"class name {i} is empty")
         sub.expect_end("class names")
+        if len(set(names)) != len(names):
+            seen_names: set[str] = set()
+            dup = next(i for i, name in enumerate(names) if name in seen_names or seen_names.add(name))
+            raise PladaFormatError(f"class name {dup} ({names[dup]!r}) repeats an earlier one")
         class_names = tuple(names)
 
     fingerprint = None
@@ -333,7 +343,7 @@ def _decode_fields(reader: Reader, version: tuple[int, int]) -> Header:
             raise PladaFormatError(f"metadata of {sub.remaining:,} bytes exceeds {S.MAX_METADATA_BYTES:,}")
         raw = bytes(sub.take(sub.remaining, "metadata"))
         try:
-            metadata = json.loads(raw.decode("utf-8"))
+            metadata = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
         except (UnicodeDecodeError, ValueError, RecursionError) as exc:
             raise PladaFormatError(f"metadata is not valid UTF-8 JSON ({type(exc).__name__})") from None
         if not isinstance(metadata, dict):
@@ -385,8 +395,8 @@ def scan_block(reader: Reader, entries: int, first: bool) -> ScannedBlock:
     start = reader.pos
     base = 0 if first else reader.varint("block base", maximum=S.MAX_N_REFERENCE)
     (methods,) = reader.unpack("<B", "block method byte")
-    index_len = reader.varint("index section length", maximum=reader.remaining)
-    label_len = reader.varint("label section length", maximum=reader.remaining)
+    index_len = reader.varint("index section length")  # a length past the end: a truncated file (take)
+    label_len = reader.varint("label section length")
     framing = reader.pos - start
     index_start = reader.pos
     reader.take(index_len, "index section")
@@ -481,8 +491,11 @@ PARALLEL_MIN_ENTRIES = 1 << 17
 
 
 def decode_container(data, max_entries: int, folders=None) -> tuple[Header, np.ndarray, np.ndarray, Layout]:
-    """Decode a whole file held in memory: every block's framing and CRC is checked before any
-    entropy decoding, and the output arrays are allocated once, at their final size."""
+    """Decode a whole file held in memory.  Every block's framing and CRC is checked before any
+    entropy decoding; the first blocks (as many as decode in parallel) are decoded into arrays of
+    their own, and only once they decode is the output allocated at its final size (so a few
+    bytes claiming 2^28 entries fail before 4 GiB are allocated) and the other blocks decoded
+    into place."""
     header, pos = decode_header(data)
     folders = check_folders(header, folders)
     if header.n_selected > max_entries:
@@ -495,8 +508,23 @@ def decode_container(data, max_entries: int, folders=None) -> tuple[Header, np.n
     layout = Layout(file_size=len(view), preamble_and_header=pos)
     scanned = [scan_block(reader, header.block_size(i), i == 0) for i in range(header.n_blocks)]
     reader.expect_end("blocks")
+    if not scanned:
+        return header, np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64), layout
+    workers = max(1, min(len(scanned), os.cpu_count() or 1, MAX_THREADS))
+    first = parallel_map(lambda block: decode_scanned(block, header, folders), scanned[:workers], header.n_selected)
+    if len(scanned) == 1:
+        indices, labels, info = first[0]
+        layout.blocks.append(info)
+        return header, indices, labels, layout
     indices = np.empty(header.n_selected, dtype=np.uint64)
     labels = np.empty(header.n_selected, dtype=np.int64)
+    infos = []
+    for number, (block_indices, block_labels, info) in enumerate(first):
+        at = number * header.block_entries
+        indices[at : at + info.entries] = block_indices
+        labels[at : at + info.entries] = block_labels
+        infos.append(info)
+    del first
 
     def decode_into(number: int) -> BlockInfo:
         block_indices, block_labels, info = decode_scanned(scanned[number], header, folders)
@@ -505,7 +533,7 @@ def decode_container(data, max_entries: int, folders=None) -> tuple[Header, np.n
         labels[at : at + info.entries] = block_labels
         return info
 
-    infos = parallel_map(decode_into, list(range(len(scanned))), header.n_selected)
+    infos += parallel_map(decode_into, list(range(workers, len(scanned))), header.n_selected)
     for number, info in enumerate(infos):
         if number and info.base != int(indices[number * header.block_entries - 1]) + 1:
             raise PladaFormatError(

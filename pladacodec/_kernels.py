@@ -18,6 +18,7 @@ ones defined here (slot-table sizes) only change how fast a table is searched.
 from __future__ import annotations
 
 import functools
+import threading
 
 import numba as nb
 import numpy as np
@@ -38,9 +39,12 @@ class _LazyKernel:
         _ENTRY_POINTS.append(self)
 
     def compile(self):
-        """Compile now (or load from numba's cache); returns the dispatcher."""
-        if self._dispatcher is None:
-            self._dispatcher = nb.njit(self._signature, **_JIT_OPTIONS)(self.py_func)
+        """Compile now (or load from numba's cache); returns the dispatcher.  One thread compiles,
+        others wait: blocks decode on threads, and two compilations of one kernel at once crash
+        numba."""
+        with _COMPILE_LOCK:
+            if self._dispatcher is None:
+                self._dispatcher = nb.njit(self._signature, **_JIT_OPTIONS)(self.py_func)
         return self._dispatcher
 
     def __call__(self, *args):
@@ -51,6 +55,7 @@ class _LazyKernel:
 
 
 _ENTRY_POINTS: list[_LazyKernel] = []
+_COMPILE_LOCK = threading.RLock()
 
 
 def compile_all() -> int:

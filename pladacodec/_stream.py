@@ -397,7 +397,7 @@ class StreamReader:
         lengths = 0
         for kind in ("index", "label"):
             raw_len = cur.varint(f"{kind} section length")
-            lengths += Reader(raw_len).varint(f"{kind} section length", maximum=cur.remaining)
+            lengths += Reader(raw_len).varint(f"{kind} section length")  # past the end: truncated (read)
             parts.append(raw_len)
         parts.append(cur.read(lengths + S.BLOCK_CRC_SIZE, "block sections"))
         return b"".join(parts)

@@ -108,16 +108,6 @@ def test_every_truncation_is_detected(name):
             _decode(blob[:end])
 
 
-TRUNCATED_AS_FORMAT = (
-    "decoder: a file cut inside a block's sections is a PladaFormatError, not a PladaTruncatedError: "
-    "scan_block reads each section length with maximum=reader.remaining (_container.py), so "
-    "pladacodec.decode(pladacodec.encode([2, 7, 8], [1, 0, 1], 10)[:17]) raises "
-    "PladaFormatError('index section length: 10 exceeds the limit 1') (truncations 17-25 of that 40-byte file; "
-    "969 of the 2,182 truncations of the sample files); StreamReader._read_block_bytes does the same"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=TRUNCATED_AS_FORMAT)
 def test_every_truncation_is_a_truncated_error():
     """Every prefix of a valid file is a PladaTruncatedError (an EOFError too), as in 1.x."""
     wrong = []
@@ -137,7 +127,7 @@ def test_every_bit_flip_is_detected(name):
     blob = sample_files()[name]
     folders = folders_for(blob)
     for bit in range(8 * len(blob)):
-        with pytest.raises(pladacodec.PladaError):  # PladaDecodeError, or a layout for another N
+        with pytest.raises(pladacodec.PladaDecodeError):  # the CRCs fail before any layout is compared
             pladacodec.decode(_flip(blob, bit), folders=folders)
 
 

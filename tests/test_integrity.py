@@ -297,19 +297,6 @@ def _empty_blocks(k: int, block_entries: int) -> bytes:
     )
 
 
-HUGE_ALLOCATION = (
-    "decoder: decode_container allocates the whole output (16 bytes x k) after checking the blocks' "
-    "framing and CRCs but before decoding any of them, so a few bytes per block of 2**20 entries make "
-    "decode() allocate for k entries before the first block fails (in 1.x memory stayed within one "
-    "block).  Reproducer: blocks = b''.join(common.frame_block(1, struct.pack('<BI', 0, 0) + b'\\x01' "
-    "+ b'\\x01\\x00\\x00\\x80', 1, b'', j << 20, j == 0) for j in range(256)); "
-    "data = common.assemble(common.header_values(2**40, 2**28, 2, 2**20), blocks)  # 5,397 bytes; "
-    "pladacodec.decode(data) -> PladaFormatError('index stream: invalid rANS stream ...') after a "
-    "4.4 GB allocation (tracemalloc peak); with k = 2**24 (356 bytes, max_entries=2**40): 277 MB"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=HUGE_ALLOCATION)
 def test_many_blocks_that_fail_are_refused_within_one_block_of_memory():
     k, block_entries = 1 << 24, S.MAX_BLOCK_ENTRIES
     data = assemble(_fields(n_reference=S.MAX_N_REFERENCE, k=k, block=block_entries), _empty_blocks(k, block_entries))
