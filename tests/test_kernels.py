@@ -332,3 +332,26 @@ def test_decoders_stop_at_the_first_read_past_their_stream():
     out = np.full(n, -5, np.int32)
     assert _kernels.static_rans_decode(np.array([0, 1 << 31, 0, 1 << 31], np.uint32), freq, cum, 16, out) == -1
     assert (out[64:] == -5).all()
+
+
+_PARALLEL_COLD_DECODE = """
+import sys, numpy as np, pladacodec
+k = 3 * 70_000  # three blocks, decoded on threads: their first calls compile the same kernels at once
+indices = np.arange(0, 2 * k, 2, dtype=np.uint64)
+labels = np.arange(k) % 7
+blob = pladacodec.encode(indices, labels, 2 * k, block_entries=70_000, index_methods=[1], label_methods=[1])
+from pladacodec import _kernels
+for kernel in _kernels._ENTRY_POINTS:  # forget what encode compiled: decode compiles on its threads
+    kernel._dispatcher = None
+payload = pladacodec.decode(blob)
+assert np.array_equal(payload.indices, indices) and np.array_equal(payload.labels, labels)
+print("ok")
+"""
+
+
+@pytest.mark.skipif(IN_SUBPROCESS or os.environ.get("NUMBA_DISABLE_JIT") == "1", reason="needs the JIT, in a fresh process")
+def test_threads_that_first_call_a_kernel_together_compile_it_once(tmp_path):
+    """Blocks decode on threads; two threads compiling one lazy kernel at once crashed numba."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba-cache"))
+    result = subprocess.run([sys.executable, "-c", _PARALLEL_COLD_DECODE], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-3000:]
