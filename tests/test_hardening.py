@@ -293,7 +293,7 @@ with open(task, "rb") as fh:
 """
 
 
-def test_3_reading_checks_the_magic_first_and_reads_in_bounded_chunks(tmp_path, task):
+def test_3_reading_checks_the_magic_first_and_reads_in_bounded_chunks(tmp_path, task, baseline_rss):
     """An endless stream is refused after its first bytes (in a child: a regression reads for ever)."""
     proc = subprocess.run([sys.executable, "-c", _ENDLESS_READS, os.path.dirname(__file__), str(task)], capture_output=True,
                           text=True, timeout=60)
@@ -304,7 +304,7 @@ def test_3_reading_checks_the_magic_first_and_reads_in_bounded_chunks(tmp_path, 
         fh.truncate(300 << 20)
     code, stderr, rss = run_child(["inspect", big], tmp_path)
     assert_child_error(code, stderr, 2, "magic")
-    assert rss < 400, rss
+    assert rss < baseline_rss + 100, (rss, baseline_rss)  # the 300 MB file is never read whole
 
 
 def test_3_inspect_dev_zero_is_refused_at_once(tmp_path):

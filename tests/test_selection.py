@@ -284,12 +284,12 @@ def test_select_command_writes_a_task(scores_dir, tmp_path):
     assert result.exit_code == 0, result.output
     assert out.stat().st_size <= 300
 
-    # --format-version: a task a 1.0 reader decodes, the same selection
-    result = CliRunner().invoke(select_cmd, [str(path), "--budget", "300B", "--format-version", "1.0", "-o", str(out)])
+    # --format-version: a task a 2.0 reader decodes, the same selection
+    result = CliRunner().invoke(select_cmd, [str(path), "--budget", "300B", "--format-version", "2.0", "-o", str(out)])
     assert result.exit_code == 0, result.output
-    assert out.stat().st_size <= 300 and pladacodec.read_header(out.read_bytes()).version == (1, 0)
-    result = CliRunner().invoke(select_cmd, [str(path), "--count", "5", "--format-version", "0.9", "-o", str(out)])
-    assert result.exit_code != 0 and "--format-version: this writer writes format versions 1.0 to" in result.output
+    assert out.stat().st_size <= 300 and pladacodec.read_header(out.read_bytes()).version == (2, 0)
+    result = CliRunner().invoke(select_cmd, [str(path), "--count", "5", "--format-version", "1.5", "-o", str(out)])
+    assert result.exit_code != 0 and "--format-version: this writer writes format versions 2.0 to" in result.output
 
     result = CliRunner().invoke(select_cmd, [str(path), "--count", "5", "--keep", "1%", "-o", str(out)])
     assert result.exit_code != 0 and "exactly one" in result.output
