@@ -66,17 +66,18 @@ def compile_all() -> int:
     return len(_ENTRY_POINTS)
 
 
-def _jit(signature=None):
+def _jit(signature=None, inline=False):
     """The one place that decides how kernels are compiled.  With a ``signature``: an entry point
     called from Python, compiled lazily for exactly that signature.  Without: a helper that
     kernels call, compiled once per argument types (callers pass non-literal arguments, so that
     is once); LLVM inlines the small ones (the rANS step, the symbol search) into their callers.
-    (Numba-level inlining was measured: no faster, and slower to compile.)"""
+    ``inline``: numba itself inlines the helper into every caller, which saves the reference
+    counting of its array arguments on every call (only where a call is frequent and cheap)."""
 
     def wrap(fn):
         if signature is not None:
             return fn if nb.config.DISABLE_JIT else _LazyKernel(fn, signature)
-        return nb.njit(**_JIT_OPTIONS)(fn)
+        return nb.njit(inline="always" if inline else "never", **_JIT_OPTIONS)(fn)
 
     return wrap
 
@@ -356,6 +357,12 @@ def _rebuild(counts, seen, nxt, freq, cum, lut, c, pfreq, pc, with_lut, n_sym, r
         nxt[c] = seen_c * 2 if seen_c < step else seen_c + step
 
 
+# The same rebuild, inlined where tables are tiny and rebuilt often (label rank contexts: 4
+# symbols, hundreds of rebuilds in a small block; gap parents), so the call's fixed cost, about
+# twice the rebuild's own work there, disappears.  Only there: every inlined site adds compile time.
+_rebuild_inline = _rebuild if nb.config.DISABLE_JIT else _jit(inline=True)(_rebuild.py_func)
+
+
 @_jit()
 def _rule(strength, young):
     """A rebuild rule of §7.2 as _rebuild takes it: (strength, halve at 2^16, step 1,024, young)."""
@@ -626,7 +633,7 @@ def _gaps_run(skips, n_tok, decoding, words, raw, starts, freqs, sizes, lo_surv,
         p_seen[level] += 1
         if p_seen[level] >= p_nxt[level]:
             _parent_prior(level, n_tok, geo, g_freq, prior)
-            _rebuild(p_counts, p_seen, p_nxt, p_freq, p_cum, p_lut, level, prior, level, yes, n_tok, rule_parent)
+            _rebuild_inline(p_counts, p_seen, p_nxt, p_freq, p_cum, p_lut, level, prior, level, yes, n_tok, rule_parent)
         if seen[c] >= nxt[c]:
             _rebuild(counts, seen, nxt, freq, cum, lut, c, p_freq, level, yes, n_tok, rule_child)
         # the raw low bits
@@ -775,8 +782,8 @@ def _labels_run(labels, skips, n_classes, decoding, words, starts, freqs, sizes,
         # code r in context c (parent pc)
         if r_nxt[c] == 0:
             if q_nxt[pc] == 0:
-                _rebuild(q_counts, q_seen, q_nxt, q_freq, q_cum, q_lut, pc, q_freq, none, no, r_sym, rule_obs)
-            _rebuild(r_counts, r_seen, r_nxt, r_freq, r_cum, r_lut, c, q_freq, pc, no, r_sym, rule_rank)
+                _rebuild_inline(q_counts, q_seen, q_nxt, q_freq, q_cum, q_lut, pc, q_freq, none, no, r_sym, rule_obs)
+            _rebuild_inline(r_counts, r_seen, r_nxt, r_freq, r_cum, r_lut, c, q_freq, pc, no, r_sym, rule_rank)
         if decoding:
             slot = np.int64(x & ADAPTIVE_MASK)
             # r = how many of the (increasing) bounds cum[c, 1..3] lie at or below the slot
@@ -792,9 +799,9 @@ def _labels_run(labels, skips, n_classes, decoding, words, starts, freqs, sizes,
         q_counts[pc, r] += 1
         q_seen[pc] += 1
         if q_seen[pc] >= q_nxt[pc]:
-            _rebuild(q_counts, q_seen, q_nxt, q_freq, q_cum, q_lut, pc, q_freq, none, no, r_sym, rule_obs)
+            _rebuild_inline(q_counts, q_seen, q_nxt, q_freq, q_cum, q_lut, pc, q_freq, none, no, r_sym, rule_obs)
         if r_seen[c] >= r_nxt[c]:
-            _rebuild(r_counts, r_seen, r_nxt, r_freq, r_cum, r_lut, c, q_freq, pc, no, r_sym, rule_rank)
+            _rebuild_inline(r_counts, r_seen, r_nxt, r_freq, r_cum, r_lut, c, q_freq, pc, no, r_sym, rule_rank)
         if r < S.LABEL_CANDIDATES:
             label = cand[r]
             if label < 0:
