@@ -137,23 +137,26 @@ def labels_context_decode(section: Reader, count: int, n_classes: int, indices: 
 # The one parameter, h, is the encoder's to choose: it tries each of DRIFT_TRIALS and keeps the
 # smallest section (how fast the class mix drifts differs from one selection to the next).
 
-DRIFT_TRIALS = (6, 7, 8, 9, 10, 12, 16)
+DRIFT_TRIALS = (4, 5, 6, 7, 8, 9, 10, 12, 16)
 DRIFT_MAX_REBUILD_COST = 8  # ... skipping those whose tables would be rebuilt at more than 8 symbols per label
+DRIFT_SMALL_BLOCK = 4096  # ... or 32 in a block of at most this many labels (at most 131,072 updates in all)
 
 
-def drift_trials(n_classes: int) -> list[int]:
+def drift_trials(n_classes: int, n_labels: int = DRIFT_SMALL_BLOCK + 1) -> list[int]:
     """The halving exponents the encoder tries for ``n_classes``: a table of A symbols rebuilt every
-    2^(h - 5) labels costs A / 2^(h - 5) symbol updates per label, in the encoder and the decoder."""
+    2^(h - 5) labels costs A / 2^(h - 5) symbol updates per label, in the encoder and the decoder;
+    small blocks (a few hundred labels: the ones that gain from forgetting fast) may spend more."""
     alphabet = 256 if n_classes > S.LABEL_SPLIT else n_classes
     shift = S.DRIFT_STEP_SHIFT
-    return [h for h in DRIFT_TRIALS if alphabet <= DRIFT_MAX_REBUILD_COST << max(h - shift, 0)] or [DRIFT_TRIALS[-1]]
+    budget = DRIFT_MAX_REBUILD_COST * (4 if n_labels <= DRIFT_SMALL_BLOCK else 1)
+    return [h for h in DRIFT_TRIALS if alphabet <= budget << max(h - shift, 0)] or [DRIFT_TRIALS[-1]]
 
 
 def labels_drift_encode(labels: np.ndarray, n_classes: int, indices=None, base: int = 0, folders=None) -> bytes:
     labels = np.ascontiguousarray(labels, dtype=np.int64)
     words = np.empty(2 * len(labels) + 2, dtype=np.uint32)
     best_h, best_words = 0, None
-    for h in drift_trials(n_classes):
+    for h in drift_trials(n_classes, len(labels)):
         n_words, _ = _encoded(
             lambda st, fr, sz: _kernels.drift_code(labels, n_classes, h, False, words, st, fr, sz), 2 * len(labels), 1, words
         )
