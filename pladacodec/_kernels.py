@@ -358,8 +358,9 @@ def _rebuild(counts, seen, nxt, freq, cum, lut, c, pfreq, pc, with_lut, n_sym, r
 
 
 # The same rebuild, inlined where tables are tiny and rebuilt often (label rank contexts: 4
-# symbols, hundreds of rebuilds in a small block; gap parents), so the call's fixed cost, about
-# twice the rebuild's own work there, disappears.  Only there: every inlined site adds compile time.
+# symbols, hundreds of rebuilds in a small block), so the call's fixed cost, about twice the
+# rebuild's own work there, disappears.  Only there: the four inlined sites cost ~5 s of a cold
+# compile (measured: also inlining the gap parents' rebuild added 2 s and gained nothing).
 _rebuild_inline = _rebuild if nb.config.DISABLE_JIT else _jit(inline=True)(_rebuild.py_func)
 
 
@@ -633,7 +634,7 @@ def _gaps_run(skips, n_tok, decoding, words, raw, starts, freqs, sizes, lo_surv,
         p_seen[level] += 1
         if p_seen[level] >= p_nxt[level]:
             _parent_prior(level, n_tok, geo, g_freq, prior)
-            _rebuild_inline(p_counts, p_seen, p_nxt, p_freq, p_cum, p_lut, level, prior, level, yes, n_tok, rule_parent)
+            _rebuild(p_counts, p_seen, p_nxt, p_freq, p_cum, p_lut, level, prior, level, yes, n_tok, rule_parent)
         if seen[c] >= nxt[c]:
             _rebuild(counts, seen, nxt, freq, cum, lut, c, p_freq, level, yes, n_tok, rule_child)
         # the raw low bits
