@@ -22,7 +22,7 @@ from . import _spec as S
 from ._bytes import Reader
 from ._io import atomic_write_bytes
 from ._container import Header, Layout
-from .errors import PladaDecodeError, PladaEncodeError, PladaError, PladaFormatError, PladaMemoryError
+from .errors import PladaDecodeError, PladaEncodeError, PladaFormatError, PladaMemoryError
 from .folders import as_layout
 
 __all__ = ["Payload", "TaskInfo", "encode", "decode", "write", "read", "inspect", "read_header", "methods_for_version"]

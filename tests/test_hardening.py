@@ -11,7 +11,6 @@ import functools
 import io
 import json
 import os
-import resource
 import signal
 import stat
 import subprocess

@@ -34,7 +34,7 @@ from pladacodec import _spec as S
 from pladacodec._bytes import Reader, encode_varint
 from pladacodec._stream import iter_read
 
-from common import assemble, frame_block, header_field, header_values
+from common import assemble, frame_block, header_field
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE / "fuzzers"))

@@ -192,7 +192,7 @@ def _save_selection(directory: Path, name: str, indices, labels, n_reference: in
 def run_demo(config: DemoConfig | None = None, *, data: DemoData | None = None) -> dict[str, Any]:
     """Run one scenario of the demo; write ``report.md``, ``report.png``, ``report.json``
     and the ``.plada`` tasks under ``config.out_dir``; return the report as a dict."""
-    from .pretrained import WEIGHTS, Lite0Parts, Student, activations, fit_linear_probe
+    from .pretrained import WEIGHTS, Lite0Parts, activations, fit_linear_probe
     from .report import write_report
 
     cfg = config or DemoConfig()
