@@ -85,6 +85,31 @@ def check_roundtrip(indices, labels, n_reference: int, n_classes: int | None = N
     return blob
 
 
+# --- small shared fixtures ------------------------------------------------------------------
+
+# The six-entry selection the command-line tests pack, unpack and damage.
+SMALL_INDICES = [40, 3, 17, 99, 0, 58]
+SMALL_LABELS = [2, 0, 1, 2, 2, 0]
+SMALL_N = 100
+
+
+def write_small_npz(path: Path) -> Path:
+    """The small selection as an ``.npz`` of ``indices`` and ``labels``."""
+    np.savez(path, indices=np.array(SMALL_INDICES), labels=np.array(SMALL_LABELS))
+    return path
+
+
+def write_reference_images(root: Path, side: int) -> Path:
+    """12 grayscale side x side PNGs in folders part0-part2, pixel value = canonical index * 10."""
+    from PIL import Image
+
+    for i in range(12):
+        folder = root / f"part{i // 5}"
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.full((side, side), 10 * i, dtype=np.uint8)).save(folder / f"img{i:02d}.png")
+    return root
+
+
 # --- coding methods ----------------------------------------------------------------------
 
 

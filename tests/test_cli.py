@@ -14,11 +14,12 @@ import pladacodec
 from pladacodec import _spec as S
 from pladacodec.reference import Reference
 
-from common import CLI_GOLDEN_CASES, CLI_GOLDEN_DIR, GOLDEN_DIR, MAKE_GOLDEN, run_cli
+from common import (
+    CLI_GOLDEN_CASES, CLI_GOLDEN_DIR, GOLDEN_DIR, MAKE_GOLDEN, SMALL_INDICES, SMALL_LABELS, SMALL_N, run_cli,
+    write_small_npz,
+)
 
-INDICES = [40, 3, 17, 99, 0, 58]
-LABELS = [2, 0, 1, 2, 2, 0]
-N = 100
+INDICES, LABELS, N = SMALL_INDICES, SMALL_LABELS, SMALL_N
 
 
 def assert_user_error(result, exit_code: int, pattern: str) -> None:
@@ -33,9 +34,7 @@ def assert_user_error(result, exit_code: int, pattern: str) -> None:
 
 @pytest.fixture
 def npz(tmp_path):
-    path = tmp_path / "sel.npz"
-    np.savez(path, indices=np.array(INDICES), labels=np.array(LABELS))
-    return path
+    return write_small_npz(tmp_path / "sel.npz")
 
 
 @pytest.fixture

@@ -17,6 +17,8 @@ from pladacodec.data import LabelledFolder, PladaDataset  # noqa: E402
 from pladacodec.errors import PladaReferenceError  # noqa: E402
 from pladacodec.reference import Reference, dataset_fingerprint  # noqa: E402
 
+from common import write_reference_images  # noqa: E402
+
 pytestmark = pytest.mark.torch
 
 CLASSES = ("cat", "dog", "T-shirt/top")
@@ -29,12 +31,7 @@ def _to_tensor(img):
 @pytest.fixture
 def reference_dir(tmp_path):
     """12 grayscale 8x8 images whose pixel value is their canonical index * 10."""
-    root = tmp_path / "ref"
-    for i in range(12):
-        folder = root / f"part{i // 5}"
-        folder.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(np.full((8, 8), 10 * i, dtype=np.uint8)).save(folder / f"img{i:02d}.png")
-    return root
+    return write_reference_images(tmp_path / "ref", 8)
 
 
 def _task(ref: Reference, indices=(1, 4, 7, 11), labels=(2, 0, 1, 2), **kw) -> bytes:

@@ -8,26 +8,20 @@ import subprocess
 import sys
 import textwrap
 
-import numpy as np
 import pytest
 
 import pladacodec
 from pladacodec.client import class_dir_name
 from pladacodec.reference import PladaReferenceWarning, Reference
 
+from common import write_reference_images
+
 CLASSES = ("cat", "dog/wolf", ".hidden", "tab\tbed")
 
 
 @pytest.fixture
 def reference_dir(tmp_path):
-    from PIL import Image
-
-    root = tmp_path / "ref"
-    for i in range(12):
-        folder = root / f"part{i // 5}"
-        folder.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(np.full((6, 6), 10 * i, dtype=np.uint8)).save(folder / f"img{i:02d}.png")
-    return root
+    return write_reference_images(tmp_path / "ref", 6)
 
 
 def _task(ref, tmp_path, indices=(1, 4, 7, 11), labels=(2, 0, 1, 0), **kw):

@@ -24,6 +24,7 @@ import pladacodec
 from pladacodec import _container
 from pladacodec import _spec as S
 from pladacodec._bytes import Reader
+from common import SMALL_INDICES, SMALL_LABELS, SMALL_N, write_small_npz
 
 
 
@@ -35,9 +36,7 @@ def run_cli(args):
 
     return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
 
-INDICES = [40, 3, 17, 99, 0, 58]
-LABELS = [2, 0, 1, 2, 2, 0]
-N = 100
+INDICES, LABELS, N = SMALL_INDICES, SMALL_LABELS, SMALL_N
 FINGERPRINT = bytes(range(32))
 
 
@@ -51,9 +50,7 @@ def assert_one_line_error(result, exit_code: int, pattern: str = "") -> None:
 
 @pytest.fixture
 def npz(tmp_path):
-    path = tmp_path / "sel.npz"
-    np.savez(path, indices=np.array(INDICES), labels=np.array(LABELS))
-    return path
+    return write_small_npz(tmp_path / "sel.npz")
 
 
 @pytest.fixture
