@@ -53,6 +53,11 @@ class Header:
         """Entries of block ``number`` (from 0)."""
         return min(self.block_entries, self.n_selected - number * self.block_entries)
 
+    @property
+    def one_block(self) -> bool:
+        """A file of exactly one block: no header CRC, its block's CRC covers the whole file (FORMAT.md §1)."""
+        return self.n_blocks == 1
+
 
 @dataclass(frozen=True)
 class SectionInfo:
@@ -79,7 +84,7 @@ class BlockInfo:
 @dataclass
 class Layout:
     file_size: int = 0
-    preamble_and_header: int = 0  # preamble, header length, header and its CRC
+    preamble_and_header: int = 0  # preamble, header length, header and its CRC (if it has one)
     blocks: list[BlockInfo] = field(default_factory=list)
 
 
@@ -95,7 +100,8 @@ def canonical_json(obj) -> bytes:
 
 
 def encode_header(header: Header) -> bytes:
-    """Preamble, varint(header length), header, header CRC (FORMAT.md §2, §3)."""
+    """Preamble, varint(header length), header, and the header CRC unless the file is one block
+    (FORMAT.md §1-§3: then :func:`seal_one_block` makes the block's CRC cover the header)."""
     one_block = header.block_entries >= header.n_selected
     body = bytearray()
     for value in (header.n_reference, header.n_selected, header.n_classes, 0 if one_block else header.block_entries):
@@ -114,7 +120,15 @@ def encode_header(header: Header) -> bytes:
     if header.metadata is not None:
         body += _field(S.TAG_METADATA, canonical_json(header.metadata))
     head = struct.pack(S.PREAMBLE_FORMAT, S.MAGIC, S.VERSION_MAJOR, S.VERSION_MINOR) + encode_varint(len(body)) + body
+    if one_block and header.n_selected:
+        return head
     return head + struct.pack(S.HEADER_CRC_FORMAT, crc32c(head))
+
+
+def seal_one_block(head: bytes, block: bytes) -> bytes:
+    """The only block of a one-block file, its CRC recomputed to cover the header before it."""
+    data = block[: -S.BLOCK_CRC_SIZE]
+    return data + struct.pack(S.BLOCK_CRC_FORMAT, crc32c(data, crc32c(head)))
 
 
 def frame_block(index_method: int, index: bytes, label_method: int, label: bytes, base: int, first: bool) -> bytes:
@@ -215,9 +229,10 @@ def iter_encoded(
             yield from parallel_map(encode_one, starts[first : first + batch], header.n_selected)
 
     if folders is None:
-        yield encode_header(header)
+        head = encode_header(header)
+        yield head
         for block in blocks():
-            yield block.data
+            yield seal_one_block(head, block.data) if header.one_block else block.data
         return
     coded = list(blocks())
     use_folders = any(block.uses_folders for block in coded)
@@ -227,9 +242,11 @@ def iter_encoded(
         use_folders = with_size < without_size
     if use_folders:
         header = dataclasses.replace(header, folders=(folders.n_folders, folders.digest))
-    yield encode_header(header)
+    head = encode_header(header)
+    yield head
     for b in coded:
-        yield b.data if use_folders or not b.uses_folders else b.without_folders
+        data = b.data if use_folders or not b.uses_folders else b.without_folders
+        yield seal_one_block(head, data) if header.one_block else data
 
 
 # --- decoding -------------------------------------------------------------------
@@ -266,7 +283,8 @@ def _refuse_constant(name: str):
 _KNOWN_TAGS = frozenset((S.TAG_CLASS_NAMES, S.TAG_FINGERPRINT, S.TAG_METADATA, S.TAG_FOLDERS))
 
 
-def _decode_fields(reader: Reader, version: tuple[int, int]) -> Header:
+def _decode_counts(reader: Reader) -> tuple[int, int, int, int]:
+    """N, k, C and the block size (B = 0 made k, at least 1) at the header's start, checked."""
     n_reference = reader.varint("reference size N")
     if not 1 <= n_reference <= S.MAX_N_REFERENCE:
         raise PladaFormatError(f"reference size N {n_reference:,} is outside [1, {S.MAX_N_REFERENCE:,}]")
@@ -286,6 +304,11 @@ def _decode_fields(reader: Reader, version: tuple[int, int]) -> Header:
             f"block size B {block_entries:,} must be below k = {n_selected:,} and at most {S.MAX_BLOCK_ENTRIES:,} "
             "(B = 0: one block)"
         )
+    return n_reference, n_selected, n_classes, block_entries
+
+
+def _decode_fields(reader: Reader, version: tuple[int, int]) -> Header:
+    n_reference, n_selected, n_classes, block_entries = _decode_counts(reader)
     seen: dict[int, Reader | None] = {}
     unknown_optional = []
     while reader.remaining:
@@ -363,19 +386,35 @@ def _decode_fields(reader: Reader, version: tuple[int, int]) -> Header:
     )
 
 
+def counts_one_block(fields: Reader) -> bool:
+    """Whether the header's N, k, C, B say the file is one block (k >= 1, B = 0).  The four
+    values decide the framing, so they are checked (and a bad one refused) before the CRC."""
+    _, n_selected, _, block_entries = _decode_counts(Reader(fields._view, fields.pos, fields.pos + fields.remaining))
+    return n_selected >= 1 and block_entries == n_selected
+
 def decode_header(data) -> tuple[Header, int]:
-    """Parse and check preamble and header; returns the header and where blocks start."""
+    """Parse and check preamble and header; returns the header and where blocks start.
+
+    The checksum is verified before any field is interpreted: the header CRC, or, in a
+    one-block file, which has none, the block's CRC over the whole file (so ``data`` must then
+    hold the whole block too)."""
     reader = Reader(data)
     header_len = check_preamble(reader)
     version = tuple(bytes(reader._view[len(S.MAGIC) : S.PREAMBLE_SIZE]))
     fields = Reader(reader._view, reader.pos, reader.pos + header_len)
     reader.take(header_len, "header")
     end = reader.pos
-    (stored,) = reader.unpack(S.HEADER_CRC_FORMAT, "header checksum")
-    actual = crc32c(reader._view[:end])
-    if stored != actual:
-        raise PladaChecksumError(f"header checksum mismatch: stored 0x{stored:08x}, computed 0x{actual:08x}")
-    return _decode_fields(fields, version), reader.pos
+    if counts_one_block(fields):
+        scan_block(Reader(reader._view, end, len(reader._view)), 0, True, crc_from=0)
+    else:
+        (stored,) = reader.unpack(S.HEADER_CRC_FORMAT, "header checksum")
+        actual = crc32c(reader._view[:end])
+        if stored != actual:
+            raise PladaChecksumError(f"header checksum mismatch: stored 0x{stored:08x}, computed 0x{actual:08x}")
+    header = _decode_fields(fields, version)
+    if header.one_block != (reader.pos == end):  # cannot differ: both read N, k, C, B the same way
+        raise PladaFormatError("header block count is inconsistent")  # pragma: no cover
+    return header, reader.pos
 
 
 @dataclass(frozen=True)
@@ -390,8 +429,9 @@ class ScannedBlock:
     label: tuple
 
 
-def scan_block(reader: Reader, entries: int, first: bool) -> ScannedBlock:
-    """Read one block's framing and verify its CRC (no entropy decoding)."""
+def scan_block(reader: Reader, entries: int, first: bool, crc_from: int | None = None) -> ScannedBlock:
+    """Read one block's framing and verify its CRC (no entropy decoding).  ``crc_from``: where
+    the CRC's coverage starts, if before the block (0 for the block of a one-block file)."""
     start = reader.pos
     base = 0 if first else reader.varint("block base", maximum=S.MAX_N_REFERENCE)
     (methods,) = reader.unpack("<B", "block method byte")
@@ -404,7 +444,7 @@ def scan_block(reader: Reader, entries: int, first: bool) -> ScannedBlock:
     reader.take(label_len, "label section")
     end = reader.pos
     (stored,) = reader.unpack(S.BLOCK_CRC_FORMAT, "block checksum")
-    actual = crc32c(reader._view[start:end])
+    actual = crc32c(reader._view[start if crc_from is None else crc_from : end])
     if stored != actual:
         raise PladaChecksumError(f"block at offset {start:,}: checksum mismatch: stored 0x{stored:08x}, computed 0x{actual:08x}")
     sections = []
@@ -446,9 +486,10 @@ def decode_scanned(block: ScannedBlock, header: Header, folders=None):
     return indices, labels, info
 
 
-def decode_block(reader: Reader, header: Header, entries: int, expected_base: int, first: bool, folders=None):
+def decode_block(reader: Reader, header: Header, entries: int, expected_base: int, first: bool, folders=None,
+                 crc_from: int | None = None):
     """Scan and decode one block that must start at ``expected_base``; returns (indices, labels, BlockInfo)."""
-    block = scan_block(reader, entries, first)
+    block = scan_block(reader, entries, first, crc_from)
     if block.base != expected_base:
         raise PladaFormatError(f"block at offset {block.offset:,} starts at index {block.base:,}; expected {expected_base:,}")
     return decode_scanned(block, header, folders)
@@ -506,7 +547,8 @@ def decode_container(data, max_entries: int, folders=None) -> tuple[Header, np.n
     view = memoryview(data).cast("B")
     reader = Reader(view, pos, len(view))
     layout = Layout(file_size=len(view), preamble_and_header=pos)
-    scanned = [scan_block(reader, header.block_size(i), i == 0) for i in range(header.n_blocks)]
+    crc_from = 0 if header.one_block else None
+    scanned = [scan_block(reader, header.block_size(i), i == 0, crc_from) for i in range(header.n_blocks)]
     reader.expect_end("blocks")
     if not scanned:
         return header, np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64), layout

@@ -126,7 +126,8 @@ class StreamWriter:
             self._path = os.fspath(target)
             self._out = _io.AtomicOutput(target)  # a temporary file, renamed into place by close()
             self._fh = self._out.file
-        self._emit(_container.encode_header(self.header))
+        self._head = _container.encode_header(self.header)  # a one-block file's block CRC covers it
+        self._emit(self._head)
 
     @property
     def entries_received(self) -> int:
@@ -195,7 +196,7 @@ class StreamWriter:
             indices, self._pending_lab[:n], self._base, self.header.n_classes, self._written_entries == 0,
             self._index_methods, self._label_methods, self._folders,
         ).data
-        self._emit(block)
+        self._emit(_container.seal_one_block(self._head, block) if self.header.one_block else block)
         self._base = int(indices[-1]) + 1
         self._written_entries += n
         self._pending = 0
@@ -338,8 +339,15 @@ class StreamReader:
             if len(prefix) >= _io.PREFIX_SIZE:
                 raise
             raise PladaTruncatedError(f"file of {len(prefix)} bytes is shorter than the smallest .plada file") from None
-        head = prefix + cur.read(start.pos + header_len + S.HEADER_CRC_SIZE - len(prefix), "header")
-        self.header, pos = _container.decode_header(head)
+        head = prefix + cur.read(start.pos + header_len - len(prefix), "header")
+        self._one_block = None  # a one-block file: its block, read with the header (its CRC covers both)
+        if _container.counts_one_block(Reader(head, start.pos, len(head))):
+            self._one_block = self._read_block_bytes(0, cur)
+            self.header, pos = _container.decode_header(head + self._one_block)
+            self._head = head
+        else:
+            head += cur.read(S.HEADER_CRC_SIZE, "header checksum")
+            self.header, pos = _container.decode_header(head)
         try:
             self._folders = _container.check_folders(self.header, self._folders_given)
         except PladaReferenceError as exc:
@@ -347,7 +355,9 @@ class StreamReader:
             raise
         self._blocks_at = pos
         self._cursor = cur
-        if verify_first:
+        if verify_first and self._one_block is not None:
+            self._check_end()  # the block was read and checked with the header
+        elif verify_first:
             if start_offset is None:
                 raise PladaError(
                     "verify_first needs a regular (seekable) file; for a pipe pass verify_first=False "
@@ -378,9 +388,14 @@ class StreamReader:
         for number in range(header.n_blocks):
             start = cur.pos
             try:
-                raw = self._read_block_bytes(number)
+                if self._one_block is not None:  # read (and its CRC checked) with the header
+                    start = len(self._head)
+                    raw = Reader(self._head + self._one_block, start, start + len(self._one_block))
+                    crc_from = 0
+                else:
+                    raw, crc_from = Reader(self._read_block_bytes(number)), None
                 indices, labels, info = _container.decode_block(
-                    Reader(raw), header, header.block_size(number), base, number == 0, self._folders
+                    raw, header, header.block_size(number), base, number == 0, self._folders, crc_from
                 )
             except PladaError as exc:
                 where = f"block {number:,} at file offset {start:,} (offsets that follow are within the block)"
@@ -389,9 +404,9 @@ class StreamReader:
             base = int(indices[-1]) + 1
         self._check_end()
 
-    def _read_block_bytes(self, number: int) -> bytes:
+    def _read_block_bytes(self, number: int, cur=None) -> bytes:
         """The bytes of the next block (FORMAT.md §4), lengths checked against the file."""
-        cur = self._cursor
+        cur = self._cursor if cur is None else cur
         parts = [] if number == 0 else [cur.varint("block base")]
         parts.append(cur.read(1, "block method byte"))
         lengths = 0

@@ -143,11 +143,16 @@ def methods_used(blob: bytes, folders=None) -> tuple[set[int], set[int]]:
 
 def split_file(blob: bytes) -> tuple[bytes, bytes]:
     """(header bytes, block bytes) of a valid file: what lies between the preamble's header
-    length and the header CRC, and everything after the header CRC (FORMAT.md §2-§4)."""
-    _, blocks_start = _container.decode_header(blob)
+    length and the header CRC, and everything after the header CRC (FORMAT.md §2-§4); the
+    block of a one-block file comes with the CRC of the block alone, as :func:`frame_block`
+    makes it (:func:`assemble` extends it over the header again)."""
+    header, blocks_start = _container.decode_header(blob)
     reader = Reader(blob, S.PREAMBLE_SIZE)
     length = reader.varint("header length")
-    return blob[reader.pos : reader.pos + length], blob[blocks_start:]
+    blocks = blob[blocks_start:]
+    if header.one_block:  # its CRC covers the header too: give it the CRC of the block alone
+        blocks = blocks[: -S.BLOCK_CRC_SIZE] + struct.pack(S.BLOCK_CRC_FORMAT, crc32c(blocks[: -S.BLOCK_CRC_SIZE]))
+    return blob[reader.pos : reader.pos + length], blocks
 
 
 def header_field(tag: int, value: bytes) -> bytes:
@@ -161,9 +166,30 @@ def header_values(n_reference: int, k: int, n_classes: int, block_entries: int =
 
 
 def assemble(header: bytes, blocks: bytes, *, major=S.VERSION_MAJOR, minor=S.VERSION_MINOR) -> bytes:
-    """A file from header bytes and blocks, with a correct header CRC."""
+    """A file from header bytes and blocks (as :func:`frame_block` makes them), with correct checksums:
+    a header CRC, or, when the header's values say one block (k >= 1, B = 0), none, and the first
+    block's CRC extended over the header (FORMAT.md §1).  A block CRC that was wrong stays wrong
+    by the same bits."""
     head = struct.pack(S.PREAMBLE_FORMAT, S.MAGIC, major, minor) + encode_varint(len(header)) + header
-    return head + struct.pack(S.HEADER_CRC_FORMAT, crc32c(head)) + blocks
+    try:
+        one_block = _container.counts_one_block(Reader(header))
+    except pladacodec.PladaError:  # a forged count: the reader refuses it before any CRC
+        one_block = False
+    if not one_block:
+        return head + struct.pack(S.HEADER_CRC_FORMAT, crc32c(head)) + blocks
+    try:  # the first block's extent, from its framing (FORMAT.md §4)
+        reader = Reader(blocks)
+        reader.unpack("<B", "methods")
+        end = reader.varint("index length") + reader.varint("label length")
+        end += reader.pos
+    except pladacodec.PladaError:  # not a block: leave the bytes as they are
+        return head + blocks
+    if end + S.BLOCK_CRC_SIZE > len(blocks):
+        return head + blocks
+    (stored,) = struct.unpack_from(S.BLOCK_CRC_FORMAT, blocks, end)
+    error = stored ^ crc32c(blocks[:end])
+    sealed = crc32c(blocks[:end], crc32c(head)) ^ error
+    return head + blocks[:end] + struct.pack(S.BLOCK_CRC_FORMAT, sealed) + blocks[end + S.BLOCK_CRC_SIZE :]
 
 
 def frame_block(index_method: int, index: bytes, label_method: int, label: bytes, base: int = 0, first: bool = True) -> bytes:
@@ -177,11 +203,13 @@ def repair_checksums(damaged: bytes, layout: _container.Layout) -> bytes:
     Damage that the checksums would catch then reaches the parsers and coders.
     """
     out = bytearray(damaged)
-    header_end = layout.preamble_and_header - S.HEADER_CRC_SIZE
-    struct.pack_into(S.HEADER_CRC_FORMAT, out, header_end, crc32c(bytes(out[:header_end])))
+    one_block = len(layout.blocks) == 1  # no header CRC: the block's covers the whole file
+    if not one_block:
+        header_end = layout.preamble_and_header - S.HEADER_CRC_SIZE
+        struct.pack_into(S.HEADER_CRC_FORMAT, out, header_end, crc32c(bytes(out[:header_end])))
     for block in layout.blocks:
         end = block.label.offset + block.label.size
-        struct.pack_into(S.BLOCK_CRC_FORMAT, out, end, crc32c(bytes(out[block.offset : end])))
+        struct.pack_into(S.BLOCK_CRC_FORMAT, out, end, crc32c(bytes(out[0 if one_block else block.offset : end])))
     return bytes(out)
 
 

@@ -465,12 +465,18 @@ def test_checksum_errors_say_stored_and_computed():
 
 def test_header_and_block_checksums_cover_what_they_should():
     """The header CRC covers preamble, header length and header; each block's CRC covers its
-    base, method byte, lengths and sections (FORMAT.md §3, §4)."""
+    base, method byte, lengths and sections; a one-block file has no header CRC, and its
+    block's CRC covers the whole file before it (FORMAT.md §1, §3, §4)."""
     blob = sample_files()[GOLOMB_IID]
     layout = _inspect(blob).layout
+    assert len(layout.blocks) > 1
     end = layout.preamble_and_header - S.HEADER_CRC_SIZE
     assert struct.unpack_from(S.HEADER_CRC_FORMAT, blob, end)[0] == crc32c(blob[:end])
     for block in layout.blocks:
         end = block.label.offset + block.label.size
         assert struct.unpack_from(S.BLOCK_CRC_FORMAT, blob, end)[0] == crc32c(blob[block.offset : end])
     assert layout.blocks[-1].label.offset + layout.blocks[-1].label.size + S.BLOCK_CRC_SIZE == len(blob)
+    one = pladacodec.encode(np.arange(0, 300, 3), np.arange(100) % 4, 300)
+    (block,) = _inspect(one).layout.blocks
+    assert block.offset == _inspect(one).layout.preamble_and_header
+    assert struct.unpack_from(S.BLOCK_CRC_FORMAT, one, len(one) - S.BLOCK_CRC_SIZE)[0] == crc32c(one[: -S.BLOCK_CRC_SIZE])

@@ -79,6 +79,8 @@ def consecutive_file(blocks: int, block_entries: int = S.MAX_BLOCK_ENTRIES) -> b
     label_bytes = first[label.offset : label.offset + label.size]
     k = blocks * block_entries
     parts = [_container.encode_header(_container.Header(k, k, 1, block_entries)), first]
+    if blocks == 1:  # no header CRC: the block's covers the header (FORMAT.md §1)
+        parts[1] = _container.seal_one_block(parts[0], first)
     parts += [
         _container.frame_block(index_method, index_bytes, label_method, label_bytes, b * block_entries, False)
         for b in range(1, blocks)
@@ -459,7 +461,7 @@ def test_6_inspect_json_stays_json_for_a_file_holding_nan(tmp_path, monkeypatch)
     head = _container.encode_header(_container.Header(3, 1, 1, header.block_entries, metadata={"x": float("nan")}))
     monkeypatch.undo()
     path = tmp_path / "nan.plada"
-    path.write_bytes(head + data[len(old_head) :])
+    path.write_bytes(head + _container.seal_one_block(head, data[len(old_head) :]))  # one block: its CRC covers the header
     result = run_cli(["inspect", "--json", path])
     if result.exit_code == 0:
         json.loads(result.stdout, parse_constant=lambda c: pytest.fail(f"invalid JSON constant {c}"))

@@ -155,8 +155,10 @@ def parse(data: bytes) -> File:
     need(major == 2, f"format version {major}.{minor}")
     header = cur.sub(cur.varint())
     need(header.end - header.pos <= 16 << 20, "header above 16 MiB")
-    need(cur.u32() == crc32c(data[: header.end]), "header CRC")
     n, k, c, b = header.varint(), header.varint(), header.varint(), header.varint()
+    one_block = k >= 1 and b == 0  # §1: no header CRC; the block's CRC covers the whole file
+    if not one_block:
+        need(cur.u32() == crc32c(data[: header.end]), "header CRC")
     need(1 <= n <= MAX_N and k <= n and 1 <= c <= 65_535, "N, k, C")
     if b == 0:
         need(k <= MAX_BLOCK, "one block of more than 2^20 entries")
@@ -200,7 +202,7 @@ def parse(data: bytes) -> File:
         methods = cur.u8()
         index_len, label_len = cur.varint(), cur.varint()
         index, label = cur.sub(index_len), cur.sub(label_len)
-        need(cur.u32() == crc32c(data[start : label.end]), f"block {i} CRC")
+        need(cur.u32() == crc32c(data[0 if one_block else start : label.end]), f"block {i} CRC")
         im, lm = methods & 15, methods >> 4
         need(im in INDEX_METHODS and lm in LABEL_METHODS, f"unknown methods {im}, {lm}")
         out.blocks.append(Block(min(b, k - i * b), base, im, lm, index, label))

@@ -154,3 +154,28 @@ def test_methods_for_version_names_every_method_of_2_0():
     assert pladacodec.methods_for_version("2.0", folders=True) == {"index_methods": [1, 2, 3], "label_methods": [1, 2, 3, 4]}
     with pytest.raises(pladacodec.PladaEncodeError, match="2.0"):
         pladacodec.methods_for_version("1.5")
+
+
+def test_one_block_file_has_one_crc_and_streams_from_a_pipe():
+    """A one-block file has no header CRC (FORMAT.md §1): its block is read with the header, so
+    even a pipe can be verified first; damage anywhere, header included, is refused."""
+    import threading
+
+    rng = np.random.default_rng(7)
+    idx = np.sort(rng.choice(10**5, 400, replace=False))
+    lab = rng.integers(0, 6, 400)
+    blob = pladacodec.encode(idx, lab, 10**5, metadata={"m": 1})
+    header_length = blob[S.PREAMBLE_SIZE]  # a one-byte varint here
+    assert pladacodec.inspect(blob).layout.preamble_and_header == S.PREAMBLE_SIZE + 1 + header_length  # no CRC
+    read_end, write_end = os.pipe()
+    threading.Thread(target=lambda: (os.write(write_end, blob), os.close(write_end)), daemon=True).start()
+    with os.fdopen(read_end, "rb") as pipe:
+        (got,) = list(iter_read(pipe))  # verify_first (the default) works on a pipe here
+    assert (got[0] == idx).all() and (got[1] == lab).all()
+    for at in (0, 6, 9, len(blob) // 2, len(blob) - 1):
+        damaged = bytearray(blob)
+        damaged[at] ^= 0x10
+        with pytest.raises(pladacodec.PladaError):
+            pladacodec.decode(bytes(damaged))
+        with pytest.raises(pladacodec.PladaError):
+            list(iter_read(io.BytesIO(bytes(damaged))))

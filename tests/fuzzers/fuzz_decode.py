@@ -86,8 +86,8 @@ def _lenient_varint(buf, pos: int, end: int):
     return None
 
 
-def _lenient_block_count(buf, pos: int, end: int) -> int | None:
-    """The number of blocks the header values (N, k, C, B) at ``pos`` imply, or None."""
+def _lenient_values(buf, pos: int, end: int) -> list[int] | None:
+    """The header values (N, k, C, B) at ``pos``, or None."""
     values = []
     for _ in range(4):
         got = _lenient_varint(buf, pos, end)
@@ -95,10 +95,23 @@ def _lenient_block_count(buf, pos: int, end: int) -> int | None:
             return None
         value, pos = got
         values.append(value)
+    return values
+
+
+def _lenient_block_count(buf, pos: int, end: int) -> int | None:
+    """The number of blocks the header values (N, k, C, B) at ``pos`` imply, or None."""
+    values = _lenient_values(buf, pos, end)
+    if values is None:
+        return None
     _, k, _, block_entries = values
     if block_entries == 0:
         return 1 if k else 0
     return -(-k // block_entries)
+
+
+def _one_block(values) -> bool:
+    """k >= 1 and B = 0: no header CRC, the block's CRC covers the whole file (FORMAT.md §1)."""
+    return values is not None and values[1] >= 1 and values[3] == 0
 
 
 def fix_checksums(data: bytes) -> bytes:
@@ -117,11 +130,15 @@ def fix_checksums(data: bytes) -> bytes:
         return bytes(buf)
     header_len, header_start = got
     header_end = header_start + header_len
-    if header_end + S.HEADER_CRC_SIZE > n:
-        return bytes(buf)
-    struct.pack_into(S.HEADER_CRC_FORMAT, buf, header_end, crc32c(bytes(buf[:header_end])))
+    one_block = _one_block(_lenient_values(buf, header_start, min(header_end, n)))
+    if one_block:
+        pos = header_end
+    else:
+        if header_end + S.HEADER_CRC_SIZE > n:
+            return bytes(buf)
+        struct.pack_into(S.HEADER_CRC_FORMAT, buf, header_end, crc32c(bytes(buf[:header_end])))
+        pos = header_end + S.HEADER_CRC_SIZE
     n_blocks = _lenient_block_count(buf, header_start, header_end)
-    pos = header_end + S.HEADER_CRC_SIZE
     number = 0
     while pos < n and (n_blocks is None or number < n_blocks):
         start = pos
@@ -141,7 +158,7 @@ def fix_checksums(data: bytes) -> bytes:
         pos += lengths
         if pos + S.BLOCK_CRC_SIZE > n:
             break
-        struct.pack_into(S.BLOCK_CRC_FORMAT, buf, pos, crc32c(bytes(buf[start:pos])))
+        struct.pack_into(S.BLOCK_CRC_FORMAT, buf, pos, crc32c(bytes(buf[0 if one_block else start : pos])))
         pos += S.BLOCK_CRC_SIZE
         number += 1
     return bytes(buf)
@@ -206,7 +223,7 @@ class Structure:
                 raise ValueError("header field runs past the header")
             fields.append((tag, bytes(data[pos : pos + length])))
             pos += length
-        pos = end + S.HEADER_CRC_SIZE
+        pos = end if _one_block(_lenient_values(data, end - header_len, end)) else end + S.HEADER_CRC_SIZE
         _, k, _, block_entries = values
         n_blocks = (1 if k else 0) if block_entries == 0 else -(-k // block_entries)
         blocks = []
@@ -235,12 +252,13 @@ class Structure:
     def serialize(self) -> bytes:
         body = self.header_bytes()
         head = struct.pack(S.PREAMBLE_FORMAT, S.MAGIC, self.major & 0xFF, self.minor & 0xFF) + encode_varint(len(body)) + body
-        out = bytearray(head + struct.pack(S.HEADER_CRC_FORMAT, crc32c(head)))
+        one_block = _one_block(_lenient_values(body, 0, len(body)))  # as a reader would see them
+        out = bytearray(head if one_block else head + struct.pack(S.HEADER_CRC_FORMAT, crc32c(head)))
         for number, block in enumerate(self.blocks):
             data = b"" if number == 0 else encode_varint(block.base)
             data += bytes([block.methods & 0xFF]) + encode_varint(len(block.index)) + encode_varint(len(block.label))
             data += block.index + block.label
-            out += data + struct.pack(S.BLOCK_CRC_FORMAT, crc32c(data))
+            out += data + struct.pack(S.BLOCK_CRC_FORMAT, crc32c(data, crc32c(head) if one_block and number == 0 else 0))
         return bytes(out) + self.tail
 
 
