@@ -20,12 +20,24 @@ the ``.plada`` files.  A file the codec fails to encode or decode exactly is lis
     python bench/real_eval.py --methods 2:3          # .plada restricted to index method 2, label method 3
     python bench/real_eval.py --methods 1,2: --json /tmp/real.json
     python bench/real_eval.py --dirs bench/data/real-demo/generic
+    python bench/real_eval.py --bits                 # also: where the bits go, against reference costs
+
+``--bits`` adds a table of each section against what a model of its kind could reach at
+best, and what the whole file would be if both sections reached it.  Index: the i.i.d.
+bound log2 C(N, k) and a *windowed reference*, the best over W = 4 ... 1,024 equal windows of
+sum_w log2 C(n_w, k_w) + 1/2 sum_w log2(n_w + 1) (a piecewise-uniform density with its
+parameters at their asymptotic cost, the window count picked in hindsight: optimistic for a
+model that must learn where density changes).  Labels: k times the entropy of the file's own
+label histogram, with the histogram free (optimistic for any order-0 model).  Both are
+reference points, not lower bounds for every model: a model of other structure (exact
+repeats, periodic pools) can go below them.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from dataclasses import dataclass
@@ -163,6 +175,67 @@ def evaluate_task(task: RealTask, cache: BaselineCache, methods: Methods = Metho
     }
 
 
+def _log2_binomial(n: int, r: int) -> float:
+    return (math.lgamma(n + 1) - math.lgamma(r + 1) - math.lgamma(n - r + 1)) / math.log(2)
+
+
+WINDOW_COUNTS = (4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+
+def section_references(indices: np.ndarray, labels: np.ndarray, n_reference: int, n_classes: int) -> dict:
+    """Reference costs in bytes (module docstring): i.i.d. and windowed index, histogram-entropy labels."""
+    k = len(indices)
+    iid = _log2_binomial(n_reference, k) / 8
+    windowed = iid
+    for windows in WINDOW_COUNTS:
+        if windows > n_reference:
+            break
+        edges = np.linspace(0, n_reference, windows + 1).astype(np.int64)
+        in_window = np.histogram(indices.astype(np.int64), bins=edges)[0]
+        sizes = np.diff(edges)
+        bits = sum(_log2_binomial(int(n), int(c)) + 0.5 * math.log2(n + 1) for n, c in zip(sizes, in_window))
+        windowed = min(windowed, bits / 8)
+    counts = np.bincount(labels.astype(np.int64), minlength=n_classes)
+    used = counts[counts > 0]
+    label_entropy = float(-(used * np.log2(used / k)).sum() / 8) if k else 0.0
+    return {"index_iid": iid, "index_windowed": windowed, "label_entropy": label_entropy}
+
+
+def bits_row(row: dict, task: RealTask) -> dict:
+    """Where the bits of one file go (``--bits``): sections against their references."""
+    sel = task.selection
+    refs = section_references(sel.indices, sel.labels, sel.n_reference, sel.n_classes)
+    framing = row["plada"] - row["index_bytes"] - row["label_bytes"]
+    ceiling = framing + refs["index_windowed"] + refs["label_entropy"]
+    generic = min(row["general"][name] for name in GENERIC)
+    return {**refs, "framing": framing, "ceiling": ceiling, "ceiling_vs_generic": ceiling / generic,
+            "ceiling_vs_general": ceiling / row["general"][row["smallest_general"]]}
+
+
+def bits_table(rows: list[dict]) -> str:
+    """One row per selection: sections against their references, and the file if both reached them."""
+    header = ["selection", "framing B", "index B", "i.i.d. B", "windowed B", "index/windowed", "label B",
+              "histogram H B", "label/H", "both at reference B", "that /brotli-xz", "that /general"]
+    lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+    for row in rows:
+        b = row["bits"]
+        lines.append("| " + " | ".join([
+            row["profile"], f"{b['framing']:,}", f"{row['index_bytes']:,}", f"{b['index_iid']:,.0f}",
+            f"{b['index_windowed']:,.0f}", f"{row['index_bytes'] / max(b['index_windowed'], 1):.3f}", f"{row['label_bytes']:,}",
+            f"{b['label_entropy']:,.0f}", f"{row['label_bytes'] / max(b['label_entropy'], 1):.3f}",
+            f"{b['ceiling']:,.0f}", f"{b['ceiling_vs_generic']:.3f}", f"{b['ceiling_vs_general']:.3f}",
+        ]) + " |")
+    if rows:
+        lines.append("| " + " | ".join([
+            f"**geometric mean ({len(rows)} files)**", "", "", "", "",
+            f"{geometric_mean(r['index_bytes'] / max(r['bits']['index_windowed'], 1) for r in rows if r['k'] < r['n_reference']):.3f}", "", "",
+            f"{geometric_mean(r['label_bytes'] / max(r['bits']['label_entropy'], 1) for r in rows):.3f}", "",
+            f"{geometric_mean(r['bits']['ceiling_vs_generic'] for r in rows):.3f}",
+            f"{geometric_mean(r['bits']['ceiling_vs_general'] for r in rows):.3f}",
+        ]) + " |")
+    return "\n".join(lines)
+
+
 def markdown_table(rows: list[dict]) -> str:
     """One row per selection, then the geometric means of the ratios."""
     header = (
@@ -230,6 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help=f"baseline cache (default: {DEFAULT_CACHE})")
     parser.add_argument("--no-cache", action="store_true", help="recompute every baseline (and write no cache)")
     parser.add_argument("--json", type=Path, help="also write the rows and the summary as JSON here")
+    parser.add_argument("--bits", action="store_true", help="also print where the bits go (module docstring)")
     args = parser.parse_args(argv)
     try:
         methods = parse_methods(args.methods)
@@ -243,6 +317,8 @@ def main(argv: list[str] | None = None) -> int:
     for task in tasks:
         try:
             rows.append(evaluate_task(task, cache, methods))
+            if args.bits:
+                rows[-1]["bits"] = bits_row(rows[-1], task)
         except (pladacodec.PladaError, RuntimeError) as exc:  # a codec under construction: report, go on
             failures.append(f"{task.profile} ({task.path}): {type(exc).__name__}: {exc}")
     measured = sum(not row["baselines_cached"] for row in rows)
@@ -250,6 +326,9 @@ def main(argv: list[str] | None = None) -> int:
     print(markdown_table(rows))
     print()
     print("\n".join(summary))
+    if args.bits and rows:
+        print()
+        print(bits_table(rows))
     print(
         f"({len(rows)} files, .plada methods: {methods}, pladacodec format"
         f" {pladacodec.FORMAT_VERSION[0]}.{pladacodec.FORMAT_VERSION[1]}; baselines measured for {measured},"

@@ -74,3 +74,26 @@ def test_parse_methods():
     for bad in ("2,3", "a:1", "1:2:3"):
         with pytest.raises(ValueError):
             real_eval.parse_methods(bad)
+
+
+def test_section_references_and_the_bits_table(tmp_path, capsys):
+    """--bits: the i.i.d. reference is log2 C(N, k); a selection dense in one half and empty in
+    the other costs far less under the windowed reference; labels cost k * H(histogram)."""
+    import math
+
+    n, k = 4096, 256
+    spread = np.sort(np.random.default_rng(1).choice(n, k, replace=False))
+    half = np.sort(np.random.default_rng(1).choice(n // 2, k, replace=False))
+    labels = np.repeat([0, 1], k // 2)
+    refs = real_eval.section_references(spread, labels, n, 3)
+    iid = (math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)) / math.log(2) / 8
+    assert refs["index_iid"] == pytest.approx(iid)
+    assert refs["index_windowed"] <= iid and refs["label_entropy"] == pytest.approx(k / 8)
+    clustered = real_eval.section_references(half, labels, n, 3)
+    assert clustered["index_windowed"] < 0.9 * iid
+    folder = tmp_path / "real"
+    folder.mkdir()
+    shutil.copy(REAL_DIR / "random-1pct.npz", folder)
+    assert real_eval.main(["--dirs", str(folder), "--cache", str(tmp_path / "c.json"), "--bits"]) == 0
+    printed = capsys.readouterr().out
+    assert "| index/windowed |" in printed and "| real-random-1pct | " in printed
