@@ -76,12 +76,13 @@ class Reader:
             return result
         result = 0
         shift = 0
-        start = self.pos
+        start = pos
+        view, end = self._view, self.end
         for i in range(MAX_VARINT_BYTES):
-            if self.pos >= self.end:
+            if pos >= end:
                 raise PladaTruncatedError(f"{what}: varint at offset {start:,} runs past the end of its section")
-            byte = self._view[self.pos]
-            self.pos += 1
+            byte = view[pos]
+            pos += 1
             result |= (byte & 0x7F) << shift
             if not byte & 0x80:
                 if i > 0 and byte == 0:
@@ -90,8 +91,10 @@ class Reader:
                     raise PladaFormatError(f"{what}: varint at offset {start:,} exceeds 64 bits")
                 if maximum is not None and result > maximum:
                     raise PladaFormatError(f"{what}: {result:,} exceeds the limit {maximum:,}")
+                self.pos = pos
                 return result
             shift += 7
+        self.pos = pos
         raise PladaFormatError(f"{what}: varint at offset {start:,} is longer than {MAX_VARINT_BYTES} bytes")
 
     def expect_end(self, what: str) -> None:

@@ -8,6 +8,7 @@ This layer knows the layout and the checks; the coding methods are declared in
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import struct
@@ -214,7 +215,7 @@ def iter_encoded(
     coded without it (and decodes without the layout)."""
     step = header.block_entries
     starts = list(range(0, header.n_selected, step))
-    batch = max(1, min(os.cpu_count() or 1, MAX_THREADS))
+    batch = max(1, min(_cpus(), MAX_THREADS))
 
     def encode_one(start: int) -> EncodedBlock:
         stop = min(start + step, header.n_selected)
@@ -307,8 +308,9 @@ def _decode_counts(reader: Reader) -> tuple[int, int, int, int]:
     return n_reference, n_selected, n_classes, block_entries
 
 
-def _decode_fields(reader: Reader, version: tuple[int, int]) -> Header:
-    n_reference, n_selected, n_classes, block_entries = _decode_counts(reader)
+def _decode_fields(reader: Reader, version: tuple[int, int], counts: tuple[int, int, int, int] | None = None) -> Header:
+    """The header's values and fields; ``counts``: N, k, C, B already read from ``reader``."""
+    n_reference, n_selected, n_classes, block_entries = _decode_counts(reader) if counts is None else counts
     seen: dict[int, Reader | None] = {}
     unknown_optional = []
     while reader.remaining:
@@ -398,23 +400,34 @@ def decode_header(data) -> tuple[Header, int]:
     The checksum is verified before any field is interpreted: the header CRC, or, in a
     one-block file, which has none, the block's CRC over the whole file (so ``data`` must then
     hold the whole block too)."""
+    header, pos, _ = _decode_header(data)
+    return header, pos
+
+
+def _decode_header(data) -> tuple[Header, int, tuple[ScannedBlock, int] | None]:
+    """:func:`decode_header`, and the block of a one-block file, already scanned, with where it
+    ends (else None)."""
     reader = Reader(data)
     header_len = check_preamble(reader)
     version = tuple(bytes(reader._view[len(S.MAGIC) : S.PREAMBLE_SIZE]))
     fields = Reader(reader._view, reader.pos, reader.pos + header_len)
     reader.take(header_len, "header")
     end = reader.pos
-    if counts_one_block(fields):
-        scan_block(Reader(reader._view, end, len(reader._view)), 0, True, crc_from=0)
+    counts = _decode_counts(fields)  # they decide the framing: checked before the CRC
+    scanned = None
+    if counts[1] >= 1 and counts[3] == counts[1]:  # one block: its CRC covers the header (FORMAT.md §1)
+        first = Reader(reader._view, end, len(reader._view))
+        scanned = scan_block(first, counts[1], True, 0)
+        scanned_end = first.pos
     else:
         (stored,) = reader.unpack(S.HEADER_CRC_FORMAT, "header checksum")
         actual = crc32c(reader._view[:end])
         if stored != actual:
             raise PladaChecksumError(f"header checksum mismatch: stored 0x{stored:08x}, computed 0x{actual:08x}")
-    header = _decode_fields(fields, version)
-    if header.one_block != (reader.pos == end):  # cannot differ: both read N, k, C, B the same way
+    header = _decode_fields(fields, version, counts)
+    if header.one_block != (scanned is not None):  # cannot differ: both read N, k, C, B the same way
         raise PladaFormatError("header block count is inconsistent")  # pragma: no cover
-    return header, reader.pos
+    return header, reader.pos, None if scanned is None else (scanned, scanned_end)
 
 
 @dataclass(frozen=True)
@@ -520,7 +533,7 @@ def parallel_map(fn, items: list, weight: int) -> list:
     """``[fn(x) for x in items]``, on threads when there is enough work (the kernels release the GIL)."""
     if len(items) <= 1 or weight < PARALLEL_MIN_ENTRIES:
         return [fn(item) for item in items]
-    workers = min(len(items), os.cpu_count() or 1, MAX_THREADS)
+    workers = min(len(items), _cpus(), MAX_THREADS)
     if workers <= 1:
         return [fn(item) for item in items]
     with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -531,13 +544,19 @@ MAX_THREADS = 8
 PARALLEL_MIN_ENTRIES = 1 << 17
 
 
+@functools.lru_cache(maxsize=1)
+def _cpus() -> int:
+    """os.cpu_count(), asked once (it reads /proc: ~6 us, 4 % of decoding a 1,281-entry file)."""
+    return os.cpu_count() or 1
+
+
 def decode_container(data, max_entries: int, folders=None) -> tuple[Header, np.ndarray, np.ndarray, Layout]:
     """Decode a whole file held in memory.  Every block's framing and CRC is checked before any
     entropy decoding; the first blocks (as many as decode in parallel) are decoded into arrays of
     their own, and only once they decode is the output allocated at its final size (so a few
     bytes claiming 2^28 entries fail before 4 GiB are allocated) and the other blocks decoded
     into place."""
-    header, pos = decode_header(data)
+    header, pos, one = _decode_header(data)
     folders = check_folders(header, folders)
     if header.n_selected > max_entries:
         raise PladaFormatError(
@@ -547,12 +566,15 @@ def decode_container(data, max_entries: int, folders=None) -> tuple[Header, np.n
     view = memoryview(data).cast("B")
     reader = Reader(view, pos, len(view))
     layout = Layout(file_size=len(view), preamble_and_header=pos)
-    crc_from = 0 if header.one_block else None
-    scanned = [scan_block(reader, header.block_size(i), i == 0, crc_from) for i in range(header.n_blocks)]
+    if one is not None:  # scanned (and its CRC checked) with the header
+        scanned = [one[0]]
+        reader.take(one[1] - pos, "block")
+    else:
+        scanned = [scan_block(reader, header.block_size(i), i == 0) for i in range(header.n_blocks)]
     reader.expect_end("blocks")
     if not scanned:
         return header, np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64), layout
-    workers = max(1, min(len(scanned), os.cpu_count() or 1, MAX_THREADS))
+    workers = max(1, min(len(scanned), _cpus(), MAX_THREADS))
     first = parallel_map(lambda block: decode_scanned(block, header, folders), scanned[:workers], header.n_selected)
     if len(scanned) == 1:
         indices, labels, info = first[0]
