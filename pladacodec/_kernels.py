@@ -6,7 +6,13 @@ contiguity before calling in (numba does not bounds-check).  Every entry point
 has an explicit signature, so a wrong dtype fails loudly instead of compiling a
 new specialisation.  Nothing compiles at import: an entry point compiles on its
 first call (``cache=True``: once per machine), so a process pays only for the
-kernels it uses.
+kernels it uses.  Faster still, :func:`build_aot` compiles every entry point ahead
+of time into an extension module next to this file (``scripts/setup.sh`` does):
+an entry point then loads from it instead of compiling, as long as the module was
+built from this very source (its stamp holds a digest of this file, ``_spec.py``
+and the numba version; anything else and the kernels compile as before).
+``PLADACODEC_AOT=0`` turns the module off; NUMBA_BOUNDSCHECK and NUMBA_DISABLE_JIT
+do too (they ask for the checked or the pure-Python kernels).
 
 A kernel never raises: it returns a status code (0 = success, negative =
 the input was inconsistent) that the wrapper turns into a ``PladaError``.
@@ -18,7 +24,12 @@ ones defined here (slot-table sizes) only change how fast a table is searched.
 from __future__ import annotations
 
 import functools
+import hashlib
+import importlib
+import json
+import os
 import threading
+from pathlib import Path
 
 import numba as nb
 import numpy as np
@@ -44,7 +55,10 @@ class _LazyKernel:
         numba."""
         with _COMPILE_LOCK:
             if self._dispatcher is None:
-                self._dispatcher = nb.njit(self._signature, **_JIT_OPTIONS)(self.py_func)
+                aot = _aot_module()
+                self._dispatcher = getattr(aot, self.py_func.__name__, None) if aot is not None else None
+                if self._dispatcher is None:
+                    self._dispatcher = nb.njit(self._signature, **_JIT_OPTIONS)(self.py_func)
         return self._dispatcher
 
     def __call__(self, *args):
@@ -59,11 +73,88 @@ _COMPILE_LOCK = threading.RLock()
 
 
 def compile_all() -> int:
-    """Compile every entry point into numba's cache (``scripts/setup.sh`` runs this once, so that
-    no later process compiles); returns how many.  Under NUMBA_DISABLE_JIT there is nothing to do."""
+    """Compile every entry point into numba's cache (or load it from the ahead-of-time module);
+    returns how many.  Under NUMBA_DISABLE_JIT there is nothing to do."""
     for kernel in _ENTRY_POINTS:
         kernel.compile()
     return len(_ENTRY_POINTS)
+
+
+# --- ahead-of-time compilation ----------------------------------------------------------------
+
+AOT_MODULE = "_kernels_aot"  # the extension module build_aot writes next to this file ...
+AOT_STAMP = AOT_MODULE + ".json"  # ... and its stamp: the source digest it was built from
+_AOT_STATE: list = []  # [module or None], once looked up
+
+
+def source_digest() -> str:
+    """What the kernels' machine code depends on: this file, the format constants, numba."""
+    h = hashlib.sha256()
+    for path in (Path(__file__), Path(S.__file__)):
+        h.update(path.read_bytes())
+    h.update(nb.__version__.encode())
+    return h.hexdigest()
+
+
+def _aot_module():
+    """The ahead-of-time module if it was built from this source and is not turned off, else None."""
+    with _COMPILE_LOCK:
+        if not _AOT_STATE:
+            _AOT_STATE.append(_load_aot())
+        return _AOT_STATE[0]
+
+
+def _load_aot():
+    if os.environ.get("PLADACODEC_AOT", "1") == "0" or nb.config.BOUNDSCHECK or nb.config.DISABLE_JIT:
+        return None
+    try:
+        stamp = json.loads(Path(__file__).with_name(AOT_STAMP).read_text())
+        if stamp.get("digest") != source_digest():
+            return None  # built from other sources: compile instead
+        return importlib.import_module(f"{__package__}.{AOT_MODULE}")
+    except (OSError, ValueError, ImportError):
+        return None
+
+
+def build_aot(output_dir=None, cpu: str = "host") -> Path:
+    """Compile every entry point ahead of time (numba.pycc) into ``_kernels_aot`` in
+    ``output_dir`` (default: next to this file, where entry points look for it), with its stamp;
+    returns the module's path.  ``cpu``: LLVM's target ("host": this machine's, as the JIT;
+    "" for a generic x86-64 build that runs anywhere).  The compiled functions release the GIL
+    (as the JIT's ``nogil=True``), so blocks still decode on parallel threads.  Needs numba.pycc
+    (pending deprecation in numba; if it goes, the kernels simply compile as before) and a C
+    compiler."""
+    import warnings
+
+    with warnings.catch_warnings():  # pycc is "pending deprecation" with a replacement to come
+        warnings.simplefilter("ignore", nb.errors.NumbaPendingDeprecationWarning)
+        import numba.pycc.compiler as pycc_compiler
+        from numba.pycc import CC
+
+    out = Path(output_dir) if output_dir is not None else Path(__file__).parent
+    stamp = out / AOT_STAMP
+    stamp.unlink(missing_ok=True)  # a half-built module is never trusted
+
+    class _NoGilFlags(pycc_compiler.Flags):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.release_gil = True
+
+    cc = CC(AOT_MODULE)
+    cc.output_dir = str(out)
+    cc.target_cpu = cpu
+    cc.verbose = False
+    for kernel in _ENTRY_POINTS:
+        cc.export(kernel.py_func.__name__, kernel._signature)(kernel.py_func)
+    original = pycc_compiler.Flags
+    pycc_compiler.Flags = _NoGilFlags
+    try:
+        cc.compile()
+    finally:
+        pycc_compiler.Flags = original
+    built = out / Path(cc.output_file).name
+    stamp.write_text(json.dumps({"digest": source_digest(), "cpu": cpu, "numba": nb.__version__}) + "\n")
+    return built
 
 
 def _jit(signature=None, inline=False):
@@ -305,14 +396,12 @@ def _model_new(n_ctx, n_sym, first, with_lut):
     return counts, seen, nxt, freq, cum, lut
 
 
-@_jit()
-def _rebuild(counts, seen, nxt, freq, cum, lut, c, pfreq, pc, with_lut, n_sym, rule):
+def _quantise(counts, seen, nxt, freq, cum, c, pfreq, pc, n_sym, rule):
     """Quantise context c's counts (plus the prior table pfreq[pc], worth ``strength``
     observations, if pc >= 0) to a table summing to 2^15 (§7.2).  ``rule`` = (strength, halve_at,
     step, young): without a prior, ``strength`` is the weight of one observation against the +1
     every symbol gets; counts halve first when they sum to ``halve_at``; the next rebuild point
-    is ``young`` after the build on first use, then doubles up to ``step``, then grows by it.
-    (Callers pass non-literal arguments, so one compiled rebuild serves every call site.)"""
+    is ``young`` after the build on first use, then doubles up to ``step``, then grows by it."""
     strength, halve_at, step, young = rule[0], rule[1], rule[2], rule[3]
     m = np.int64(ADAPTIVE_M)
     total = np.int64(0)
@@ -346,10 +435,6 @@ def _rebuild(counts, seen, nxt, freq, cum, lut, c, pfreq, pc, with_lut, n_sym, r
         cum[c, s] = start
         start += freq[c, s]
     cum[c, n_sym] = m
-    if with_lut:
-        for s in range(n_sym):
-            for j in range((cum[c, s] + (1 << LUT_SHIFT) - 1) >> LUT_SHIFT, (cum[c, s + 1] + (1 << LUT_SHIFT) - 1) >> LUT_SHIFT):
-                lut[c, j] = np.uint8(s)
     seen_c = seen[c]
     if seen_c == 0:
         nxt[c] = young
@@ -357,11 +442,23 @@ def _rebuild(counts, seen, nxt, freq, cum, lut, c, pfreq, pc, with_lut, n_sym, r
         nxt[c] = seen_c * 2 if seen_c < step else seen_c + step
 
 
-# The same rebuild, inlined where tables are tiny and rebuilt often (label rank contexts: 4
-# symbols, hundreds of rebuilds in a small block), so the call's fixed cost, about twice the
-# rebuild's own work there, disappears.  Only there: the four inlined sites cost ~5 s of a cold
-# compile (measured: also inlining the gap parents' rebuild added 2 s and gained nothing).
-_rebuild_inline = _rebuild if nb.config.DISABLE_JIT else _jit(inline=True)(_rebuild.py_func)
+# The rebuild of a table without a slot table, inlined by numba where it is called: in
+# _rebuild, and where tables are tiny and rebuilt often (the label rank contexts: 4 symbols,
+# hundreds of rebuilds in a small block), so the call's fixed cost, about twice the rebuild's
+# own work there, disappears.  (Inlining all of _rebuild, slot table included, at those four
+# sites cost ~5 s of a cold compile.)
+_rebuild_inline = _quantise if nb.config.DISABLE_JIT else _jit(inline=True)(_quantise)
+
+
+@_jit()
+def _rebuild(counts, seen, nxt, freq, cum, lut, c, pfreq, pc, with_lut, n_sym, rule):
+    """:func:`_quantise`, then, ``with_lut``, the context's slot table.  (Callers pass
+    non-literal arguments, so one compiled rebuild serves every call site.)"""
+    _rebuild_inline(counts, seen, nxt, freq, cum, c, pfreq, pc, n_sym, rule)
+    if with_lut:
+        for s in range(n_sym):
+            for j in range((cum[c, s] + (1 << LUT_SHIFT) - 1) >> LUT_SHIFT, (cum[c, s + 1] + (1 << LUT_SHIFT) - 1) >> LUT_SHIFT):
+                lut[c, j] = np.uint8(s)
 
 
 @_jit()
@@ -783,8 +880,8 @@ def _labels_run(labels, skips, n_classes, decoding, words, starts, freqs, sizes,
         # code r in context c (parent pc)
         if r_nxt[c] == 0:
             if q_nxt[pc] == 0:
-                _rebuild_inline(q_counts, q_seen, q_nxt, q_freq, q_cum, q_lut, pc, q_freq, none, no, r_sym, rule_obs)
-            _rebuild_inline(r_counts, r_seen, r_nxt, r_freq, r_cum, r_lut, c, q_freq, pc, no, r_sym, rule_rank)
+                _rebuild_inline(q_counts, q_seen, q_nxt, q_freq, q_cum, pc, q_freq, none, r_sym, rule_obs)
+            _rebuild_inline(r_counts, r_seen, r_nxt, r_freq, r_cum, c, q_freq, pc, r_sym, rule_rank)
         if decoding:
             slot = np.int64(x & ADAPTIVE_MASK)
             # r = how many of the (increasing) bounds cum[c, 1..3] lie at or below the slot
@@ -800,9 +897,9 @@ def _labels_run(labels, skips, n_classes, decoding, words, starts, freqs, sizes,
         q_counts[pc, r] += 1
         q_seen[pc] += 1
         if q_seen[pc] >= q_nxt[pc]:
-            _rebuild_inline(q_counts, q_seen, q_nxt, q_freq, q_cum, q_lut, pc, q_freq, none, no, r_sym, rule_obs)
+            _rebuild_inline(q_counts, q_seen, q_nxt, q_freq, q_cum, pc, q_freq, none, r_sym, rule_obs)
         if r_seen[c] >= r_nxt[c]:
-            _rebuild_inline(r_counts, r_seen, r_nxt, r_freq, r_cum, r_lut, c, q_freq, pc, no, r_sym, rule_rank)
+            _rebuild_inline(r_counts, r_seen, r_nxt, r_freq, r_cum, c, q_freq, pc, r_sym, rule_rank)
         if r < S.LABEL_CANDIDATES:
             label = cand[r]
             if label < 0:

@@ -39,9 +39,16 @@ printf '%s\n' "${TORCH_PIN[@]}" > "$constraints"
 "$PYTHON" -m pip install --quiet --root-user-action=ignore "${TORCH_PIN[@]}"
 "$PYTHON" -m pip install --quiet --root-user-action=ignore -c "$constraints" -e "$ROOT[torch,demo,bench,dev,zarr]"
 
-# Compile pladacodec's numba kernels into their cache now (about a minute once), so that no
-# later process pays for it; a read-only install needs NUMBA_CACHE_DIR (see README).
-"$PYTHON" -c "from pladacodec import _kernels; print(f'setup.sh: {_kernels.compile_all()} kernels compiled and cached')"
+# Compile pladacodec's numba kernels ahead of time into an extension module next to them
+# (10-20 s once), so that no process compiles, however it is started (README: "First use").
+# Without numba.pycc or a C compiler, warm numba's cache instead (a read-only install then
+# needs NUMBA_CACHE_DIR).
+if "$PYTHON" -c "from pladacodec import _kernels; print(f'setup.sh: kernels compiled ahead of time into {_kernels.build_aot()}')"; then
+    :
+else
+    echo "setup.sh: no ahead-of-time build; warming numba's cache instead" >&2
+    "$PYTHON" -c "from pladacodec import _kernels; print(f'setup.sh: {_kernels.compile_all()} kernels compiled and cached')"
+fi
 
 "$PYTHON" - <<'PY'
 import torch, torchvision, timm

@@ -10,6 +10,7 @@ registered decoder, so a kernel reading past a buffer on bad input is caught.
 
 from __future__ import annotations
 
+import json
 import os
 import struct
 import subprocess
@@ -352,6 +353,62 @@ print("ok")
 @pytest.mark.skipif(IN_SUBPROCESS or os.environ.get("NUMBA_DISABLE_JIT") == "1", reason="needs the JIT, in a fresh process")
 def test_threads_that_first_call_a_kernel_together_compile_it_once(tmp_path):
     """Blocks decode on threads; two threads compiling one lazy kernel at once crashed numba."""
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba-cache"))
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba-cache"), PLADACODEC_AOT="0")  # really compile
     result = subprocess.run([sys.executable, "-c", _PARALLEL_COLD_DECODE], env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-3000:]
+
+
+# --- ahead-of-time kernels ---------------------------------------------------------------------
+
+
+@pytest.mark.skipif(IN_SUBPROCESS, reason="the compiled kernels are checked in the main process")
+def test_a_module_built_ahead_of_time_codes_exactly_as_the_jit(tmp_path):
+    """build_aot (here for a generic CPU, as a portable wheel would) exports every entry point,
+    and its functions code and decode exactly as the kernels this process uses."""
+    import importlib.util
+
+    path = _kernels.build_aot(tmp_path, cpu="")
+    stamp = json.loads((tmp_path / _kernels.AOT_STAMP).read_text())
+    assert stamp["digest"] == _kernels.source_digest() and stamp["cpu"] == ""
+    spec = importlib.util.spec_from_file_location(_kernels.AOT_MODULE, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert all(callable(getattr(module, k.py_func.__name__)) for k in _kernels._ENTRY_POINTS)
+    rng = np.random.default_rng(5)
+    indices, labels = _clustered(rng, 40, 300)
+    skips = np.empty(len(indices), dtype=np.uint64)
+    _kernels.gaps_from_indices(indices, np.uint64(0), skips)
+    import numba
+
+    jit = numba.njit(_kernels.labels_code._signature, nogil=True, cache=True)(_kernels.labels_code.py_func)
+    words = {}
+    for name, fn in (("jit", jit), ("aot", module.labels_code)):
+        out = np.zeros(3 * len(labels) + 2, dtype=np.uint32)
+        starts, freqs = np.zeros(3 * len(labels), dtype=np.int32), np.zeros(3 * len(labels), dtype=np.int32)
+        sizes = np.zeros(1, dtype=np.int64)
+        assert fn(labels, skips, 300, False, out, starts, freqs, sizes, *NO_FOLDERS)
+        n = int(sizes[0])
+        words[name] = (starts[:n].copy(), freqs[:n].copy())
+    assert all(np.array_equal(a, b) for a, b in zip(words["jit"], words["aot"]))
+
+
+def test_a_stale_or_disabled_ahead_of_time_module_is_not_used(monkeypatch):
+    monkeypatch.setattr(_kernels, "source_digest", lambda: "0" * 64)  # built from other sources
+    assert _kernels._load_aot() is None
+    monkeypatch.undo()
+    monkeypatch.setenv("PLADACODEC_AOT", "0")
+    assert _kernels._load_aot() is None
+
+
+@pytest.mark.skipif(IN_SUBPROCESS, reason="checked and pure-Python kernels never load it")
+def test_the_installed_ahead_of_time_module_serves_every_entry_point():
+    """Where scripts/setup.sh built it (as in CI) and it is current, no entry point compiles."""
+    stamp = Path(_kernels.__file__).with_name(_kernels.AOT_STAMP)
+    if os.environ.get("PLADACODEC_AOT") == "0" or not stamp.exists():
+        pytest.skip("no ahead-of-time module here (scripts/setup.sh builds it)")
+    if json.loads(stamp.read_text())["digest"] != _kernels.source_digest():
+        pytest.skip("the ahead-of-time module is stale (the kernels changed since it was built): they compile")
+    module = _kernels._aot_module()
+    assert module is not None
+    for kernel in _kernels._ENTRY_POINTS:
+        assert kernel.compile() is getattr(module, kernel.py_func.__name__), kernel.py_func.__name__
