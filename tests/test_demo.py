@@ -128,3 +128,28 @@ def test_demo_quick_end_to_end(tmp_path):
         assert int(z["n_reference"]) == n_pool and int(z["n_classes"]) == 10 and len(z["class_names"]) == 10
         assert json.loads(str(z["metadata"]))["scenario"] == "generic"
     print(f"demo --quick took {seconds:.1f} s")
+
+
+def test_demo_channels_last_changes_speed_only():
+    """The demo's networks run channels-last for speed; the values are those of the
+    default layout (and the frozen prefix is in eval mode, as a cached activation assumes)."""
+    import copy
+
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("timm")
+    from pladacodec.demo.pretrained import Lite0Parts, Student
+
+    parts = Lite0Parts(32, 5)
+    ref = copy.deepcopy(parts).to(memory_format=torch.contiguous_format)
+    x = torch.rand(16, 1, 28, 28, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    with torch.no_grad():
+        a = parts.prefix(x)
+        h = ref.prefix[0](x).contiguous()
+        for module in ref.prefix[1:]:
+            h = module(h)
+        assert a.is_contiguous(memory_format=torch.channels_last) and h.is_contiguous()
+        assert not parts.prefix.training
+        torch.testing.assert_close(a, h, atol=1e-4, rtol=1e-4)
+        student = Student(parts, 10, seed=0).eval()
+        twin = copy.deepcopy(student).to(memory_format=torch.contiguous_format)
+        torch.testing.assert_close(student(a), twin.head(twin.suffix(h)), atol=1e-4, rtol=1e-4)

@@ -33,6 +33,7 @@ from ..reference import dataset_fingerprint
 from ..selection import select
 from ..teacher import score
 from ..train import train
+from . import warmup
 from .data import SCENARIOS, SOURCES, DemoData, build_demo_data
 
 __all__ = ["DemoConfig", "ArrayImages", "Strategy", "STRATEGIES", "run_demo", "run_scenarios"]
@@ -196,6 +197,7 @@ def run_demo(config: DemoConfig | None = None, *, data: DemoData | None = None) 
     from .report import write_report
 
     cfg = config or DemoConfig()
+    warmup.start()  # the codec's kernels compile in another process meanwhile (.warmup)
     out = Path(cfg.out_dir)
     (out / "tasks").mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
@@ -251,6 +253,8 @@ def run_demo(config: DemoConfig | None = None, *, data: DemoData | None = None) 
     val_features = val_act.flatten(1).cpu().numpy().astype(features.dtype)
     # the students see float16-stored activations (as scored); the test set likewise
     test_set = _Activations(test_act.cpu().half().float(), data.test_y)
+    # the true-label reference student's input (step 5), stored the same way
+    train_set = _Activations(train_act.cpu().half().float(), data.train_y)
     del train_act, train_feat, test_feat
 
     _log("[4/5] server: selecting and packing; client: unpacking through PladaDataset and "
@@ -262,10 +266,12 @@ def run_demo(config: DemoConfig | None = None, *, data: DemoData | None = None) 
     trained: dict[bytes, Any] = {}
     sel_dir = Path(cfg.selections_dir) / cfg.scenario if cfg.selections_dir else None
     t0 = time.perf_counter()
+    detail = {"waiting for the codec's kernels": warmup.wait(), "select": 0.0, "pack": 0.0, "train": 0.0}
     plan: list[tuple[Strategy | None, float]] = [(s, k) for k in cfg.keeps
                                                  for s in strategies(cfg.safety_net, cfg.alphas)]
     plan.append((None, 1.0))
     for strat, keep in plan:
+        t1 = time.perf_counter()
         if strat is None:
             indices, labels = np.arange(data.n_pool, dtype=np.int64), pseudo.astype(np.int64)
             meta = {"strategy": "none (no pruning)", "count": data.n_pool}
@@ -278,6 +284,8 @@ def run_demo(config: DemoConfig | None = None, *, data: DemoData | None = None) 
                          alpha=strat.alpha, n_classes=n_classes, seed=cfg.seed, **kwargs)
             indices, labels, meta = sel.indices, sel.labels, sel.metadata()
             name = strat.name
+        t2 = time.perf_counter()
+        detail["select"] += t2 - t1
         meta = {**meta, "name": name, "keep": keep, "scenario": cfg.scenario,
                 "teacher": f"{WEIGHTS} + linear probe"}
         fname = _file_name(name, keep)
@@ -291,6 +299,8 @@ def run_demo(config: DemoConfig | None = None, *, data: DemoData | None = None) 
         assert np.array_equal(task.indices, indices)
         task_labels = np.asarray(task.targets, dtype=np.int64)
         key = task.indices.tobytes() + task_labels.tobytes()
+        t3 = time.perf_counter()
+        detail["pack"] += t3 - t2
         if key in trained:  # auto picked a selection that is already trained: the same student
             result = trained[key]
         else:
@@ -298,6 +308,8 @@ def run_demo(config: DemoConfig | None = None, *, data: DemoData | None = None) 
             result = _train_student(cfg, parts, _Activations(acts, task_labels), test_set, n_classes, fname)
             result.model = None
             trained[key] = result
+        t4 = time.perf_counter()
+        detail["train"] += t4 - t3
         shuffled = len(pladacodec.encode(
             shuffle[indices], labels, data.n_pool, n_classes=n_classes,
             class_names=data.class_names, reference_fingerprint=pool_fp, metadata=meta))
@@ -312,17 +324,16 @@ def run_demo(config: DemoConfig | None = None, *, data: DemoData | None = None) 
         if strat is not None and strat.ranking == "auto":
             row["auto"] = meta["auto"]
         rows.append(row)
+        detail["pack"] += time.perf_counter() - t4
         chosen = f" (chose {meta['auto']['chosen']})" if "auto" in meta else ""
         _log(f"      {fname:<28} {len(task):>6,} images {size:>8,} B  in-domain "
              f"{100 * row['in_domain']:5.1f}%  student {100 * result.test_accuracy:.2f}%{chosen}", cfg.progress)
     timings["students"] = time.perf_counter() - t0
+    timings.update({f"students/{k}": v for k, v in detail.items()})
 
     _log("[5/5] reference point: the same student on the target training set's true labels", cfg.progress)
     t0 = time.perf_counter()
-    with torch.no_grad():
-        train_act = activations(parts.prefix, _images(data.train_x).to(dev)).cpu().half().float()
-    baseline = _train_student(cfg, parts, _Activations(train_act, data.train_y), test_set, n_classes,
-                              "true-labels")
+    baseline = _train_student(cfg, parts, train_set, test_set, n_classes, "true-labels")
     timings["baseline"] = time.perf_counter() - t0
     _log(f"      student on true labels: {100 * baseline.test_accuracy:.2f}%", cfg.progress)
     timings["total"] = time.perf_counter() - t_start

@@ -74,6 +74,17 @@ def format_auto(report: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+def _format_timings(tim: dict[str, float]) -> str:
+    """``phase N s`` per phase; a phase's parts (keys ``phase/part``) in brackets after it."""
+    parts: dict[str, list[str]] = {}
+    for k, v in tim.items():
+        if "/" in k:
+            phase, part = k.split("/", 1)
+            parts.setdefault(phase, []).append(f"{part} {v:.0f} s")
+    return ", ".join(f"{k} {v:.0f} s" + (f" ({', '.join(parts[k])})" if k in parts else "")
+                     for k, v in tim.items() if k != "total" and "/" not in k)
+
+
 def format_report(report: dict[str, Any]) -> str:
     cfg = report["config"]
     pool = report["pool"]
@@ -104,7 +115,7 @@ def format_report(report: dict[str, Any]) -> str:
         "",
         f"Wall time {tim['total']:.0f} s on {report['device']} ({report['torch_threads']} torch threads, "
         f"{report['cpu_count']} CPUs, load average {report.get('load_average_at_start') or float('nan'):.1f} at start): "
-        + ", ".join(f"{k} {v:.0f} s" for k, v in tim.items() if k != "total") + ".",
+        + _format_timings(tim) + ".",
         "",
         "Columns: *in-domain* is the share of selected images that are Fashion-MNIST pictures; "
         "*pseudo-label acc.* is how often the teacher's label is right on those; *smallest class* "
