@@ -116,14 +116,7 @@ def demo(out_dir, scenario, quick, device, selections_dir, seed, threads, quiet)
     if not quiet:
         click.echo(f"pladacodec demo: {scenario} scenario{' (quick)' if quick else ''}; loading torch and "
                    "the codec...", err=True)
-    import os
-
-    # Before torch loads its OpenMP runtime: idle OpenMP threads sleep instead of spinning.  On a
-    # machine whose cores are shared, spinning threads made the demo's small per-step kernels up
-    # to 10x slower (a student: 250 s instead of 11 s under a load of 2 on 2 cores); the numbers
-    # are the same either way.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    from pladacodec.demo import warmup
+    from pladacodec.demo import warmup  # (OMP_WAIT_POLICY: set for every command in app.py)
 
     warmup.start()  # compile the codec's kernels in another process while torch loads and the demo runs
     from pladacodec.demo.data import DemoDataError
