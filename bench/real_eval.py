@@ -57,6 +57,7 @@ if __package__ in (None, ""):  # run as a script: make bench/ importable as plad
 import numpy as np  # noqa: E402
 
 import pladacodec  # noqa: E402
+from pladacodec_bench.bound import log2_binomial  # noqa: E402
 from pladacodec_bench.run import (  # noqa: E402
     CACHE_FILE,
     DEFAULT_OUT,
@@ -175,17 +176,13 @@ def evaluate_task(task: RealTask, cache: BaselineCache, methods: Methods = Metho
     }
 
 
-def _log2_binomial(n: int, r: int) -> float:
-    return (math.lgamma(n + 1) - math.lgamma(r + 1) - math.lgamma(n - r + 1)) / math.log(2)
-
-
 WINDOW_COUNTS = (4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
 
 def section_references(indices: np.ndarray, labels: np.ndarray, n_reference: int, n_classes: int) -> dict:
     """Reference costs in bytes (module docstring): i.i.d. and windowed index, histogram-entropy labels."""
     k = len(indices)
-    iid = _log2_binomial(n_reference, k) / 8
+    iid = log2_binomial(n_reference, k) / 8
     windowed = iid
     for windows in WINDOW_COUNTS:
         if windows > n_reference:
@@ -193,7 +190,7 @@ def section_references(indices: np.ndarray, labels: np.ndarray, n_reference: int
         edges = np.linspace(0, n_reference, windows + 1).astype(np.int64)
         in_window = np.histogram(indices.astype(np.int64), bins=edges)[0]
         sizes = np.diff(edges)
-        bits = sum(_log2_binomial(int(n), int(c)) + 0.5 * math.log2(n + 1) for n, c in zip(sizes, in_window))
+        bits = sum(log2_binomial(int(n), int(c)) + 0.5 * math.log2(n + 1) for n, c in zip(sizes, in_window))
         windowed = min(windowed, bits / 8)
     counts = np.bincount(labels.astype(np.int64), minlength=n_classes)
     used = counts[counts > 0]

@@ -57,7 +57,12 @@ class Header:
     @property
     def one_block(self) -> bool:
         """A file of exactly one block: no header CRC, its block's CRC covers the whole file (FORMAT.md §1)."""
-        return self.n_blocks == 1
+        return _one_block(self.n_selected, self.block_entries)
+
+
+def _one_block(n_selected: int, block_entries: int) -> bool:
+    """k >= 1 and B = 0 (stored as block_entries = k): the file is one block (FORMAT.md §1)."""
+    return n_selected >= 1 and block_entries >= n_selected
 
 
 @dataclass(frozen=True)
@@ -121,7 +126,7 @@ def encode_header(header: Header) -> bytes:
     if header.metadata is not None:
         body += _field(S.TAG_METADATA, canonical_json(header.metadata))
     head = struct.pack(S.PREAMBLE_FORMAT, S.MAGIC, S.VERSION_MAJOR, S.VERSION_MINOR) + encode_varint(len(body)) + body
-    if one_block and header.n_selected:
+    if header.one_block:
         return head
     return head + struct.pack(S.HEADER_CRC_FORMAT, crc32c(head))
 
@@ -230,23 +235,20 @@ def iter_encoded(
             yield from parallel_map(encode_one, starts[first : first + batch], header.n_selected)
 
     if folders is None:
-        head = encode_header(header)
-        yield head
-        for block in blocks():
-            yield seal_one_block(head, block.data) if header.one_block else block.data
-        return
-    coded = list(blocks())
-    use_folders = any(block.uses_folders for block in coded)
-    if use_folders and all(block.without_folders is not None for block in coded if block.uses_folders):
-        with_size = sum(len(b.data) for b in coded) + folders_field_size(folders)
-        without_size = sum(len(b.without_folders if b.uses_folders else b.data) for b in coded)
-        use_folders = with_size < without_size
-    if use_folders:
-        header = dataclasses.replace(header, folders=(folders.n_folders, folders.digest))
+        chosen = (block.data for block in blocks())  # encoded lazily, after the header is out
+    else:
+        coded = list(blocks())
+        use_folders = any(block.uses_folders for block in coded)
+        if use_folders and all(block.without_folders is not None for block in coded if block.uses_folders):
+            with_size = sum(len(b.data) for b in coded) + folders_field_size(folders)
+            without_size = sum(len(b.without_folders if b.uses_folders else b.data) for b in coded)
+            use_folders = with_size < without_size
+        if use_folders:
+            header = dataclasses.replace(header, folders=(folders.n_folders, folders.digest))
+        chosen = (b.data if use_folders or not b.uses_folders else b.without_folders for b in coded)
     head = encode_header(header)
     yield head
-    for b in coded:
-        data = b.data if use_folders or not b.uses_folders else b.without_folders
+    for data in chosen:
         yield seal_one_block(head, data) if header.one_block else data
 
 
@@ -392,7 +394,8 @@ def counts_one_block(fields: Reader) -> bool:
     """Whether the header's N, k, C, B say the file is one block (k >= 1, B = 0).  The four
     values decide the framing, so they are checked (and a bad one refused) before the CRC."""
     _, n_selected, _, block_entries = _decode_counts(Reader(fields._view, fields.pos, fields.pos + fields.remaining))
-    return n_selected >= 1 and block_entries == n_selected
+    return _one_block(n_selected, block_entries)
+
 
 def decode_header(data) -> tuple[Header, int]:
     """Parse and check preamble and header; returns the header and where blocks start.
@@ -400,11 +403,11 @@ def decode_header(data) -> tuple[Header, int]:
     The checksum is verified before any field is interpreted: the header CRC, or, in a
     one-block file, which has none, the block's CRC over the whole file (so ``data`` must then
     hold the whole block too)."""
-    header, pos, _ = _decode_header(data)
+    header, pos, _ = decode_header_and_block(data)
     return header, pos
 
 
-def _decode_header(data) -> tuple[Header, int, tuple[ScannedBlock, int] | None]:
+def decode_header_and_block(data) -> tuple[Header, int, tuple[ScannedBlock, int] | None]:
     """:func:`decode_header`, and the block of a one-block file, already scanned, with where it
     ends (else None)."""
     reader = Reader(data)
@@ -415,7 +418,7 @@ def _decode_header(data) -> tuple[Header, int, tuple[ScannedBlock, int] | None]:
     end = reader.pos
     counts = _decode_counts(fields)  # they decide the framing: checked before the CRC
     scanned = None
-    if counts[1] >= 1 and counts[3] == counts[1]:  # one block: its CRC covers the header (FORMAT.md §1)
+    if _one_block(counts[1], counts[3]):  # its CRC covers the header (FORMAT.md §1)
         first = Reader(reader._view, end, len(reader._view))
         scanned = scan_block(first, counts[1], True, 0)
         scanned_end = first.pos
@@ -425,8 +428,6 @@ def _decode_header(data) -> tuple[Header, int, tuple[ScannedBlock, int] | None]:
         if stored != actual:
             raise PladaChecksumError(f"header checksum mismatch: stored 0x{stored:08x}, computed 0x{actual:08x}")
     header = _decode_fields(fields, version, counts)
-    if header.one_block != (scanned is not None):  # cannot differ: both read N, k, C, B the same way
-        raise PladaFormatError("header block count is inconsistent")  # pragma: no cover
     return header, reader.pos, None if scanned is None else (scanned, scanned_end)
 
 
@@ -499,10 +500,8 @@ def decode_scanned(block: ScannedBlock, header: Header, folders=None):
     return indices, labels, info
 
 
-def decode_block(reader: Reader, header: Header, entries: int, expected_base: int, first: bool, folders=None,
-                 crc_from: int | None = None):
-    """Scan and decode one block that must start at ``expected_base``; returns (indices, labels, BlockInfo)."""
-    block = scan_block(reader, entries, first, crc_from)
+def decode_block(block: ScannedBlock, header: Header, expected_base: int, folders=None):
+    """Decode a scanned block that must start at ``expected_base``; returns (indices, labels, BlockInfo)."""
     if block.base != expected_base:
         raise PladaFormatError(f"block at offset {block.offset:,} starts at index {block.base:,}; expected {expected_base:,}")
     return decode_scanned(block, header, folders)
@@ -556,7 +555,7 @@ def decode_container(data, max_entries: int, folders=None) -> tuple[Header, np.n
     their own, and only once they decode is the output allocated at its final size (so a few
     bytes claiming 2^28 entries fail before 4 GiB are allocated) and the other blocks decoded
     into place."""
-    header, pos, one = _decode_header(data)
+    header, pos, one = decode_header_and_block(data)
     folders = check_folders(header, folders)
     if header.n_selected > max_entries:
         raise PladaFormatError(

@@ -84,7 +84,6 @@ def compile_all() -> int:
 
 AOT_MODULE = "_kernels_aot"  # the extension module build_aot writes next to this file ...
 AOT_STAMP = AOT_MODULE + ".json"  # ... and its stamp: the source digest it was built from
-_AOT_STATE: list = []  # [module or None], once looked up
 
 
 def source_digest() -> str:
@@ -96,12 +95,11 @@ def source_digest() -> str:
     return h.hexdigest()
 
 
+@functools.lru_cache(maxsize=1)
 def _aot_module():
-    """The ahead-of-time module if it was built from this source and is not turned off, else None."""
-    with _COMPILE_LOCK:
-        if not _AOT_STATE:
-            _AOT_STATE.append(_load_aot())
-        return _AOT_STATE[0]
+    """The ahead-of-time module if it was built from this source and is not turned off, else None
+    (looked up once per process, by the first entry point that compiles, under its lock)."""
+    return _load_aot()
 
 
 def _load_aot():

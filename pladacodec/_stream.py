@@ -340,11 +340,11 @@ class StreamReader:
                 raise
             raise PladaTruncatedError(f"file of {len(prefix)} bytes is shorter than the smallest .plada file") from None
         head = prefix + cur.read(start.pos + header_len - len(prefix), "header")
-        self._one_block = None  # a one-block file: its block, read with the header (its CRC covers both)
+        self._one_block = None  # a one-block file: its block, read and checked with the header (one CRC)
         if _container.counts_one_block(Reader(head, start.pos, len(head))):
-            self._one_block = self._read_block_bytes(0, cur)
-            self.header, pos = _container.decode_header(head + self._one_block)
-            self._head = head
+            self.header, pos, (self._one_block, _) = _container.decode_header_and_block(
+                head + self._read_block_bytes(0, cur)
+            )
         else:
             head += cur.read(S.HEADER_CRC_SIZE, "header checksum")
             self.header, pos = _container.decode_header(head)
@@ -388,15 +388,14 @@ class StreamReader:
         for number in range(header.n_blocks):
             start = cur.pos
             try:
-                if self._one_block is not None:  # read (and its CRC checked) with the header
-                    start = len(self._head)
-                    raw = Reader(self._head + self._one_block, start, start + len(self._one_block))
-                    crc_from = 0
+                if self._one_block is not None:  # read and checked with the header
+                    block = self._one_block
+                    start = block.offset
                 else:
-                    raw, crc_from = Reader(self._read_block_bytes(number)), None
-                indices, labels, info = _container.decode_block(
-                    raw, header, header.block_size(number), base, number == 0, self._folders, crc_from
-                )
+                    block = _container.scan_block(
+                        Reader(self._read_block_bytes(number)), header.block_size(number), number == 0
+                    )
+                indices, labels, info = _container.decode_block(block, header, base, self._folders)
             except PladaError as exc:
                 where = f"block {number:,} at file offset {start:,} (offsets that follow are within the block)"
                 raise type(exc)(f"{where}: {exc}") from None

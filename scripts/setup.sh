@@ -2,8 +2,8 @@
 # Install everything pladacodec needs, system packages included:
 #   bash scripts/setup.sh && pladacodec demo
 #
-# 1. Debian packages with the demo's images: dataset-fashion-mnist (70,000 images) and
-#    openclipart-png (8,000 clip-art pictures, used as distractors).
+# 1. Debian packages: the demo's images (dataset-fashion-mnist, openclipart-png, icon themes,
+#    fonts, game art) and gcc, which numba.pycc needs to build the ahead-of-time kernels.
 # 2. torch 2.14.1 / torchvision 0.29.1 first, then pladacodec (editable) with its extras
 #    (torch, demo, bench, dev, zarr: numcodecs and zarr for the `plada` codec),
 #    under a constraint that keeps pip from replacing that torch.
@@ -12,7 +12,7 @@ set -euo pipefail
 
 PYTHON="${PYTHON:-python3}"
 TORCH_PIN=(torch==2.14.1 torchvision==0.29.1)
-APT_PACKAGES=(dataset-fashion-mnist openclipart-png tango-icon-theme gnome-icon-theme oxygen-icon-theme fonts-noto-core fonts-dejavu-core fonts-dejavu-extra fonts-freefont-ttf fonts-liberation fonts-urw-base35 frozen-bubble-data pingus-data)
+APT_PACKAGES=(gcc dataset-fashion-mnist openclipart-png tango-icon-theme gnome-icon-theme oxygen-icon-theme fonts-noto-core fonts-dejavu-core fonts-dejavu-extra fonts-freefont-ttf fonts-liberation fonts-urw-base35 frozen-bubble-data pingus-data)
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 sudo_if_needed() {
