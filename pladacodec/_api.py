@@ -344,7 +344,7 @@ def methods_for_version(version, folders: bool = False) -> dict[str, list[int]]:
     with ``folders``).
 
     >>> methods_for_version("2.0")
-    {'index_methods': [1, 2], 'label_methods': [1, 2, 3]}
+    {'index_methods': [1, 2], 'label_methods': [1, 2, 3, 5]}
     """
     if isinstance(version, str):
         major, dot, minor = version.partition(".")

@@ -163,11 +163,13 @@ def check_allowed(kind: str, allowed, folders) -> None:
             raise PladaEncodeError(f"{kind} method {needy[0]} codes against a folder layout: pass folders=")
 
 
-def _coded(kind: str, allowed, folders, code) -> list[tuple[_methods.Method, bytes]]:
+def _coded(kind: str, allowed, folders, code, n_classes: int = 1) -> list[tuple[_methods.Method, bytes]]:
     check_allowed(kind, allowed, folders)
-    tried = _methods.candidates(kind, allowed, folders is not None)
+    tried = _methods.candidates(kind, allowed, folders is not None, n_classes)
     if not tried:
-        raise PladaEncodeError(f"no {kind} method can be used: the allowed ones all need a folder layout")
+        raise PladaEncodeError(
+            f"no {kind} method can be used: the allowed ones all need a folder layout or serve fewer than {n_classes:,} classes"
+        )
     return [(m, code(m)) for m in tried]
 
 
@@ -184,7 +186,8 @@ def encode_block_options(
     """One block: every allowed method is tried and the encoder's policy picks (``_methods.choose``)."""
     index_coded = _coded("index", index_methods, folders, lambda m: m.encode(indices, base, folders if m.folders else None))
     label_coded = _coded(
-        "label", label_methods, folders, lambda m: m.encode(labels, n_classes, indices, base, folders if m.folders else None)
+        "label", label_methods, folders, lambda m: m.encode(labels, n_classes, indices, base, folders if m.folders else None),
+        n_classes,
     )
 
     def assemble(index_candidates, label_candidates) -> bytes:

@@ -1,11 +1,11 @@
-"""Adaptive coders (FORMAT.md §5.2, §5.3, §6.2-§6.4): index methods 2 / 3, label methods 2-4.
+"""Adaptive coders (FORMAT.md §5.2, §5.3, §6.2-§6.5): index methods 2 / 3, label methods 2-5.
 
 All run entirely in the numba kernels of :mod:`pladacodec._kernels`; this module sizes the
 buffers, frames the streams and turns kernel status codes into
 :class:`~pladacodec.PladaFormatError`.  The models start from fixed tables and adapt with
 integer counts, so a section costs little beyond its words and raw bits: index methods add
-two varints (the size of their token alphabet, the word count), label method 2 one byte (its halving
-exponent, which the encoder picks).  A label section's words run to the section's end.
+two varints (the size of their token alphabet, the word count), label methods 2 and 5 one byte (their
+halving exponents, which the encoder picks).  A label section's words run to the section's end.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from . import _kernels
 from . import _spec as S
 from ._bytes import Reader, encode_varint
 from ._coders import indices_from_skips, skips_from_indices, take_words
-from .errors import PladaFormatError
+from .errors import PladaEncodeError, PladaFormatError
 
 __all__ = [
     "indices_context_encode",
@@ -29,6 +29,9 @@ __all__ = [
     "labels_drift_encode",
     "labels_drift_decode",
     "drift_trials",
+    "labels_mix_encode",
+    "labels_mix_decode",
+    "mix_trials",
 ]
 
 _U32 = np.dtype("<u4")
@@ -173,4 +176,59 @@ def labels_drift_decode(section: Reader, count: int, n_classes: int, indices=Non
     out = np.empty(count, dtype=np.int64)
     if _decoded(lambda st, fr, sz: _kernels.drift_code(out, n_classes, h, True, words, st, fr, sz), 1) is None:
         raise PladaFormatError("label stream: adaptive stream is inconsistent (wrong count or unused words)")
+    return out
+
+
+# --- label method 5 (FORMAT.md §6.5): order 0 and order 1, mixed -----------------------------
+# The encoder picks the two halving exponents: a coarse grid, then the neighbours of the best
+# point (how fast the class mix and the label-to-label statistics drift differs from one
+# selection to the next; on the real selections the best h0 ranged over 4-12, h1 over 4-10).
+
+MIX_COARSE = (5, 7, 9, 11)
+MIX_LARGE_BLOCK = 1 << 16  # above this many labels only the coarse grid's centre and its neighbours
+MIX_NEIGHBOURS = tuple((d0, d1) for d0 in (-1, 0, 1) for d1 in (-1, 0, 1))
+
+
+def mix_trials(n_labels: int) -> tuple[tuple[int, int], ...]:
+    """The coarse grid of (h0, h1) the encoder tries first for a block of ``n_labels`` labels."""
+    coarse = MIX_COARSE if n_labels <= MIX_LARGE_BLOCK else MIX_COARSE[1:3]
+    return tuple((h0, h1) for h0 in coarse for h1 in coarse)
+
+
+def labels_mix_encode(labels: np.ndarray, n_classes: int, indices=None, base: int = 0, folders=None) -> bytes:
+    if n_classes > S.MIX_MAX_CLASSES:
+        raise PladaEncodeError(f"label method 5 serves at most {S.MIX_MAX_CLASSES} classes, not {n_classes:,}")
+    labels = np.ascontiguousarray(labels, dtype=np.int64)
+    words = np.empty(len(labels) + 2, dtype=np.uint32)
+    tried: dict[tuple[int, int], np.ndarray] = {}
+
+    def trial(h0: int, h1: int) -> None:
+        if (h0, h1) in tried or not (S.MIX_MIN_BITS <= min(h0, h1) and max(h0, h1) <= S.MIX_MAX_BITS):
+            return
+        n_words, _ = _encoded(
+            lambda st, fr, sz: _kernels.mix_code(labels, n_classes, h0, h1, False, words, st, fr, sz), len(labels), 1, words
+        )
+        tried[h0, h1] = words[:n_words].copy()
+
+    for h0, h1 in mix_trials(len(labels)):
+        trial(h0, h1)
+    h0, h1 = min(tried, key=lambda hh: (len(tried[hh]), hh))
+    for d0, d1 in MIX_NEIGHBOURS:  # then the best point's neighbours
+        trial(h0 + d0, h1 + d1)
+    h0, h1 = min(tried, key=lambda hh: (len(tried[hh]), hh))
+    params = (h0 - S.MIX_MIN_BITS) << 4 | (h1 - S.MIX_MIN_BITS)
+    return struct.pack(S.MIX_PARAMS_FORMAT, params) + tried[h0, h1].astype(_U32, copy=False).tobytes()
+
+
+def labels_mix_decode(section: Reader, count: int, n_classes: int, indices=None, base: int = 0, folders=None) -> np.ndarray:
+    if n_classes > S.MIX_MAX_CLASSES:
+        raise PladaFormatError(f"label method 5 serves at most {S.MIX_MAX_CLASSES} classes, the file has {n_classes:,}")
+    (params,) = section.unpack(S.MIX_PARAMS_FORMAT, "label method 5 parameters")
+    h0, h1 = (params >> 4) + S.MIX_MIN_BITS, (params & 15) + S.MIX_MIN_BITS
+    if max(h0, h1) > S.MIX_MAX_BITS:
+        raise PladaFormatError(f"label method 5: halving exponents {h0}, {h1}: the largest allowed is {S.MIX_MAX_BITS}")
+    words = take_words(section, "label stream", last=True)
+    out = np.empty(count, dtype=np.int64)
+    if _decoded(lambda st, fr, sz: _kernels.mix_code(out, n_classes, h0, h1, True, words, st, fr, sz), 1) is None:
+        raise PladaFormatError("label stream: mixed stream is inconsistent (wrong count or unused words)")
     return out

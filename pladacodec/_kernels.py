@@ -482,21 +482,30 @@ def rans_flush(starts, freqs, n, words):
 
 @_jit()
 def _stream_open(words, decoding):
-    """(wpad, x, pos) to start the adaptive decoder on ``words``: the words plus one zero (see
-    _renorm), the initial state (the first two words, high first) and the next word; pos = -1
-    if the stream cannot start.  An encoder starts at x = 2^31 and needs no words."""
+    """(wpad, x, pos, n_words) to start the adaptive decoder on ``words``: the words plus one
+    zero (see _renorm), the initial state (the first two words, high first), the next word and
+    the word count; pos = n_words + 1 (past the stream, which the decoder's loop and end checks
+    reject) if the stream cannot start.  An encoder starts at x = 2^31 and needs no words."""
     n_words = words.shape[0]
     wpad = np.zeros(n_words + 1 if decoding else 0, dtype=np.uint32)
     if not decoding:
-        return wpad, RANS_L, 0
+        return wpad, RANS_L, 0, n_words
     if n_words < 2:
-        return wpad, RANS_L, -1
+        return wpad, RANS_L, n_words + 1, n_words
     for i in range(n_words):  # a loop: a slice assignment compiles numba's string-formatting error path
         wpad[i] = words[i]
     x = (np.uint64(words[0]) << np.uint64(32)) | np.uint64(words[1])
     if x < RANS_L or x >= (np.uint64(1) << np.uint64(63)):
-        return wpad, x, -1
-    return wpad, x, 2
+        return wpad, x, n_words + 1, n_words
+    return wpad, x, 2, n_words
+
+
+@_jit()
+def _stream_close(decoding, x, pos, n_words, m, sizes):
+    """A model kernel's end: sizes[0] <- the words used (decoding) or the symbols recorded
+    (encoding); whether a decoded stream ended in the initial state with every word used."""
+    sizes[0] = pos if decoding else m
+    return not decoding or (x == RANS_L and pos == n_words)
 
 
 @_jit()
@@ -669,11 +678,8 @@ def _gaps_run(skips, n_tok, decoding, words, raw, starts, freqs, sizes, lo_surv,
     mag1 = 0
     bitpos = 0
     raw_bits = raw.shape[0] * 8
-    n_words = words.shape[0]
     m = 0
-    wpad, x, pos = _stream_open(words, decoding)
-    if pos < 0:
-        return False
+    wpad, x, pos, n_words = _stream_open(words, decoding)
     for i in range(n):
         if pos > n_words:  # a refill read past the stream: it is inconsistent, stop early
             return False
@@ -762,14 +768,8 @@ def _gaps_run(skips, n_tok, decoding, words, raw, starts, freqs, sizes, lo_surv,
         slot_w = i % S.GAP_WINDOW
         window_sum = window_sum - ring[slot_w] + v
         ring[slot_w] = v
-    if decoding:
-        if x != RANS_L or pos != n_words:
-            return False
-        sizes[0] = pos
-    else:
-        sizes[0] = m
     sizes[1] = bitpos
-    return True
+    return _stream_close(decoding, x, pos, n_words, m, sizes)
 
 
 @_jit(nb.boolean(u64[::1], i64, nb.boolean, u32[::1], u8[::1], i32[::1], i32[::1], i64[::1], i64[:, ::1], i64[:, ::1],
@@ -824,11 +824,8 @@ def _labels_run(labels, skips, n_classes, decoding, words, starts, freqs, sizes,
     prev_same = False
     gap_ring = np.zeros(S.GAP_WINDOW, dtype=np.uint64)
     gap_sum = np.uint64(0)
-    n_words = words.shape[0]
     m = 0
-    wpad, x, pos = _stream_open(words, decoding)
-    if pos < 0:
-        return False
+    wpad, x, pos, n_words = _stream_open(words, decoding)
     for i in range(n):
         if pos > n_words:  # a refill read past the stream: it is inconsistent, stop early
             return False
@@ -1021,13 +1018,7 @@ def _labels_run(labels, skips, n_classes, decoding, words, starts, freqs, sizes,
                 if lab >= 0 and in_window[lab] > mode_count:
                     mode = lab
                     mode_count = in_window[lab]
-    if decoding:
-        if x != RANS_L or pos != n_words:
-            return False
-        sizes[0] = pos
-    else:
-        sizes[0] = m
-    return True
+    return _stream_close(decoding, x, pos, n_words, m, sizes)
 
 
 @_jit(nb.boolean(i64[::1], u64[::1], i64, nb.boolean, u32[::1], i32[::1], i32[::1], i64[::1], i64[::1], i64))
@@ -1058,11 +1049,8 @@ def _drift_run(labels, n_classes, halve_bits, decoding, words, starts, freqs, si
     zero, one, none = np.int64(0), np.int64(1), np.int64(-1)
     h_counts, h_seen, h_nxt, h_freq, h_cum, h_lut = _model_new(one, n_hi, zero, with_lut)
     l_counts, l_seen, l_nxt, l_freq, l_cum, l_lut = _model_new(n_hi, n_lo, zero, with_lut)
-    n_words = words.shape[0]
     m = 0
-    wpad, x, pos = _stream_open(words, decoding)
-    if pos < 0:
-        return False
+    wpad, x, pos, n_words = _stream_open(words, decoding)
     for i in range(n):
         if pos > n_words:
             return False
@@ -1107,17 +1095,94 @@ def _drift_run(labels, n_classes, halve_bits, decoding, words, starts, freqs, si
             return False
         if decoding:
             labels[i] = label
-    if decoding:
-        if x != RANS_L or pos != n_words:
-            return False
-    sizes[0] = m
-    return True
+    return _stream_close(decoding, x, pos, n_words, m, sizes)
 
 
 @_jit(nb.boolean(i64[::1], i64, i64, nb.boolean, u32[::1], i32[::1], i32[::1], i64[::1]))
 def drift_code(labels, n_classes, halve_bits, decoding, words, starts, freqs, sizes):
     """Label method 2 with halving exponent ``halve_bits``, either way (see _drift_run)."""
     return _drift_run(labels, n_classes, halve_bits, decoding, words, starts, freqs, sizes)
+
+
+# --- label method 5 (FORMAT.md §6.5): order 0 and order 1, mixed ---------------------------
+# Two estimates of the next label: order 0 (counts halving at 2^h0) and order 1 (counts in the
+# previous label's context halving at 2^h1, with the order-0 estimate as a prior worth
+# MIX_PRIOR observations), mixed with the weight w of the order-1 estimate, which follows its
+# posterior.  The table is computed per label in integers; the decoder stops at the symbol.
+
+
+@_jit()
+def _mix_run(labels, n_classes, h0, h1, decoding, words, starts, freqs, sizes):
+    """Label method 5's model, shared by encoder and decoder; False on a bad stream."""
+    n = labels.shape[0]
+    big_c = np.int64(n_classes)
+    spread = np.int64(ADAPTIVE_M) - big_c
+    one_w = np.int64(1) << S.MIX_WEIGHT_BITS
+    prior = np.int64(S.MIX_PRIOR)
+    c0 = np.zeros(n_classes, dtype=np.int64)
+    c1 = np.zeros((n_classes + 1, n_classes), dtype=np.int64)  # context n_classes: the block's start
+    t1 = np.zeros(n_classes + 1, dtype=np.int64)
+    t0 = np.int64(0)
+    w = one_w >> 1
+    ctx, m = n_classes, 0
+    wpad, x, pos, n_words = _stream_open(words, decoding)
+    for i in range(n):
+        if pos > n_words:
+            return False
+        big_a = 2 * t0 + big_c  # order 0: (2 c0_s + 1) / A
+        t1s = t1[ctx] + prior  # order 1: (c1_s A + P (2 c0_s + 1)) / ((T1 + P) A)
+        total = (t1s * big_a) << S.MIX_WEIGHT_BITS  # the sum of the numerators below
+        shift = max(_bitlen(np.uint64(total)) - S.MIX_SCALE_BITS, 0)
+        scale = (spread << 32) // (total >> shift)
+        slot = np.int64(x & ADAPTIVE_MASK) if decoding else np.int64(0)
+        label = np.int64(-1) if decoding else labels[i]
+        start = np.int64(0)
+        f = np.int64(0)
+        num = np.int64(0)
+        b = np.int64(0)
+        for s in range(n_classes):
+            a = 2 * c0[s] + 1
+            b = c1[ctx, s] * big_a + prior * a
+            num = (one_w - w) * t1s * a + w * b
+            f = ADAPTIVE_M - start if s == n_classes - 1 else 1 + (((num >> shift) * scale) >> 32)
+            if (slot < start + f) if decoding else (s == label):
+                label = s
+                break
+            start += f
+        if decoding:
+            x = _rans_take(x, f, start, slot, S.ADAPTIVE_BITS)
+            x, pos = _renorm(x, wpad, pos, n_words)
+            labels[i] = label
+        else:
+            starts[m] = start
+            freqs[m] = f
+            m += 1
+        # the order-1 weight follows its posterior share of the label's probability
+        post = ((w * b) << S.MIX_WEIGHT_BITS) // num
+        w = post - (post >> S.MIX_RATE_SHIFT) + ((one_w >> 1) >> S.MIX_RATE_SHIFT)
+        c0[label] += 1
+        t0 += 1
+        if t0 >= np.int64(1) << h0:
+            t0 = 0
+            for s in range(n_classes):
+                c0[s] = (c0[s] + 1) >> 1
+                t0 += c0[s]
+        c1[ctx, label] += 1
+        t1[ctx] += 1
+        if t1[ctx] >= np.int64(1) << h1:
+            t = np.int64(0)
+            for s in range(n_classes):
+                c1[ctx, s] = (c1[ctx, s] + 1) >> 1
+                t += c1[ctx, s]
+            t1[ctx] = t
+        ctx = label
+    return _stream_close(decoding, x, pos, n_words, m, sizes)
+
+
+@_jit(nb.boolean(i64[::1], i64, i64, i64, nb.boolean, u32[::1], i32[::1], i32[::1], i64[::1]))
+def mix_code(labels, n_classes, h0, h1, decoding, words, starts, freqs, sizes):
+    """Label method 5 with halving exponents h0, h1, either way (see _mix_run)."""
+    return _mix_run(labels, n_classes, h0, h1, decoding, words, starts, freqs, sizes)
 
 
 # --- static rANS (FORMAT.md §7.1): index method 1, label method 1 -----------------------------

@@ -33,6 +33,7 @@ class Method:
     encode: Callable
     decode: Callable
     spec: str  # the FORMAT.md section that defines it
+    max_classes: int = S.MAX_CLASSES  # label methods: the most classes it serves (the encoder tries it up to this)
 
 
 METHODS: tuple[Method, ...] = (
@@ -50,6 +51,8 @@ METHODS: tuple[Method, ...] = (
            _context.labels_context_encode, _context.labels_context_decode, "§6.3"),
     Method("label", S.LABEL_CONTEXT_FOLDERS, "context-folders", False, True,
            _context.labels_context_encode, _context.labels_context_decode, "§6.4"),
+    Method("label", S.LABEL_MIX, "mix", False, False,
+           _context.labels_mix_encode, _context.labels_mix_decode, "§6.5", S.MIX_MAX_CLASSES),
 )
 
 KINDS = ("index", "label")
@@ -72,12 +75,12 @@ def method_name(kind: str, method_id: int) -> str:
 ADAPTIVE_MIN_SAVING = 0.01
 
 
-def candidates(kind: str, allowed, folders: bool) -> list[Method]:
+def candidates(kind: str, allowed, folders: bool, n_classes: int = 1) -> list[Method]:
     """The methods the encoder tries for ``kind``: ``allowed`` ids (None: all), the folder
-    methods only with a layout."""
+    methods only with a layout, the label methods that serve ``n_classes``."""
     table = BY_KIND[kind]
     ids = sorted(table) if allowed is None else list(allowed)
-    return [table[i] for i in ids if folders or not table[i].folders]
+    return [table[i] for i in ids if (folders or not table[i].folders) and n_classes <= table[i].max_classes]
 
 
 def choose(coded: list[tuple[Method, bytes]]) -> tuple[Method, bytes]:

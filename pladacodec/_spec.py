@@ -51,6 +51,7 @@ LABEL_IID = 1  # static: the block's label histogram + ranks (§6.1)
 LABEL_DRIFT = 2  # adaptive order 0 whose counts halve at 2^h (§6.2)
 LABEL_CONTEXT = 3  # adaptive: candidate ranks in skip / mode / run contexts, jumps as run boundaries (§6.3)
 LABEL_CONTEXT_FOLDERS = 4  # LABEL_CONTEXT with the layout's folder changes as run boundaries (§6.4)
+LABEL_MIX = 5  # adaptive: order 0 and order 1 (the previous label) mixed by a learned weight (§6.5)
 
 # --- FORMAT.md §5.1 Golomb parameters ------------------------------------------
 GOLOMB_PARAMS_FORMAT = "<BI"  # remainder width b, continuation probability a / 2**32
@@ -117,6 +118,16 @@ DRIFT_MIN_BITS = 4
 DRIFT_MAX_BITS = 16
 DRIFT_WEIGHT = 2  # w_s = 2 * count_s + 1
 DRIFT_STEP_SHIFT = 5  # rebuild points double up to 2^max(h - 5, 0), then grow by it
+
+# --- FORMAT.md §6.5 Mix ---------------------------------------------------------------------
+MIX_PARAMS_FORMAT = "<B"  # (h0 - MIX_MIN_BITS) << 4 | (h1 - MIX_MIN_BITS): the halving exponents
+MIX_MIN_BITS = 4
+MIX_MAX_BITS = 12
+MIX_MAX_CLASSES = 64  # a table is computed per label: the method serves small label sets only
+MIX_PRIOR = 8  # an order-1 context's prior (the order-0 estimate) counts as 8 observations
+MIX_WEIGHT_BITS = 16  # the order-1 model's weight w / 2^16
+MIX_RATE_SHIFT = 6  # w <- posterior - posterior / 2^6 + 2^15 / 2^6
+MIX_SCALE_BITS = 24  # the mixture's numerators are shifted below 2^24 before they are scaled to 2^15
 
 # --- FORMAT.md §8 Limits every reader enforces ----------------------------------
 MAX_N_REFERENCE = 1 << 40

@@ -355,6 +355,8 @@ def golden_cases() -> dict[str, Callable[[], tuple]]:
         "label-iid-many": _many_labels_case,
         "label-drift-c10": _clustered_case(10, 7, i.INDEX_CONTEXT, c.LABEL_DRIFT),
         "label-drift-c300": _clustered_case(300, 8, i.INDEX_CONTEXT, c.LABEL_DRIFT),
+        "label-mix-c10": _clustered_case(10, 7, i.INDEX_CONTEXT, c.LABEL_MIX),
+        "label-mix-c64": _clustered_case(64, 12, i.INDEX_CONTEXT, c.LABEL_MIX),
         "label-context-c10": _clustered_case(10, 7, i.INDEX_CONTEXT, c.LABEL_CONTEXT),
         "label-context-c100": _clustered_case(100, 9, i.INDEX_CONTEXT, c.LABEL_CONTEXT),
         "label-context-c300": _clustered_case(300, 8, i.INDEX_CONTEXT, c.LABEL_CONTEXT),

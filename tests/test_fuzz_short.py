@@ -61,14 +61,14 @@ def test_in_memory_seeds_cover_every_method_pair():
 
 
 def test_committed_seed_set_is_small_and_valid():
-    """Only a small seed set is committed (the rest is built in memory): at most 20 files, each
-    under 4 KB, the names make_corpus gives it, every method pair, each a valid 2.0 file that the
+    """Only a small seed set is committed (the rest is built in memory): one file per method pair
+    and the special shapes, each under 4 KB, the names make_corpus gives it, every method pair, each a valid 2.0 file that the
     fuzzer's parser round-trips.  (Byte identity with today's encoder is not required: a seed is
     a starting point; ``make_corpus.py --check`` tells when it is stale.)"""
     on_disk = {p.name: p.read_bytes() for p in make_corpus.CORPUS_DIR.glob("*.plada")}
     assert sorted(on_disk) == sorted(make_corpus.seed_set()), "run: python tests/fuzzers/make_corpus.py"
     assert sorted(p.name for p in make_corpus.CORPUS_DIR.iterdir()) == sorted(on_disk)  # nothing else there
-    assert len(on_disk) <= 20
+    assert len(on_disk) == len(make_corpus.method_pairs()) + len(make_corpus.SEED_SPECIAL)  # 15 + 7
     assert max(len(d) for d in on_disk.values()) < make_corpus.SEED_MAX_BYTES
     pairs_on_disk = set()
     for data in on_disk.values():

@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import pladacodec
+from pladacodec import _methods
 from pladacodec import _spec as S
 
 from common import (
@@ -71,6 +72,10 @@ def test_roundtrip_forced_method(index_method, label_method, task, block_entries
     forced = dict(index_methods=[index_method], label_methods=[label_method], block_entries=block_entries)
     if is_folder_method("index", index_method) or is_folder_method("label", label_method):
         forced["folders"] = synthetic_folders(task.n_reference)
+    if task.k and task.n_classes > _methods.method("label", label_method).max_classes:
+        with pytest.raises(pladacodec.PladaEncodeError, match="classes"):
+            pladacodec.encode(task.indices, task.labels, task.n_reference, n_classes=task.n_classes, **forced)
+        return
     blob = check_roundtrip(task.indices, task.labels, task.n_reference, task.n_classes, **forced)
     if task.k:
         assert methods_used(blob, forced.get("folders")) == ({index_method}, {label_method})

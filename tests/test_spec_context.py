@@ -1,6 +1,6 @@
-"""FORMAT.md §5.2, §5.3, §6.2-§6.4 and §7.2 read literally: an independent decoder of the adaptive
+"""FORMAT.md §5.2, §5.3, §6.2-§6.5 and §7.2 read literally: an independent decoder of the adaptive
 rANS stream and of every adaptive model (index 2 "context", 3 "context-folders"; label 2 "drift",
-3 "context", 4 "context-folders"), in plain Python integers, checked against every golden file
+3 "context", 4 "context-folders", 5 "mix"), in plain Python integers, checked against every golden file
 (with test_spec_static.py's container and static decoders) and against what the encoder writes.
 
 Nothing here imports the library's coders or kernels (pladacodec only *writes* the inputs of the
@@ -397,8 +397,53 @@ def label_context(section: Cursor, count: int, n_classes: int, skips: list[int],
     return labels
 
 
+# --- §6.5 mix -----------------------------------------------------------------------------------
+
+
+def label_mix(section: Cursor, count: int, n_classes: int, skips, base: int, starts) -> list[int]:
+    need(n_classes <= 64, "method 5 serves at most 64 classes")
+    p = section.u8()
+    h0, h1 = 4 + (p >> 4), 4 + (p & 15)
+    need(h0 <= 12 and h1 <= 12, "halving exponents")
+    stream = Stream(section.words_to_end())
+    c = n_classes
+    c0, t0 = [0] * c, 0
+    c1, t1 = [[0] * c for _ in range(c + 1)], [0] * (c + 1)
+    w, u = 1 << 15, c
+    labels = []
+    for _ in range(count):
+        big_a, t = 2 * t0 + c, t1[u] + 8
+        a = [2 * c0[s] + 1 for s in range(c)]
+        b = [c1[u][s] * big_a + 8 * a[s] for s in range(c)]
+        n = [((1 << 16) - w) * t * a[s] + w * b[s] for s in range(c)]
+        total = (t * big_a) << 16
+        assert sum(n) == total
+        sh = max(total.bit_length() - 24, 0)
+        scale = ((M - c) << 32) // (total >> sh)
+        freq = [1 + (((n[s] >> sh) * scale) >> 32) for s in range(c - 1)]
+        freq.append(M - sum(freq))
+        cum = [sum(freq[:s]) for s in range(c)]
+        y = stream.decode(freq, cum)
+        labels.append(y)
+        post = ((w * b[y]) << 16) // n[y]
+        w = post - (post >> 6) + ((1 << 15) >> 6)
+        c0[y] += 1
+        t0 += 1
+        if t0 >= 1 << h0:
+            c0 = [(v + 1) >> 1 for v in c0]
+            t0 = sum(c0)
+        c1[u][y] += 1
+        t1[u] += 1
+        if t1[u] >= 1 << h1:
+            c1[u] = [(v + 1) >> 1 for v in c1[u]]
+            t1[u] = sum(c1[u])
+        u = y
+    stream.finish()
+    return labels
+
+
 ALL_INDEX = {**INDEX_DECODERS, 2: index_context, 3: index_context}
-ALL_LABEL = {**LABEL_DECODERS, 2: label_drift, 3: label_context, 4: label_context}
+ALL_LABEL = {**LABEL_DECODERS, 2: label_drift, 3: label_context, 4: label_context, 5: label_mix}
 
 
 def decode_all(data: bytes, starts=None):
@@ -471,11 +516,13 @@ SELECTIONS = {
     "uniform-c20": lambda: uniform(20, 4),
     "uniform-c1000": lambda: uniform(1000, 5),
 }
-PAIRS = [(2, 3), (3, 4), (2, 2), (1, 4), (3, 1)]
+PAIRS = [(2, 3), (3, 4), (2, 2), (1, 4), (3, 1), (2, 5)]
 
 
-@pytest.mark.parametrize("index_method, label_method", PAIRS)
-@pytest.mark.parametrize("selection", list(SELECTIONS))
+@pytest.mark.parametrize(
+    "selection, index_method, label_method",
+    [(sel, i, lab) for sel in SELECTIONS for i, lab in PAIRS if lab != 5 or int(sel.rsplit("-c", 1)[1]) <= 64],
+)  # label method 5 serves at most 64 classes (test_mix_refuses_more_classes)
 def test_spec_decoder_reads_what_the_encoder_writes(selection, index_method, label_method):
     """Each adaptive method forced on small structured and uniform selections, several blocks."""
     import pladacodec
@@ -507,3 +554,45 @@ def test_spec_decoder_reads_drift_with_every_halving_regime(h, monkeypatch):
         assert {b.label_method for b in f.blocks} == {2}
         assert {data[b.label.pos] for b in parse(data).blocks} == {h}
         assert got == labels.tolist()
+
+
+@pytest.mark.parametrize("h0, h1", [(4, 12), (12, 4), (6, 6)])
+@pytest.mark.parametrize("n_classes", [1, 2, 10, 64])
+def test_spec_decoder_reads_mix_with_any_exponents(h0, h1, n_classes, monkeypatch):
+    """§6.5 with (h0, h1) forced at the ends of their range, and C from 1 to the limit of 64."""
+    import pladacodec
+    from pladacodec import _context
+
+    monkeypatch.setattr(_context, "mix_trials", lambda n: ((h0, h1),))
+    monkeypatch.setattr(_context, "MIX_NEIGHBOURS", ((0, 0),))
+    indices, labels, n_reference, _ = SELECTIONS["structured-c100"]()
+    labels = labels % n_classes
+    data = pladacodec.encode(indices, labels, n_reference, n_classes=n_classes, label_methods=[5])
+    f, _, got = decode_all(data)
+    assert {b.label_method for b in f.blocks} == {5}
+    assert {data[b.label.pos] for b in parse(data).blocks} == {(h0 - 4) << 4 | (h1 - 4)}
+    assert got == labels.tolist()
+
+
+def test_mix_refuses_more_classes():
+    """The encoder never tries method 5 beyond 64 classes, refuses it when it is the only one
+    allowed, and a reader refuses a file that claims it with more classes."""
+    import pladacodec
+    from pladacodec.errors import PladaEncodeError, PladaFormatError
+    from common import repair_checksums
+
+    def varint_size(v: int) -> int:
+        return max(1, -(-v.bit_length() // 7))
+
+    indices, labels, n_reference, _ = SELECTIONS["structured-c100"]()
+    data = pladacodec.encode(indices, labels, n_reference, n_classes=100)
+    assert 5 not in {b.label_method for b in parse(data).blocks}
+    with pytest.raises(PladaEncodeError, match="classes"):
+        pladacodec.encode(indices, labels, n_reference, n_classes=100, label_methods=[5])
+    small = pladacodec.encode(indices, labels % 64, n_reference, n_classes=64, label_methods=[5])
+    at = 7 + varint_size(n_reference) + varint_size(len(indices))  # C: the header's third varint (§3)
+    assert small[6] < 128 and small[at] == 64
+    forged = bytearray(small)
+    forged[at] = 65
+    with pytest.raises(PladaFormatError, match="64 classes"):
+        pladacodec.decode(repair_checksums(bytes(forged), pladacodec.inspect(small).layout))

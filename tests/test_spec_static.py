@@ -27,7 +27,7 @@ LEGACY_MAGIC = b"\x89PLADA\r\n"
 MAX_N = 1 << 40
 MAX_BLOCK = 1 << 20
 INDEX_METHODS = {1: "golomb", 2: "context", 3: "context-folders"}  # FORMAT.md §4's table
-LABEL_METHODS = {1: "iid", 2: "drift", 3: "context", 4: "context-folders"}
+LABEL_METHODS = {1: "iid", 2: "drift", 3: "context", 4: "context-folders", 5: "mix"}
 FOLDER_METHODS = {("index", 3), ("label", 4)}
 
 

@@ -150,8 +150,8 @@ def test_default_blocks_are_balanced_and_streaming_agrees(tmp_path):
 
 
 def test_methods_for_version_names_every_method_of_2_0():
-    assert pladacodec.methods_for_version("2.0") == {"index_methods": [1, 2], "label_methods": [1, 2, 3]}
-    assert pladacodec.methods_for_version("2.0", folders=True) == {"index_methods": [1, 2, 3], "label_methods": [1, 2, 3, 4]}
+    assert pladacodec.methods_for_version("2.0") == {"index_methods": [1, 2], "label_methods": [1, 2, 3, 5]}
+    assert pladacodec.methods_for_version("2.0", folders=True) == {"index_methods": [1, 2, 3], "label_methods": [1, 2, 3, 4, 5]}
     with pytest.raises(pladacodec.PladaEncodeError, match="2.0"):
         pladacodec.methods_for_version("1.5")
 
