@@ -459,6 +459,21 @@ def _rebuild(counts, seen, nxt, freq, cum, lut, c, pfreq, pc, with_lut, n_sym, r
                 lut[c, j] = np.uint8(s)
 
 
+@_jit(inline=True)
+def _code_step(decoding, x, f, start, slot, wpad, pos, n_words, starts, freqs, m):
+    """One symbol of an adaptive stream (§7.2), range [start, start + f) of 2^15: the decoder
+    takes it from the state (``slot``: the state's low bits, which found the symbol) and
+    refills; the encoder records it for rans_flush.  Returns (x, pos, m)."""
+    if decoding:
+        x = _rans_take(x, f, start, slot, S.ADAPTIVE_BITS)
+        x, pos = _renorm(x, wpad, pos, n_words)
+    else:
+        starts[m] = start
+        freqs[m] = f
+        m += 1
+    return x, pos, m
+
+
 @_jit()
 def _rule(strength, young):
     """A rebuild rule of §7.2 as _rebuild takes it: (strength, halve at 2^16, step 1,024, young)."""
@@ -623,23 +638,13 @@ def geo_survivals():
 
 
 @_jit()
-def _geo_row(level, n_tok, lo_surv, hi_surv, geo):
+def _geo_row(level, n_tok, lo_surv, hi_surv, geo, weights, cum):
     """geo[level] <- the level's geometric skip law over n_tok tokens quantised to 2^15 (the last
-    token takes the tail); built when the level's parent is first used."""
-    spread = ADAPTIVE_M - n_tok
-    total = np.int64(0)
+    token takes the tail) by §7.1's rule; built when the level's parent is first used
+    (``weights``, ``cum``: work space of n_tok and n_tok + 1)."""
     for t in range(n_tok):
-        total += max(lo_surv[level, t] - (hi_surv[level, t] if t < n_tok - 1 else 0), 0)
-    used = 0
-    best = 0
-    for t in range(n_tok):
-        m = max(lo_surv[level, t] - (hi_surv[level, t] if t < n_tok - 1 else 0), 0)
-        f = 1 + (m * spread) // total
-        geo[level, t] = f
-        used += f
-        if f > geo[level, best]:
-            best = t
-    geo[level, best] += ADAPTIVE_M - used
+        weights[t] = max(lo_surv[level, t] - (hi_surv[level, t] if t < n_tok - 1 else 0), 0)
+    _static_table(weights, S.ADAPTIVE_BITS, geo[level], cum)
 
 
 @_jit()
@@ -670,6 +675,7 @@ def _gaps_run(skips, n_tok, decoding, words, raw, starts, freqs, sizes, lo_surv,
     p_counts, p_seen, p_nxt, p_freq, p_cum, p_lut = _model_new(np.int64(S.GAP_LEVELS), n_tok, zero, yes)
     g_counts, g_seen, g_nxt, g_freq, g_cum, g_lut = _model_new(one, n_tok, zero, no)
     geo = np.empty((S.GAP_LEVELS, n_tok), dtype=np.int32)  # filled per level on first use
+    geo_weights, geo_cum = np.empty(n_tok, dtype=np.int64), np.empty(n_tok + 1, dtype=np.int32)
     prior = np.empty((S.GAP_LEVELS, n_tok), dtype=np.int32)  # a parent's prior, per level
     ring = np.zeros(S.GAP_WINDOW, dtype=np.uint64)
     window_sum = np.uint64(0)
@@ -703,27 +709,17 @@ def _gaps_run(skips, n_tok, decoding, words, raw, starts, freqs, sizes, lo_surv,
         if p_nxt[level] == 0:
             if g_nxt[0] == 0:
                 _rebuild(g_counts, g_seen, g_nxt, g_freq, g_cum, g_lut, zero, g_freq, none, no, n_tok, rule_obs)
-            _geo_row(level, n_tok, lo_surv, hi_surv, geo)
+            _geo_row(level, n_tok, lo_surv, hi_surv, geo, geo_weights, geo_cum)
             _parent_prior(level, n_tok, geo, g_freq, prior)
             _rebuild(p_counts, p_seen, p_nxt, p_freq, p_cum, p_lut, level, prior, level, yes, n_tok, rule_parent)
         own = seen[c] >= S.CHILD_MIN
+        slot = np.int64(x & ADAPTIVE_MASK)
         if decoding:
-            slot = np.int64(x & ADAPTIVE_MASK)
-            if own:
-                tok = _find(cum, lut, c, slot)
-                x = _rans_take(x, freq[c, tok], cum[c, tok], slot, S.ADAPTIVE_BITS)
-            else:
-                tok = _find(p_cum, p_lut, level, slot)
-                x = _rans_take(x, p_freq[level, tok], p_cum[level, tok], slot, S.ADAPTIVE_BITS)
-            x, pos = _renorm(x, wpad, pos, n_words)
+            tok = _find(cum, lut, c, slot) if own else _find(p_cum, p_lut, level, slot)
+        if own:
+            x, pos, m = _code_step(decoding, x, freq[c, tok], cum[c, tok], slot, wpad, pos, n_words, starts, freqs, m)
         else:
-            if own:
-                starts[m] = cum[c, tok]
-                freqs[m] = freq[c, tok]
-            else:
-                starts[m] = p_cum[level, tok]
-                freqs[m] = p_freq[level, tok]
-            m += 1
+            x, pos, m = _code_step(decoding, x, p_freq[level, tok], p_cum[level, tok], slot, wpad, pos, n_words, starts, freqs, m)
         # adapt: child, grandparent, parent, then rebuild the child if due
         counts[c, tok] += 1
         seen[c] += 1
@@ -877,16 +873,11 @@ def _labels_run(labels, skips, n_classes, decoding, words, starts, freqs, sizes,
             if q_nxt[pc] == 0:
                 _rebuild_inline(q_counts, q_seen, q_nxt, q_freq, q_cum, pc, q_freq, none, r_sym, rule_obs)
             _rebuild_inline(r_counts, r_seen, r_nxt, r_freq, r_cum, c, q_freq, pc, r_sym, rule_rank)
+        slot = np.int64(x & ADAPTIVE_MASK)
         if decoding:
-            slot = np.int64(x & ADAPTIVE_MASK)
             # r = how many of the (increasing) bounds cum[c, 1..3] lie at or below the slot
             r = np.int64(r_cum[c, 1] <= slot) + np.int64(r_cum[c, 2] <= slot) + np.int64(r_cum[c, 3] <= slot)
-            x = _rans_take(x, r_freq[c, r], r_cum[c, r], slot, S.ADAPTIVE_BITS)
-            x, pos = _renorm(x, wpad, pos, n_words)
-        else:
-            starts[m] = r_cum[c, r]
-            freqs[m] = r_freq[c, r]
-            m += 1
+        x, pos, m = _code_step(decoding, x, r_freq[c, r], r_cum[c, r], slot, wpad, pos, n_words, starts, freqs, m)
         r_counts[c, r] += 1
         r_seen[c] += 1
         q_counts[pc, r] += 1
@@ -924,21 +915,16 @@ def _labels_run(labels, skips, n_classes, decoding, words, starts, freqs, sizes,
                     best = s
             x_freq[best] += ADAPTIVE_M - used
             _cumulate(x_freq, x_cum, n_lo)
+            slot = np.int64(x & ADAPTIVE_MASK)
+            lo = label
             if decoding:
-                slot = np.int64(x & ADAPTIVE_MASK)
                 lo = 0
                 while x_cum[lo + 1] <= slot:
                     lo += 1
-                x = _rans_take(x, x_freq[lo], x_cum[lo], slot, S.ADAPTIVE_BITS)
-                x, pos = _renorm(x, wpad, pos, n_words)
                 label = lo
-            else:
-                lo = label
-                if x_freq[lo] == 0:
-                    return False
-                starts[m] = x_cum[lo]
-                freqs[m] = x_freq[lo]
-                m += 1
+            elif x_freq[lo] == 0:
+                return False
+            x, pos, m = _code_step(decoding, x, x_freq[lo], x_cum[lo], slot, wpad, pos, n_words, starts, freqs, m)
             l_counts[0, lo] += 1
             l_seen[0] += 1
             if l_seen[0] >= l_nxt[0]:
@@ -1054,6 +1040,10 @@ def _drift_run(labels, n_classes, halve_bits, decoding, words, starts, freqs, si
     for i in range(n):
         if pos > n_words:
             return False
+        # The literal coding below repeats label method 3's (its high part, then its low byte):
+        # written once as a helper it decodes 1.5-13x slower, as numba reference-counts the
+        # helper's twelve table arrays at every symbol (measured on the bench rows, both as an
+        # inlined and as a called function).
         label = 0 if decoding else labels[i]
         hi = 0
         if split:  # the high part, in one context
@@ -1149,14 +1139,9 @@ def _mix_run(labels, n_classes, h0, h1, decoding, words, starts, freqs, sizes):
                 label = s
                 break
             start += f
+        x, pos, m = _code_step(decoding, x, f, start, slot, wpad, pos, n_words, starts, freqs, m)
         if decoding:
-            x = _rans_take(x, f, start, slot, S.ADAPTIVE_BITS)
-            x, pos = _renorm(x, wpad, pos, n_words)
             labels[i] = label
-        else:
-            starts[m] = start
-            freqs[m] = f
-            m += 1
         # the order-1 weight follows its posterior share of the label's probability
         post = ((w * b) << S.MIX_WEIGHT_BITS) // num
         w = post - (post >> S.MIX_RATE_SHIFT) + ((one_w >> 1) >> S.MIX_RATE_SHIFT)
@@ -1194,6 +1179,12 @@ def mix_code(labels, n_classes, h0, h1, decoding, words, starts, freqs, sizes):
 def static_table(weights, bits, freq, cum):
     """Quantise positive integer weights to frequencies summing to 2^bits (§7.1); 0, or -1 if
     the alphabet does not fit (every symbol needs a frequency of at least 1)."""
+    return _static_table(weights, bits, freq, cum)
+
+
+@_jit()
+def _static_table(weights, bits, freq, cum):
+    """static_table, for kernels (and the gap model's geometric rows, §5.2)."""
     a = weights.shape[0]
     m = np.int64(1) << bits
     if a < 1 or a >= m:
