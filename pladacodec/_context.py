@@ -182,42 +182,46 @@ def labels_drift_decode(section: Reader, count: int, n_classes: int, indices=Non
 # --- label method 5 (FORMAT.md §6.5): order 0 and order 1, mixed -----------------------------
 # The encoder picks the two halving exponents: a coarse grid, then the neighbours of the best
 # point (how fast the class mix and the label-to-label statistics drift differs from one
-# selection to the next; on the real selections the best h0 ranged over 4-12, h1 over 4-10).
+# selection to the next; on the 47 real selections the best h0 ranged over 4-12, h1 over 4-10).
 
 MIX_COARSE = (5, 7, 9, 11)
-MIX_LARGE_BLOCK = 1 << 16  # above this many labels only the coarse grid's centre and its neighbours
 MIX_NEIGHBOURS = tuple((d0, d1) for d0 in (-1, 0, 1) for d1 in (-1, 0, 1))
+MIX_SEARCH_LABELS = 1 << 16  # a larger block picks (h0, h1) on its first 65,536 labels, then codes them all once
 
 
 def mix_trials(n_labels: int) -> tuple[tuple[int, int], ...]:
-    """The coarse grid of (h0, h1) the encoder tries first for a block of ``n_labels`` labels."""
-    coarse = MIX_COARSE if n_labels <= MIX_LARGE_BLOCK else MIX_COARSE[1:3]
-    return tuple((h0, h1) for h0 in coarse for h1 in coarse)
+    """The coarse grid of (h0, h1) the encoder tries first (the same for any block size)."""
+    return tuple((h0, h1) for h0 in MIX_COARSE for h1 in MIX_COARSE)
+
+
+def _mix_words(labels: np.ndarray, n_classes: int, h0: int, h1: int) -> np.ndarray:
+    words = np.empty(len(labels) + 2, dtype=np.uint32)
+    n_words, _ = _encoded(
+        lambda st, fr, sz: _kernels.mix_code(labels, n_classes, h0, h1, False, words, st, fr, sz), len(labels), 1, words
+    )
+    return words[:n_words]
 
 
 def labels_mix_encode(labels: np.ndarray, n_classes: int, indices=None, base: int = 0, folders=None) -> bytes:
+    """u8 (h0 - 4) << 4 | (h1 - 4), then the words: the grid of mix_trials, then the best
+    point's neighbours, each coded in full (on a large block: on its first labels only)."""
     if n_classes > S.MIX_MAX_CLASSES:
         raise PladaEncodeError(f"label method 5 serves at most {S.MIX_MAX_CLASSES} classes, not {n_classes:,}")
     labels = np.ascontiguousarray(labels, dtype=np.int64)
-    words = np.empty(len(labels) + 2, dtype=np.uint32)
+    sample = labels[:MIX_SEARCH_LABELS]
     tried: dict[tuple[int, int], np.ndarray] = {}
 
-    def trial(h0: int, h1: int) -> None:
-        if (h0, h1) in tried or not (S.MIX_MIN_BITS <= min(h0, h1) and max(h0, h1) <= S.MIX_MAX_BITS):
-            return
-        n_words, _ = _encoded(
-            lambda st, fr, sz: _kernels.mix_code(labels, n_classes, h0, h1, False, words, st, fr, sz), len(labels), 1, words
-        )
-        tried[h0, h1] = words[:n_words].copy()
+    def best_of(points) -> tuple[int, int]:
+        for h0, h1 in points:
+            if (h0, h1) not in tried and S.MIX_MIN_BITS <= min(h0, h1) and max(h0, h1) <= S.MIX_MAX_BITS:
+                tried[h0, h1] = _mix_words(sample, n_classes, h0, h1)
+        return min(tried, key=lambda hh: (len(tried[hh]), hh))
 
-    for h0, h1 in mix_trials(len(labels)):
-        trial(h0, h1)
-    h0, h1 = min(tried, key=lambda hh: (len(tried[hh]), hh))
-    for d0, d1 in MIX_NEIGHBOURS:  # then the best point's neighbours
-        trial(h0 + d0, h1 + d1)
-    h0, h1 = min(tried, key=lambda hh: (len(tried[hh]), hh))
-    params = (h0 - S.MIX_MIN_BITS) << 4 | (h1 - S.MIX_MIN_BITS)
-    return struct.pack(S.MIX_PARAMS_FORMAT, params) + tried[h0, h1].astype(_U32, copy=False).tobytes()
+    h0, h1 = best_of(mix_trials(len(labels)))
+    best = best_of([(h0 + d0, h1 + d1) for d0, d1 in MIX_NEIGHBOURS])
+    words = tried[best] if len(sample) == len(labels) else _mix_words(labels, n_classes, *best)
+    params = (best[0] - S.MIX_MIN_BITS) << 4 | (best[1] - S.MIX_MIN_BITS)
+    return struct.pack(S.MIX_PARAMS_FORMAT, params) + words.astype(_U32, copy=False).tobytes()
 
 
 def labels_mix_decode(section: Reader, count: int, n_classes: int, indices=None, base: int = 0, folders=None) -> np.ndarray:

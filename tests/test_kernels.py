@@ -417,3 +417,19 @@ def test_the_installed_ahead_of_time_module_serves_every_entry_point():
     assert module is not None
     for kernel in _kernels._ENTRY_POINTS:
         assert kernel.compile() is getattr(module, kernel.py_func.__name__), kernel.py_func.__name__
+
+
+def test_mix_on_a_block_larger_than_its_search_sample():
+    """Label method 5 picks (h0, h1) on a block's first MIX_SEARCH_LABELS labels, then codes the
+    whole block with them: the section still decodes exactly, and names the chosen exponents."""
+    from pladacodec import _context
+    from pladacodec._bytes import Reader
+
+    rng = np.random.default_rng(5)
+    n = _context.MIX_SEARCH_LABELS + 4_321
+    labels = rng.integers(0, 7, n).astype(np.int64)
+    labels = np.where(rng.random(n) < 0.6, np.roll(labels, 1), labels)  # an order-1 structure
+    section = _context.labels_mix_encode(labels, 7)
+    h0, h1 = (section[0] >> 4) + 4, (section[0] & 15) + 4
+    assert 4 <= min(h0, h1) and max(h0, h1) <= 12
+    assert np.array_equal(_context.labels_mix_decode(Reader(section), n, 7), labels)
