@@ -1126,6 +1126,8 @@ def _mix_run(labels, n_classes, h0, h1, decoding, words, starts, freqs, sizes):
         scale = (spread << 32) // (total >> shift)
         slot = np.int64(x & ADAPTIVE_MASK) if decoding else np.int64(0)
         label = np.int64(-1) if decoding else labels[i]
+        if not decoding and not 0 <= label < n_classes:
+            return False
         start = np.int64(0)
         f = np.int64(0)
         num = np.int64(0)
