@@ -380,6 +380,16 @@ def _find(cum, lut, c, slot):
 
 
 @_jit()
+def _halve(counts, n):
+    """Halve the first n counts, rounding up (``(c + 1) >> 1``, §7.2 and §6.5); their new sum."""
+    total = np.int64(0)
+    for s in range(n):
+        counts[s] = (counts[s] + 1) >> 1
+        total += counts[s]
+    return total
+
+
+@_jit()
 def _model_new(n_ctx, n_sym, first, with_lut):
     """Adaptive tables for n_ctx contexts over n_sym symbols; a context is first built when its
     ``seen`` reaches ``first`` (0: on first use).  Without ``with_lut`` the slot table is a
@@ -406,10 +416,7 @@ def _quantise(counts, seen, nxt, freq, cum, c, pfreq, pc, n_sym, rule):
     for s in range(n_sym):
         total += np.int64(counts[c, s])
     if total >= halve_at:
-        total = 0
-        for s in range(n_sym):
-            counts[c, s] = (counts[c, s] + 1) >> 1
-            total += counts[c, s]
+        total = _halve(counts[c], n_sym)
     spread = m - n_sym
     if pc >= 0:
         denom = S.OBSERVATION_WEIGHT * m * (total + strength)
@@ -1150,18 +1157,11 @@ def _mix_run(labels, n_classes, h0, h1, decoding, words, starts, freqs, sizes):
         c0[label] += 1
         t0 += 1
         if t0 >= np.int64(1) << h0:
-            t0 = 0
-            for s in range(n_classes):
-                c0[s] = (c0[s] + 1) >> 1
-                t0 += c0[s]
+            t0 = _halve(c0, n_classes)
         c1[ctx, label] += 1
         t1[ctx] += 1
         if t1[ctx] >= np.int64(1) << h1:
-            t = np.int64(0)
-            for s in range(n_classes):
-                c1[ctx, s] = (c1[ctx, s] + 1) >> 1
-                t += c1[ctx, s]
-            t1[ctx] = t
+            t1[ctx] = _halve(c1[ctx], n_classes)
         ctx = label
     return _stream_close(decoding, x, pos, n_words, m, sizes)
 
